@@ -1,0 +1,248 @@
+//! The BLIS loop nest around a microkernel, and how threads share it.
+//!
+//! ```text
+//! loop 5  jc: split n into NC-wide blocks            (B block lives in L3)
+//!  loop 4  pc: split k into KC-deep blocks; pack B    (shared by all threads)
+//!   loop 3  ic: split m into MC-tall blocks; pack A   (per thread, lives in L2)
+//!    loop 2  jr: NR-wide micro-panels of B            (one lives in L1)
+//!     loop 1  ir: MR-tall micro-panels of A -> microkernel
+//! ```
+//!
+//! Threads split loop 3 (the macro tiles), or loop 2 when m has too few MC
+//! blocks to go round (AlexNet's 64-row im2col products). Products whose k
+//! dwarfs m and n (the MNIST gradient X^T * D, k = 60000) instead split k:
+//! each thread streams its own half of the big operand once into a private C,
+//! and the partial results are summed, so there is no barrier per KC block.
+//! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
+//! costs more than it saves there.
+
+use super::kernel::Kernel;
+use super::pack::View;
+use rayon::prelude::*;
+use std::cell::Cell;
+use std::thread::LocalKey;
+
+/// Below this many flops (2mnk) a product runs on one thread (~40 us of work).
+const PARALLEL_MIN_FLOPS: usize = 1 << 23;
+
+/// The largest MR * NR of any kernel (for the edge-tile scratch buffer).
+const MAX_TILE: usize = 512;
+
+/// One product `C = alpha * op(A) * op(B) + beta * C`, operands already
+/// resolved to strided views; C is row-major with row stride `ldc`.
+#[derive(Clone, Copy)]
+pub(crate) struct Problem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub a: View,
+    pub b: View,
+    pub beta: f32,
+    pub c: *mut f32,
+    pub ldc: usize,
+}
+
+// Safety: threads write disjoint tiles of C; see `run_blocked`.
+unsafe impl Send for Problem {}
+unsafe impl Sync for Problem {}
+
+pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
+    if p.m == 0 || p.n == 0 {
+        return;
+    }
+    if p.k == 0 || p.alpha == 0.0 {
+        scale_c(&p);
+        return;
+    }
+    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    if threads > 1 && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
+        run_split_k::<K>(p, threads)
+    } else {
+        run_blocked::<K>(p, threads)
+    }
+}
+
+/// `C = beta * C`, never reading C when beta is zero.
+unsafe fn scale_c(p: &Problem) {
+    for i in 0..p.m {
+        let row = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
+        if p.beta == 0.0 {
+            row.fill(0.0);
+        } else if p.beta != 1.0 {
+            row.iter_mut().for_each(|x| *x *= p.beta);
+        }
+    }
+}
+
+/// Split `total` into the fewest blocks of at most `max`, of equal size
+/// rounded up to a multiple of `unit`, with a block count divisible by `ways`.
+fn balanced_block(total: usize, max: usize, unit: usize, ways: usize) -> usize {
+    let blocks = total.div_ceil(max).next_multiple_of(ways.max(1));
+    total.div_ceil(blocks).next_multiple_of(unit).max(unit)
+}
+
+unsafe fn run_split_k<K: Kernel>(p: Problem, threads: usize) {
+    let part = balanced_block(p.k, p.k.div_ceil(threads), K::KC, 1);
+    let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
+    // Part 0 writes C itself (with beta); the others fill private buffers.
+    let partials: Vec<Vec<f32>> = parts
+        .par_iter()
+        .enumerate()
+        .map(|(t, &(k0, kp))| {
+            let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+            let a = View { ptr: p.a.at(0, k0), ..p.a };
+            let b = View { ptr: p.b.at(k0, 0), ..p.b };
+            if t == 0 {
+                run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
+                Vec::new()
+            } else {
+                let mut buf = vec![0.0f32; p.m * p.n];
+                let c = buf.as_mut_ptr();
+                run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
+                buf
+            }
+        })
+        .collect();
+    for part in partials.iter().skip(1) {
+        for (i, src) in part.chunks_exact(p.n).enumerate() {
+            let dst = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        }
+    }
+}
+
+/// How much of L2 (1 MiB per core on the CI machine) a packed A block may
+/// fill when the blocking is chosen for streaming rather than reuse.
+const STREAM_A_BYTES: usize = 384 * 1024;
+
+/// Block sizes (kc, mc, nc) for one product.
+///
+/// With a single B panel (n <= NR: the 10 MNIST classes) B is tiny and A is
+/// used once, so the product is a stream over A and the blocks are shaped
+/// to read A in memory order: whole rows of a row-major A (kc = k), or whole
+/// columns of a transposed one (mc = m). Otherwise the kernel's cache blocking
+/// applies.
+fn blocking<K: Kernel>(p: &Problem, threads: usize) -> (usize, usize, usize) {
+    let nc = balanced_block(p.n, K::NC, K::NR, 1);
+    let (kc_max, mc_max) = if p.n > K::NR {
+        (K::KC, K::MC)
+    } else if p.a.cs == 1 {
+        let kc = p.k.min(STREAM_A_BYTES / 4 / K::MR / 4);
+        (kc, (STREAM_A_BYTES / 4 / kc).max(K::MR))
+    } else {
+        let mc = p.m.min(STREAM_A_BYTES / 4 / 64);
+        ((STREAM_A_BYTES / 4 / mc).max(64), mc)
+    };
+    let kc = balanced_block(p.k, kc_max, 1, 1);
+    let mc = balanced_block(p.m, mc_max, K::MR, threads);
+    (kc, mc, nc)
+}
+
+unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
+    let (kc_max, mc_max, nc_max) = blocking::<K>(&p, threads);
+    let m_blocks = p.m.div_ceil(mc_max);
+    with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
+        for jc in (0..p.n).step_by(nc_max) {
+            let nc = nc_max.min(p.n - jc);
+            let panels = nc.div_ceil(K::NR);
+            // Split loop 2 as well when loop 3 alone cannot feed every thread.
+            let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
+            for pc in (0..p.k).step_by(kc_max) {
+                let kc = kc_max.min(p.k - pc);
+                let bpack = &mut bbuf[..panels * K::NR * kc];
+                let pack = |(s, panel): (usize, &mut [f32])| {
+                    let j0 = s * K::NR;
+                    let bv = View { ptr: p.b.at(pc, jc), ..p.b };
+                    K::pack_b_panel(panel, bv, j0, K::NR.min(nc - j0), kc);
+                };
+                if threads > 1 && panels >= 4 {
+                    bpack.par_chunks_mut(K::NR * kc).enumerate().for_each(pack);
+                } else {
+                    bpack.chunks_mut(K::NR * kc).enumerate().for_each(pack);
+                }
+                let bpack: &[f32] = bpack;
+                // The first KC block applies beta; later ones accumulate.
+                let beta = if pc == 0 { p.beta } else { 1.0 };
+                let task = |t: usize| {
+                    let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+                    let (ib, js) = (t / n_split, t % n_split);
+                    let ic = ib * mc_max;
+                    let mc = mc_max.min(p.m - ic);
+                    let per = panels.div_ceil(n_split);
+                    let (s0, s1) = (js * per, ((js + 1) * per).min(panels));
+                    if s0 >= s1 {
+                        return;
+                    }
+                    with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
+                        K::pack_a(apack, View { ptr: p.a.at(ic, pc), ..p.a }, mc, kc);
+                        let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
+                        macro_kernel::<K>(&tile, apack, bpack, s0..s1);
+                    });
+                };
+                let tasks = m_blocks * n_split;
+                if threads > 1 && tasks > 1 {
+                    (0..tasks).into_par_iter().for_each(task);
+                } else {
+                    (0..tasks).for_each(task);
+                }
+            }
+        }
+    });
+}
+
+/// Loops 2 and 1 over one packed A block and the B panels `panels`.
+unsafe fn macro_kernel<K: Kernel>(t: &Problem, apack: &[f32], bpack: &[f32], panels: std::ops::Range<usize>) {
+    assert!(K::MR * K::NR <= MAX_TILE);
+    for s in panels {
+        let j0 = s * K::NR;
+        let cols = K::NR.min(t.n - j0);
+        let bp = bpack.as_ptr().add(s * K::NR * t.k);
+        for r in 0..t.m.div_ceil(K::MR) {
+            let i0 = r * K::MR;
+            let rows = K::MR.min(t.m - i0);
+            let ap = apack.as_ptr().add(r * K::MR * t.k);
+            let cp = t.c.add(i0 * t.ldc + j0);
+            if rows == K::MR && cols == K::NR {
+                K::tile(t.k, t.alpha, ap, bp, t.beta, cp, t.ldc);
+            } else {
+                // Edge tile: compute the whole tile into scratch, copy the part
+                // that exists. C outside the matrix is never touched.
+                let mut scratch = [0.0f32; MAX_TILE];
+                K::tile(t.k, t.alpha, ap, bp, 0.0, scratch.as_mut_ptr(), K::NR);
+                for i in 0..rows {
+                    let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
+                    let src = &scratch[i * K::NR..i * K::NR + cols];
+                    if t.beta == 0.0 {
+                        dst.copy_from_slice(src);
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static A_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static B_BUF: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Lend `f` a 64-byte-aligned scratch slice of `len` floats from a per-thread
+/// cache. The buffer is taken out while in use, so a nested call on the same
+/// thread (rayon may run another product while this one waits) gets its own.
+fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = key.take();
+    if buf.len() < len + 16 {
+        buf = vec![0.0; len + 16];
+    }
+    let off = buf.as_ptr().align_offset(64).min(16);
+    let r = f(&mut buf[off..off + len]);
+    key.set(buf);
+    r
+}

@@ -1,0 +1,160 @@
+//! Microkernels: the innermost loop of the GEMM, one register-blocked tile.
+//!
+//! A kernel computes `C[0..MR, 0..NR] = alpha * Ap * Bp + beta * C` where `Ap`
+//! is an MR-row panel of A packed k-major (`Ap[p * MR + i]`) and `Bp` an
+//! NR-column panel of B packed k-major (`Bp[p * NR + j]`). Each step `p` loads
+//! one row of `Bp` into NR / WIDTH vector registers, broadcasts each of the MR
+//! values of `Ap`'s column and accumulates MR x NR products in registers. With
+//! `beta == 0` the kernel never reads C (it may hold NaN).
+//!
+//! Each kernel also carries its cache blocking (BLIS names, see `driver.rs`).
+//! The numbers are chosen for this project's CI machine (AMD EPYC, Zen 5
+//! family 26: 48 KiB L1d and 1 MiB L2 per core, 32 MiB shared L3), and are
+//! sensible on Zen 3 / Skylake-class parts too:
+//! - KC: one B micro-panel (KC x NR) must stay in L1 while A micro-panels
+//!   stream past it, so KC * NR * 4 bytes is kept near half of L1.
+//! - MC: the packed A block (MC x KC) lives in L2 and is re-read once per B
+//!   micro-panel, so MC * KC * 4 bytes is kept near a third of L2.
+//! - NC: the packed B block (KC x NC) lives in L3 and is shared by the threads.
+
+use super::lane::{self, Lane};
+use super::pack::{self, View};
+
+/// One microkernel and its blocking. `tile` is `unsafe`: the caller guarantees
+/// the CPU features the kernel needs, and that `a`, `b` and `c` are valid for
+/// the panel and tile sizes.
+pub(crate) trait Kernel: Sync {
+    const NAME: &'static str;
+    const MR: usize;
+    const NR: usize;
+    const KC: usize;
+    const MC: usize;
+    const NC: usize;
+    /// `pack::pack_a` at this kernel's MR (const generics need a literal).
+    unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize);
+    /// `pack::pack_b_panel` at this kernel's NR.
+    unsafe fn pack_b_panel(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize);
+    /// C has row stride `ldc` and unit column stride.
+    unsafe fn tile(
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    );
+}
+
+/// The one microkernel body; `MR` rows by `NV` vectors of lane `L`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
+    k: usize,
+    alpha: f32,
+    mut a: *const f32,
+    mut b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let w = L::WIDTH;
+    // C is touched only after the k loop; start fetching its lines now so the
+    // update does not stall on a cache miss per row.
+    for i in 0..MR {
+        L::prefetch(c.add(i * ldc));
+        L::prefetch(c.add(i * ldc + NV * w - 1));
+    }
+    let mut acc = [[L::zero(); NV]; MR];
+    for _ in 0..k {
+        let mut bv = [L::zero(); NV];
+        for v in 0..NV {
+            bv[v] = L::load(b.add(v * w));
+        }
+        for i in 0..MR {
+            let av = L::splat(*a.add(i));
+            for v in 0..NV {
+                acc[i][v] = acc[i][v].fma(av, bv[v]);
+            }
+        }
+        a = a.add(MR);
+        b = b.add(NV * w);
+    }
+    let alpha = L::splat(alpha);
+    for i in 0..MR {
+        for v in 0..NV {
+            let p = c.add(i * ldc + v * w);
+            let mut r = acc[i][v].mul(alpha);
+            if beta != 0.0 {
+                r = r.fma(L::splat(beta), L::load(p));
+            }
+            r.store(p);
+        }
+    }
+}
+
+/// Declare a kernel: its lane, register block (MR rows by NV vectors), cache
+/// blocking, and the CPU features its `#[target_feature]` wrapper enables.
+macro_rules! kernel {
+    ($(#[$doc:meta])* $name:ident = $label:literal, $lane:ty, [$($feature:literal),*], avx = $avx:literal,
+     mr = $mr:literal, nv = $nv:literal, kc = $kc:literal, mc = $mc:literal, nc = $nc:literal) => {
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl Kernel for $name {
+            const NAME: &'static str = $label;
+            const MR: usize = $mr;
+            const NR: usize = $nv * <$lane as Lane>::WIDTH;
+            const KC: usize = $kc;
+            const MC: usize = $mc;
+            const NC: usize = $nc;
+            // Packing is compiled with the kernel's features too, for wide moves.
+            $(#[target_feature(enable = $feature)])*
+            unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize) {
+                pack::pack_a::<$mr, $avx>(dst, a, mc, kc)
+            }
+            $(#[target_feature(enable = $feature)])*
+            unsafe fn pack_b_panel(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
+                pack::pack_b_panel::<{ $nv * <$lane as Lane>::WIDTH }>(panel, b, j0, cols, kc)
+            }
+            #[inline]
+            unsafe fn tile(k: usize, alpha: f32, a: *const f32, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
+                $(#[target_feature(enable = $feature)])*
+                unsafe fn body(k: usize, alpha: f32, a: *const f32, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, $mr, $nv>(k, alpha, a, b, beta, c, ldc)
+                }
+                body(k, alpha, a, b, beta, c, ldc)
+            }
+        }
+    };
+}
+
+kernel! {
+    /// Portable: 4 x 8 on `wide::f32x8`, compiled for the build target.
+    Portable = "portable", wide::f32x8, [], avx = false, mr = 4, nv = 1, kc = 256, mc = 128, nc = 2048
+}
+
+#[cfg(target_arch = "x86_64")]
+kernel! {
+    /// AVX2 + FMA: 6 x 16, the BLIS Haswell shape (12 accumulators, 2 B
+    /// vectors and a broadcast fill the 16 ymm registers). B micro-panel
+    /// 16 KiB in L1, A block 144 KiB in L2.
+    Avx2Fma = "avx2", lane::Avx2, ["avx2,fma"], avx = true, mr = 6, nv = 2, kc = 256, mc = 144, nc = 4096
+}
+
+#[cfg(target_arch = "x86_64")]
+kernel! {
+    /// AVX-512: 12 x 32 (24 accumulators and 2 B vectors out of 32 zmm;
+    /// broadcasts fold into the FMAs as memory operands). KC is larger than
+    /// the L1 rule suggests: at 2048^3 the traffic of C (read and written once
+    /// per KC block) dominated, and measured KC = 512 beat 192 by ~10 % on two
+    /// threads; the 64 KiB B micro-panel then streams from L2, which keeps up.
+    Avx512 = "avx512", lane::Avx512, ["avx512f"], avx = true, mr = 12, nv = 2, kc = 512, mc = 96, nc = 4096
+}
+
+#[cfg(target_arch = "x86_64")]
+kernel! {
+    /// AVX-512 for narrow products (n <= 16, e.g. the 10 MNIST classes):
+    /// 24 x 16, so a 10-column B wastes 6 lanes rather than 22.
+    Avx512Narrow = "avx512-narrow", lane::Avx512, ["avx512f"], avx = true, mr = 24, nv = 1, kc = 256, mc = 240, nc = 4096
+}

@@ -1,0 +1,136 @@
+//! SIMD lanes: the handful of vector operations a GEMM microkernel needs.
+//!
+//! The microkernel in `kernel.rs` is written once, generic over [`Lane`], and
+//! instantiated for each instruction set. Why not `wide` everywhere? `wide`
+//! chooses its implementation with compile-time `cfg(target_feature)`, so inside
+//! a function enabled at *run time* with `#[target_feature]` it would still emit
+//! baseline SSE code and a separate multiply and add. The fast lanes therefore
+//! speak `core::arch` directly; the portable lane is `wide::f32x8`, which is what
+//! a build without AVX (or on another architecture) runs.
+
+/// A vector of `WIDTH` f32 values. All methods are `unsafe` because the fast
+/// implementations require CPU features that the caller must have checked.
+pub(crate) trait Lane: Copy {
+    const WIDTH: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    /// Unaligned load of `WIDTH` values.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Unaligned store of `WIDTH` values.
+    unsafe fn store(self, p: *mut f32);
+    /// `self + a * b`, fused where the hardware can.
+    unsafe fn fma(self, a: Self, b: Self) -> Self;
+    unsafe fn mul(self, b: Self) -> Self;
+    /// Hint that the cache line at `p` will be read and written soon.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        #[cfg(target_arch = "x86_64")]
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+}
+
+/// Portable lane: `wide::f32x8`.
+impl Lane for wide::f32x8 {
+    const WIDTH: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        wide::f32x8::ZERO
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        wide::f32x8::splat(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8]))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p as *mut [f32; 8], self.to_array())
+    }
+    #[inline(always)]
+    unsafe fn fma(self, a: Self, b: Self) -> Self {
+        a.mul_add(b, self)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, b: Self) -> Self {
+        self * b
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Lane;
+    use std::arch::x86_64::*;
+
+    /// 8 lanes of AVX2 with FMA3. Only used inside `#[target_feature(enable =
+    /// "avx2,fma")]` functions, into which these `inline(always)` bodies fold.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2(__m256);
+
+    impl Lane for Avx2 {
+        const WIDTH: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx2(_mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Avx2(_mm256_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(_mm256_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm256_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: Self, b: Self) -> Self {
+            Avx2(_mm256_fmadd_ps(a.0, b.0, self.0))
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            Avx2(_mm256_mul_ps(self.0, b.0))
+        }
+    }
+
+    /// 16 lanes of AVX-512F. Only used inside `#[target_feature(enable =
+    /// "avx512f")]` functions.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512(__m512);
+
+    impl Lane for Avx512 {
+        const WIDTH: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx512(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Avx512(_mm512_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(_mm512_loadu_ps(p))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            _mm512_storeu_ps(p, self.0)
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: Self, b: Self) -> Self {
+            Avx512(_mm512_fmadd_ps(a.0, b.0, self.0))
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: Self) -> Self {
+            Avx512(_mm512_mul_ps(self.0, b.0))
+        }
+    }
+}

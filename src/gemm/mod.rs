@@ -1,0 +1,199 @@
+//! SGEMM, ours: `C = alpha * op(A) * op(B) + beta * C` on row-major f32.
+//!
+//! The design is BLIS / GotoBLAS: operands are packed into panels
+//! (`pack.rs`), walked by five nested loops blocked for the caches
+//! (`driver.rs`), and the innermost tile is a register-blocked SIMD
+//! microkernel (`kernel.rs`, on the lanes of `lane.rs`) picked at run time
+//! from the CPU's features. `reference.rs` holds the naive triple loop the
+//! tests compare against.
+//!
+//! Read more: Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
+//! Instantiating BLAS Functionality" (ACM TOMS 2015); Goto & van de Geijn,
+//! "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 2008).
+
+mod driver;
+mod kernel;
+mod lane;
+mod pack;
+pub mod reference;
+
+use driver::Problem;
+use kernel::Kernel;
+use pack::View;
+use std::sync::OnceLock;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transpose {
+    No,
+    Yes,
+}
+
+/// Which microkernel family runs the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The fastest this CPU supports (or `NABLA_GEMM_KERNEL` if set).
+    Auto,
+    /// `wide::f32x8`, compiled for the build target: runs anywhere.
+    Portable,
+    /// AVX2 + FMA, detected at run time.
+    Avx2,
+    /// AVX-512F, detected at run time.
+    Avx512,
+}
+
+impl KernelChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Auto => "auto",
+            KernelChoice::Portable => "portable",
+            KernelChoice::Avx2 => "avx2",
+            KernelChoice::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            KernelChoice::Auto | KernelChoice::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every kernel family this CPU can run, slowest first.
+    pub fn available() -> Vec<KernelChoice> {
+        [KernelChoice::Portable, KernelChoice::Avx2, KernelChoice::Avx512]
+            .into_iter()
+            .filter(|k| k.is_available())
+            .collect()
+    }
+
+    /// `Auto` made concrete: `NABLA_GEMM_KERNEL` (portable, avx2, avx512) if
+    /// set and available, else the fastest available.
+    fn resolve(self) -> KernelChoice {
+        if self != KernelChoice::Auto {
+            return self;
+        }
+        static CHOICE: OnceLock<KernelChoice> = OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            let avail = KernelChoice::available();
+            let forced = std::env::var("NABLA_GEMM_KERNEL").ok();
+            forced
+                .and_then(|name| avail.iter().copied().find(|k| k.name() == name))
+                .unwrap_or(*avail.last().expect("portable is always available"))
+        })
+    }
+}
+
+/// Why a product could not run. No product panics on bad arguments.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GemmError {
+    #[error("sgemm: leading dimension of {operand} is {ld} but its stored rows are {row_len} long")]
+    LeadingDimension { operand: &'static str, ld: usize, row_len: usize },
+    #[error("sgemm: {operand} is stored as {rows}x{cols} (leading dimension {ld}), needing {needed} elements, but the slice holds {len}")]
+    TooShort { operand: &'static str, rows: usize, cols: usize, ld: usize, needed: usize, len: usize },
+    #[error("sgemm: kernel '{0}' is not supported by this CPU")]
+    KernelUnavailable(&'static str),
+}
+
+/// Check that a row-major `rows x cols` matrix with leading dimension `ld`
+/// fits in a slice of `len` elements.
+fn check_operand(operand: &'static str, rows: usize, cols: usize, ld: usize, len: usize) -> Result<(), GemmError> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    if ld < cols {
+        return Err(GemmError::LeadingDimension { operand, ld, row_len: cols });
+    }
+    let needed = (rows - 1) * ld + cols;
+    if len < needed {
+        return Err(GemmError::TooShort { operand, rows, cols, ld, needed, len });
+    }
+    Ok(())
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C`, all row-major. `op(A)` is `m x k`
+/// (A is stored `m x k`, or `k x m` when `ta` is `Yes`), `op(B)` is `k x n`,
+/// C is `m x n`; `lda`, `ldb`, `ldc` are the stored row lengths. With
+/// `beta == 0`, C is only written (NaN in C does not leak into the result).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    ta: Transpose,
+    tb: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<(), GemmError> {
+    sgemm_with(KernelChoice::Auto, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+/// [`sgemm`] with an explicit kernel family (tests run every family).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_with(
+    kernel: KernelChoice,
+    ta: Transpose,
+    tb: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<(), GemmError> {
+    let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
+    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
+    check_operand("A", ar, ac, lda, a.len())?;
+    check_operand("B", br, bc, ldb, b.len())?;
+    check_operand("C", m, n, ldc, c.len())?;
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable(kernel.name()));
+    }
+    // Transposes become strides: packing reads op(A) and op(B) directly.
+    let view = |ptr: *const f32, ld: usize, t: Transpose| match t {
+        Transpose::No => View { ptr, rs: ld, cs: 1 },
+        Transpose::Yes => View { ptr, rs: 1, cs: ld },
+    };
+    let p = Problem {
+        m,
+        n,
+        k,
+        alpha,
+        a: view(a.as_ptr(), lda, ta),
+        b: view(b.as_ptr(), ldb, tb),
+        beta,
+        c: c.as_mut_ptr(),
+        ldc,
+    };
+    // Safety: the operands were checked to cover every element the product
+    // touches, and the kernel's CPU features were checked above.
+    unsafe {
+        match kernel.resolve() {
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::Avx512 if n <= <kernel::Avx512Narrow as Kernel>::NR => driver::gemm::<kernel::Avx512Narrow>(p),
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::Avx512 => driver::gemm::<kernel::Avx512>(p),
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::Avx2 => driver::gemm::<kernel::Avx2Fma>(p),
+            _ => driver::gemm::<kernel::Portable>(p),
+        }
+    }
+    Ok(())
+}

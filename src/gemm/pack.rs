@@ -1,0 +1,160 @@
+//! Packing: copy a block of A or B into the order the microkernel reads.
+//!
+//! Packed panels are contiguous and zero-padded to whole MR / NR, so the
+//! kernel never tests for edges and never reads past an operand. Packing also
+//! absorbs transposes and leading dimensions: `op(A)` with any strides packs to
+//! the same layout, which is why the product never needs a transposed copy.
+
+/// A read-only strided matrix: element `(i, j)` is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+// Safety: a View is only read, and the caller of `sgemm` lent us the slice for
+// the whole call.
+unsafe impl Send for View {}
+unsafe impl Sync for View {}
+
+impl View {
+    #[inline(always)]
+    pub unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
+        self.ptr.add(i * self.rs + j * self.cs)
+    }
+}
+
+/// Pack the `mc x kc` block of A at `a` into MR-row panels: panel `r` holds
+/// rows `r*MR..r*MR+MR`, element `(i, p)` at `dst[r*MR*kc + p*MR + i]`.
+/// `AVX` says the caller enabled AVX, so 8 x 8 blocks may be transposed
+/// in registers (LLVM otherwise turns the scatter into slow gathers).
+#[inline(always)]
+pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(dst: &mut [f32], a: View, mc: usize, kc: usize) {
+    let full = mc / MR;
+    let (body, edge) = dst[..mc.div_ceil(MR) * MR * kc].split_at_mut(full * MR * kc);
+    if a.rs == 1 {
+        // Columns of op(A) are contiguous (A is a transposed row-major matrix,
+        // like X in X^T * D): read each stored row once, in memory order, and
+        // deal its MR-float pieces out to the panels.
+        for p in 0..kc {
+            let src = a.at(0, p);
+            for (r, panel) in body.chunks_exact_mut(MR * kc).enumerate() {
+                let piece = std::ptr::read_unaligned(src.add(r * MR) as *const [f32; MR]);
+                panel[p * MR..p * MR + MR].copy_from_slice(&piece);
+            }
+        }
+    } else if a.cs == 1 {
+        // Rows contiguous: read 8 floats of each of MR rows and scatter them
+        // down the panel (a transpose of MR x 8 blocks).
+        for (r, panel) in body.chunks_exact_mut(MR * kc).enumerate() {
+            let rows: [*const f32; MR] = std::array::from_fn(|i| a.at(r * MR + i, 0));
+            let k8 = kc / 8 * 8;
+            #[cfg(target_arch = "x86_64")]
+            if AVX && MR % 8 == 0 {
+                for p in (0..k8).step_by(8) {
+                    for g in (0..MR).step_by(8) {
+                        let out = panel.as_mut_ptr().add(p * MR + g);
+                        transpose8x8(std::array::from_fn(|i| rows[g + i].add(p)), out, MR);
+                    }
+                }
+                for p in k8..kc {
+                    for (i, row) in rows.iter().enumerate() {
+                        panel[p * MR + i] = *row.add(p);
+                    }
+                }
+                continue;
+            }
+            for p in (0..k8).step_by(8) {
+                let out = &mut panel[p * MR..(p + 8) * MR];
+                for (i, row) in rows.iter().enumerate() {
+                    let v = std::ptr::read_unaligned(row.add(p) as *const [f32; 8]);
+                    for (q, x) in v.into_iter().enumerate() {
+                        out[q * MR + i] = x;
+                    }
+                }
+            }
+            for p in k8..kc {
+                for (i, row) in rows.iter().enumerate() {
+                    panel[p * MR + i] = *row.add(p);
+                }
+            }
+        }
+    } else {
+        for (r, panel) in body.chunks_exact_mut(MR * kc).enumerate() {
+            pack_a_general::<MR>(panel, a, r * MR, MR, kc);
+        }
+    }
+    if !edge.is_empty() {
+        pack_a_general::<MR>(edge, a, full * MR, mc - full * MR, kc);
+    }
+}
+
+/// One panel of `rows <= MR` rows from row `i0`, any strides, zero-padded.
+unsafe fn pack_a_general<const MR: usize>(panel: &mut [f32], a: View, i0: usize, rows: usize, kc: usize) {
+    for i in 0..MR {
+        for p in 0..kc {
+            panel[p * MR + i] = if i < rows { *a.at(i0 + i, p) } else { 0.0 };
+        }
+    }
+}
+
+/// B is packed into NR-column panels: panel `s` holds columns
+/// `s*NR..s*NR+NR`, element `(p, j)` at `panel[p*NR + j]`.
+/// This packs one panel, `cols <= NR` columns from `j0`; threads share the panels.
+#[inline(always)]
+pub(crate) unsafe fn pack_b_panel<const NR: usize>(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
+    debug_assert!(panel.len() >= NR * kc);
+    if cols == NR && b.cs == 1 {
+        for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
+            out.copy_from_slice(std::slice::from_raw_parts(b.at(p, j0), NR));
+        }
+    } else if b.cs == 1 {
+        for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
+            out[..cols].copy_from_slice(std::slice::from_raw_parts(b.at(p, j0), cols));
+            out[cols..].fill(0.0);
+        }
+    } else {
+        // Columns of op(B) contiguous (B transposed) or general strides: walk
+        // each column in order.
+        for j in 0..NR {
+            for p in 0..kc {
+                panel[p * NR + j] = if j < cols { *b.at(p, j0 + j) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Write the transpose of the 8 x 8 block whose rows start at `rows` to
+/// `out`, one 8-float column every `stride` floats. Needs AVX.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose8x8(rows: [*const f32; 8], out: *mut f32, stride: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i]));
+    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+    let t: [__m256; 8] = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    let u: [__m256; 8] = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    for q in 0..4 {
+        _mm256_storeu_ps(out.add(q * stride), _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]));
+        _mm256_storeu_ps(out.add((q + 4) * stride), _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]));
+    }
+}

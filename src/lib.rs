@@ -1,0 +1,10 @@
+//! nabla: a small deep-learning engine you can read in an afternoon.
+//!
+//! Data flows tensor -> gemm -> autodiff -> nn -> optim:
+//! - [`tensor`]: the n-d f32 tensor, its elementwise ops and reductions;
+//! - [`gemm`]: our own packed, cache-blocked SIMD SGEMM;
+//! - [`autodiff`]: the reverse-mode tape and every backward rule;
+//! - [`nn`]: layers and losses built on the tape;
+//! - [`optim`]: SGD with momentum and Adam.
+
+pub mod gemm;
