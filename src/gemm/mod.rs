@@ -197,3 +197,6 @@ pub fn sgemm_with(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! GEMM against the naive triple loop, for every kernel this CPU runs.
+
+use super::reference::sgemm_naive;
+use super::{sgemm, sgemm_with, GemmError, KernelChoice, Transpose};
+use proptest::prelude::*;
+
+fn filled(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Run one product with every kernel and compare with the naive loop.
+/// Extra padding `pad` goes into each leading dimension.
+#[allow(clippy::too_many_arguments)]
+fn check(ta: Transpose, tb: Transpose, m: usize, n: usize, k: usize, alpha: f32, beta: f32, pad: usize, seed: u64) {
+    let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
+    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
+    let (lda, ldb, ldc) = (ac + pad, bc + pad, n + pad);
+    let a = filled(ar * lda, seed);
+    let b = filled(br * ldb, seed + 1);
+    let c0 = if beta == 0.0 { vec![f32::NAN; m * ldc] } else { filled(m * ldc, seed + 2) };
+    let mut want = c0.clone();
+    sgemm_naive(ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc);
+    for kernel in KernelChoice::available() {
+        let mut got = c0.clone();
+        sgemm_with(kernel, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+                let tol = 1e-5 * (k as f32 + 1.0) * (alpha.abs() + beta.abs() + 1.0);
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{kernel:?} {ta:?}{tb:?} m={m} n={n} k={k} alpha={alpha} beta={beta} pad={pad}: C[{i},{j}] = {g}, want {w}"
+                );
+            }
+            // Padding between rows of C is never written.
+            for j in n..ldc.min(n + pad) {
+                let (g, w) = (got[i * ldc + j], c0[i * ldc + j]);
+                assert!(g.to_bits() == w.to_bits(), "{kernel:?} wrote C padding at [{i},{j}]");
+            }
+        }
+    }
+}
+
+fn transpose() -> impl Strategy<Value = Transpose> {
+    prop_oneof![Just(Transpose::No), Just(Transpose::Yes)]
+}
+
+/// Sizes that hit 0, 1, every MR and NR (4, 6, 8, 12, 16, 24, 32) plus or
+/// minus one, and values past KC / MC blocks.
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        0usize..=3,
+        prop::sample::select(vec![5, 7, 9, 11, 13, 15, 17, 23, 25, 31, 33, 47, 49]),
+        1usize..80,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    #[test]
+    fn matches_naive_loop(
+        ta in transpose(), tb in transpose(),
+        m in size(), n in size(), k in size(),
+        alpha in prop::sample::select(vec![1.0f32, -0.5, 2.0]),
+        beta in prop::sample::select(vec![0.0f32, 1.0, 0.5]),
+        pad in 0usize..3, seed in any::<u64>(),
+    ) {
+        check(ta, tb, m, n, k, alpha, beta, pad, seed);
+    }
+}
+
+#[test]
+fn every_small_size_and_layout() {
+    for m in 0..14 {
+        for n in 0..18 {
+            for k in [0, 1, 7] {
+                for (ta, tb) in [(Transpose::No, Transpose::No), (Transpose::Yes, Transpose::Yes)] {
+                    check(ta, tb, m, n, k, 1.0, 0.0, 1, (m * 100 + n) as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_blocks_cross_every_cache_boundary() {
+    // Past KC (512), MC and NR blocks, parallel path, both transposes.
+    check(Transpose::No, Transpose::No, 301, 133, 1037, 1.0, 0.5, 3, 1);
+    check(Transpose::Yes, Transpose::Yes, 97, 70, 600, -1.0, 0.0, 0, 2);
+    // Narrow n with a long k: the k-split and streaming paths.
+    check(Transpose::Yes, Transpose::No, 50, 10, 5000, 1.0, 0.0, 0, 3);
+    check(Transpose::No, Transpose::No, 3000, 10, 300, 1.0, 1.0, 0, 4);
+}
+
+#[test]
+fn agrees_with_matrixmultiply() {
+    let (m, k, n) = (257, 300, 129);
+    let a = filled(m * k, 7);
+    let b = filled(k * n, 8);
+    let mut ours = vec![0.0; m * n];
+    let mut theirs = vec![0.0; m * n];
+    sgemm(Transpose::No, Transpose::No, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut ours, n).unwrap();
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, theirs.as_mut_ptr(), n as isize, 1);
+    }
+    for (x, y) in ours.iter().zip(&theirs) {
+        assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let a = vec![0.0; 6];
+    let mut c = vec![0.0; 4];
+    let err = sgemm(Transpose::No, Transpose::No, 2, 2, 3, 1.0, &a, 3, &a[..5], 2, 0.0, &mut c, 2).unwrap_err();
+    assert!(matches!(err, GemmError::TooShort { operand: "B", needed: 6, len: 5, .. }), "{err}");
+    let err = sgemm(Transpose::No, Transpose::No, 2, 2, 3, 1.0, &a, 2, &a, 2, 0.0, &mut c, 2).unwrap_err();
+    assert!(matches!(err, GemmError::LeadingDimension { operand: "A", .. }), "{err}");
+    assert!(err.to_string().contains("leading dimension of A is 2"));
+}
