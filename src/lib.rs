@@ -8,3 +8,8 @@
 //! - [`optim`]: SGD with momentum and Adam.
 
 pub mod gemm;
+pub mod error;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Rng, Tensor};

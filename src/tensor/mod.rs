@@ -1,0 +1,162 @@
+//! The n-d f32 tensor: a shape and contiguous row-major storage.
+//!
+//! Storage sits behind an `Arc`, so cloning a tensor (as the autodiff tape
+//! does to save inputs for backward) is a reference-count bump; writing
+//! through [`Tensor::data_mut`] copies only if the storage is shared.
+//! Elementwise math is in `ops.rs`, reductions in `reduce.rs`, products and
+//! transposes in `linalg.rs`, softmax in `softmax.rs`, random numbers in
+//! `rng.rs`.
+
+mod linalg;
+mod ops;
+mod reduce;
+pub mod rng;
+mod softmax;
+
+pub use ops::BinaryOp;
+pub use rng::Rng;
+
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Arc<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 8;
+        write!(f, "Tensor{:?} {:?}", self.shape, &self.data[..self.data.len().min(SHOWN)])?;
+        if self.data.len() > SHOWN {
+            write!(f, "..")?;
+        }
+        Ok(())
+    }
+}
+
+impl Tensor {
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0)
+    }
+
+    pub fn full(shape: &[usize], value: f32) -> Tensor {
+        Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; shape.iter().product()]) }
+    }
+
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor { shape: vec![], data: Arc::new(vec![value]) }
+    }
+
+    /// Wrap `data` (row-major) as a tensor of `shape`.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if data.len() != numel {
+            return Err(Error::DataLength { op: "from_vec", data: data.len(), shape: shape.to_vec(), numel });
+        }
+        Ok(Tensor { shape: shape.to_vec(), data: Arc::new(data) })
+    }
+
+    /// Uniform in `[lo, hi)` from `rng` (see `rng.rs` for the stream).
+    pub fn uniform(shape: &[usize], lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
+        let data = (0..shape.iter().product::<usize>()).map(|_| lo + (hi - lo) * rng.uniform()).collect();
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
+    }
+
+    /// Normal with the given mean and standard deviation from `rng`.
+    pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut Rng) -> Tensor {
+        let data = (0..shape.iter().product::<usize>()).map(|_| mean + std * rng.normal()).collect();
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Mutable storage; copies first if another tensor shares it.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        Arc::make_mut(&mut self.data).as_mut_slice()
+    }
+
+    pub fn into_vec(self) -> Vec<f32> {
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        match self.data.as_slice() {
+            [x] => Ok(*x),
+            _ => Err(Error::Shape { op: "item", lhs: self.shape.clone(), rhs: vec![] }),
+        }
+    }
+
+    /// Same storage, another shape with the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.numel() {
+            return Err(Error::Shape { op: "reshape", lhs: self.shape.clone(), rhs: shape.to_vec() });
+        }
+        Ok(Tensor { shape: shape.to_vec(), data: self.data.clone() })
+    }
+
+    /// (rows, cols) of a 2-d tensor.
+    pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [r, c] => Ok((r, c)),
+            _ => Err(Error::Rank { op, expected: 2, shape: self.shape.clone() }),
+        }
+    }
+
+    /// Fail with both shapes unless `self` and `other` have the same shape.
+    pub fn expect_same_shape(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if self.shape != other.shape {
+            return Err(Error::Shape { op, lhs: self.shape.clone(), rhs: other.shape.clone() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_storage_until_written() {
+        let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+        let mut b = a.clone();
+        assert!(std::ptr::eq(a.data().as_ptr(), b.data().as_ptr()));
+        b.data_mut()[0] = 9.0;
+        assert_eq!(a.data()[0], 1.0);
+        assert_eq!(b.data()[0], 9.0);
+    }
+
+    #[test]
+    fn shape_errors_show_both_shapes() {
+        let a = Tensor::zeros(&[2, 3]);
+        let err = a.reshape(&[4, 2]).unwrap_err();
+        assert_eq!(err.to_string(), "reshape: shape mismatch: [2, 3] vs [4, 2]");
+        let err = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
+        assert!(err.to_string().contains("5 values cannot have shape [2, 3]"), "{err}");
+    }
+
+    #[test]
+    fn seeded_constructors_repeat() {
+        let a = Tensor::normal(&[3, 4], 0.0, 1.0, &mut Rng::new(5));
+        let b = Tensor::normal(&[3, 4], 0.0, 1.0, &mut Rng::new(5));
+        assert_eq!(a, b);
+        let u = Tensor::uniform(&[1000], 0.0, 1.0, &mut Rng::new(1));
+        assert!(u.data().iter().all(|x| (0.0..1.0).contains(x)));
+    }
+}
