@@ -7,9 +7,10 @@
 //! - [`nn`]: layers and losses built on the tape;
 //! - [`optim`]: SGD with momentum and Adam.
 
-pub mod gemm;
 pub mod error;
+pub mod gemm;
 pub mod tensor;
 
 pub use error::{Error, Result};
 pub use tensor::{Rng, Tensor};
+pub mod autodiff;

@@ -88,22 +88,42 @@ fn balanced_block(total: usize, max: usize, unit: usize, ways: usize) -> usize {
 
 unsafe fn run_split_k<K: Kernel>(p: Problem, threads: usize) {
     let part = balanced_block(p.k, p.k.div_ceil(threads), K::KC, 1);
-    let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
+    let parts: Vec<(usize, usize)> = (0..p.k)
+        .step_by(part)
+        .map(|k0| (k0, part.min(p.k - k0)))
+        .collect();
     // Part 0 writes C itself (with beta); the others fill private buffers.
     let partials: Vec<Vec<f32>> = parts
         .par_iter()
         .enumerate()
         .map(|(t, &(k0, kp))| {
             let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-            let a = View { ptr: p.a.at(0, k0), ..p.a };
-            let b = View { ptr: p.b.at(k0, 0), ..p.b };
+            let a = View {
+                ptr: p.a.at(0, k0),
+                ..p.a
+            };
+            let b = View {
+                ptr: p.b.at(k0, 0),
+                ..p.b
+            };
             if t == 0 {
                 run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
                 Vec::new()
             } else {
                 let mut buf = vec![0.0f32; p.m * p.n];
                 let c = buf.as_mut_ptr();
-                run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
+                run_blocked::<K>(
+                    Problem {
+                        k: kp,
+                        a,
+                        b,
+                        beta: 0.0,
+                        c,
+                        ldc: p.n,
+                        ..*p
+                    },
+                    1,
+                );
                 buf
             }
         })
@@ -151,13 +171,20 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
             let nc = nc_max.min(p.n - jc);
             let panels = nc.div_ceil(K::NR);
             // Split loop 2 as well when loop 3 alone cannot feed every thread.
-            let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
+            let n_split = if m_blocks < threads {
+                threads.min(panels)
+            } else {
+                1
+            };
             for pc in (0..p.k).step_by(kc_max) {
                 let kc = kc_max.min(p.k - pc);
                 let bpack = &mut bbuf[..panels * K::NR * kc];
                 let pack = |(s, panel): (usize, &mut [f32])| {
                     let j0 = s * K::NR;
-                    let bv = View { ptr: p.b.at(pc, jc), ..p.b };
+                    let bv = View {
+                        ptr: p.b.at(pc, jc),
+                        ..p.b
+                    };
                     K::pack_b_panel(panel, bv, j0, K::NR.min(nc - j0), kc);
                 };
                 if threads > 1 && panels >= 4 {
@@ -179,8 +206,23 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                         return;
                     }
                     with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
-                        K::pack_a(apack, View { ptr: p.a.at(ic, pc), ..p.a }, mc, kc);
-                        let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
+                        K::pack_a(
+                            apack,
+                            View {
+                                ptr: p.a.at(ic, pc),
+                                ..p.a
+                            },
+                            mc,
+                            kc,
+                        );
+                        let tile = Problem {
+                            m: mc,
+                            n: nc,
+                            k: kc,
+                            beta,
+                            c: p.c.add(ic * p.ldc + jc),
+                            ..*p
+                        };
                         macro_kernel::<K>(&tile, apack, bpack, s0..s1);
                     });
                 };
@@ -196,7 +238,12 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
 }
 
 /// Loops 2 and 1 over one packed A block and the B panels `panels`.
-unsafe fn macro_kernel<K: Kernel>(t: &Problem, apack: &[f32], bpack: &[f32], panels: std::ops::Range<usize>) {
+unsafe fn macro_kernel<K: Kernel>(
+    t: &Problem,
+    apack: &[f32],
+    bpack: &[f32],
+    panels: std::ops::Range<usize>,
+) {
     assert!(K::MR * K::NR <= MAX_TILE);
     for s in panels {
         let j0 = s * K::NR;
@@ -220,7 +267,9 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, apack: &[f32], bpack: &[f32], pan
                     if t.beta == 0.0 {
                         dst.copy_from_slice(src);
                     } else {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
+                        dst.iter_mut()
+                            .zip(src)
+                            .for_each(|(d, s)| *d = s + t.beta * *d);
                     }
                 }
             }
@@ -236,7 +285,11 @@ thread_local! {
 /// Lend `f` a 64-byte-aligned scratch slice of `len` floats from a per-thread
 /// cache. The buffer is taken out while in use, so a nested call on the same
 /// thread (rayon may run another product while this one waits) gets its own.
-fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+fn with_buffer<R>(
+    key: &'static LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
     let mut buf = key.take();
     if buf.len() < len + 16 {
         buf = vec![0.0; len + 16];

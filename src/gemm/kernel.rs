@@ -24,7 +24,6 @@ use super::pack::{self, View};
 /// the CPU features the kernel needs, and that `a`, `b` and `c` are valid for
 /// the panel and tile sizes.
 pub(crate) trait Kernel: Sync {
-    const NAME: &'static str;
     const MR: usize;
     const NR: usize;
     const KC: usize;
@@ -96,13 +95,12 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
 /// Declare a kernel: its lane, register block (MR rows by NV vectors), cache
 /// blocking, and the CPU features its `#[target_feature]` wrapper enables.
 macro_rules! kernel {
-    ($(#[$doc:meta])* $name:ident = $label:literal, $lane:ty, [$($feature:literal),*], avx = $avx:literal,
+    ($(#[$doc:meta])* $name:ident, $lane:ty, [$($feature:literal),*], avx = $avx:literal,
      mr = $mr:literal, nv = $nv:literal, kc = $kc:literal, mc = $mc:literal, nc = $nc:literal) => {
         $(#[$doc])*
         pub(crate) struct $name;
 
         impl Kernel for $name {
-            const NAME: &'static str = $label;
             const MR: usize = $mr;
             const NR: usize = $nv * <$lane as Lane>::WIDTH;
             const KC: usize = $kc;
@@ -131,7 +129,7 @@ macro_rules! kernel {
 
 kernel! {
     /// Portable: 4 x 8 on `wide::f32x8`, compiled for the build target.
-    Portable = "portable", wide::f32x8, [], avx = false, mr = 4, nv = 1, kc = 256, mc = 128, nc = 2048
+    Portable, wide::f32x8, [], avx = false, mr = 4, nv = 1, kc = 256, mc = 128, nc = 2048
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -139,7 +137,7 @@ kernel! {
     /// AVX2 + FMA: 6 x 16, the BLIS Haswell shape (12 accumulators, 2 B
     /// vectors and a broadcast fill the 16 ymm registers). B micro-panel
     /// 16 KiB in L1, A block 144 KiB in L2.
-    Avx2Fma = "avx2", lane::Avx2, ["avx2,fma"], avx = true, mr = 6, nv = 2, kc = 256, mc = 144, nc = 4096
+    Avx2Fma, lane::Avx2, ["avx2,fma"], avx = true, mr = 6, nv = 2, kc = 256, mc = 144, nc = 4096
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -149,12 +147,12 @@ kernel! {
     /// the L1 rule suggests: at 2048^3 the traffic of C (read and written once
     /// per KC block) dominated, and measured KC = 512 beat 192 by ~10 % on two
     /// threads; the 64 KiB B micro-panel then streams from L2, which keeps up.
-    Avx512 = "avx512", lane::Avx512, ["avx512f"], avx = true, mr = 12, nv = 2, kc = 512, mc = 96, nc = 4096
+    Avx512, lane::Avx512, ["avx512f"], avx = true, mr = 12, nv = 2, kc = 512, mc = 96, nc = 4096
 }
 
 #[cfg(target_arch = "x86_64")]
 kernel! {
     /// AVX-512 for narrow products (n <= 16, e.g. the 10 MNIST classes):
     /// 24 x 16, so a 10-column B wastes 6 lanes rather than 22.
-    Avx512Narrow = "avx512-narrow", lane::Avx512, ["avx512f"], avx = true, mr = 24, nv = 1, kc = 256, mc = 240, nc = 4096
+    Avx512Narrow, lane::Avx512, ["avx512f"], avx = true, mr = 24, nv = 1, kc = 256, mc = 240, nc = 4096
 }

@@ -30,7 +30,12 @@ impl View {
 /// `AVX` says the caller enabled AVX, so 8 x 8 blocks may be transposed
 /// in registers (LLVM otherwise turns the scatter into slow gathers).
 #[inline(always)]
-pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(dst: &mut [f32], a: View, mc: usize, kc: usize) {
+pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(
+    dst: &mut [f32],
+    a: View,
+    mc: usize,
+    kc: usize,
+) {
     let full = mc / MR;
     let (body, edge) = dst[..mc.div_ceil(MR) * MR * kc].split_at_mut(full * MR * kc);
     if a.rs == 1 {
@@ -51,7 +56,7 @@ pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(dst: &mut [f32], a
             let rows: [*const f32; MR] = std::array::from_fn(|i| a.at(r * MR + i, 0));
             let k8 = kc / 8 * 8;
             #[cfg(target_arch = "x86_64")]
-            if AVX && MR % 8 == 0 {
+            if AVX && MR.is_multiple_of(8) {
                 for p in (0..k8).step_by(8) {
                     for g in (0..MR).step_by(8) {
                         let out = panel.as_mut_ptr().add(p * MR + g);
@@ -91,7 +96,13 @@ pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(dst: &mut [f32], a
 }
 
 /// One panel of `rows <= MR` rows from row `i0`, any strides, zero-padded.
-unsafe fn pack_a_general<const MR: usize>(panel: &mut [f32], a: View, i0: usize, rows: usize, kc: usize) {
+unsafe fn pack_a_general<const MR: usize>(
+    panel: &mut [f32],
+    a: View,
+    i0: usize,
+    rows: usize,
+    kc: usize,
+) {
     for i in 0..MR {
         for p in 0..kc {
             panel[p * MR + i] = if i < rows { *a.at(i0 + i, p) } else { 0.0 };
@@ -103,7 +114,13 @@ unsafe fn pack_a_general<const MR: usize>(panel: &mut [f32], a: View, i0: usize,
 /// `s*NR..s*NR+NR`, element `(p, j)` at `panel[p*NR + j]`.
 /// This packs one panel, `cols <= NR` columns from `j0`; threads share the panels.
 #[inline(always)]
-pub(crate) unsafe fn pack_b_panel<const NR: usize>(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
+pub(crate) unsafe fn pack_b_panel<const NR: usize>(
+    panel: &mut [f32],
+    b: View,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+) {
     debug_assert!(panel.len() >= NR * kc);
     if cols == NR && b.cs == 1 {
         for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
@@ -154,7 +171,13 @@ unsafe fn transpose8x8(rows: [*const f32; 8], out: *mut f32, stride: usize) {
         _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
     ];
     for q in 0..4 {
-        _mm256_storeu_ps(out.add(q * stride), _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]));
-        _mm256_storeu_ps(out.add((q + 4) * stride), _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]));
+        _mm256_storeu_ps(
+            out.add(q * stride),
+            _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]),
+        );
+        _mm256_storeu_ps(
+            out.add((q + 4) * stride),
+            _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]),
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed, spare_normal: None }
+        Rng {
+            state: seed,
+            spare_normal: None,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -85,7 +88,10 @@ mod tests {
         let mut r = Rng::new(42);
         let u: Vec<f32> = (0..3).map(|_| r.uniform()).collect();
         assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
-        assert_eq!(u, { let mut r = Rng::new(42); (0..3).map(|_| r.uniform()).collect::<Vec<_>>() });
+        assert_eq!(u, {
+            let mut r = Rng::new(42);
+            (0..3).map(|_| r.uniform()).collect::<Vec<_>>()
+        });
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! Every backward rule against finite differences, on random shapes and
+//! values (proptest), plus fan-out, the inference path and bad input.
+
+use super::gradcheck::{gradcheck, GradcheckOptions};
+use super::{Reduction, Tape, Targets, Var};
+use crate::error::Result;
+use crate::gemm::Transpose;
+use crate::tensor::{Rng, Tensor};
+use proptest::prelude::*;
+
+/// Tolerances tight enough that a 1% error in any gradient element of size
+/// >= 0.07 fails (see `checker_catches_a_one_percent_error`).
+fn opts() -> GradcheckOptions {
+    GradcheckOptions {
+        atol: 5e-4,
+        rtol: 2e-3,
+        ..GradcheckOptions::default()
+    }
+}
+
+fn rand(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
+    Tensor::uniform(shape, lo, hi, &mut Rng::new(seed))
+}
+
+/// Values in [lo, hi] with a random sign: away from zero (kinks, poles).
+fn away_from_zero(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
+    let mut r = Rng::new(seed);
+    let data = (0..shape.iter().product::<usize>())
+        .map(|_| {
+            let m = lo + (hi - lo) * r.uniform();
+            if r.uniform() < 0.5 {
+                -m
+            } else {
+                m
+            }
+        })
+        .collect();
+    Tensor::from_vec(data, shape).unwrap()
+}
+
+fn assert_grads(f: impl Fn(&Tape, &[Var]) -> Result<Var>, inputs: &[Tensor]) {
+    let report = gradcheck(f, inputs, &opts()).unwrap();
+    assert!(report.checked > 0 || inputs.iter().all(|x| x.numel() == 0));
+    assert!(
+        report.passed(),
+        "{report}\nfailures: {:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+}
+
+fn transpose() -> impl Strategy<Value = Transpose> {
+    prop_oneof![Just(Transpose::No), Just(Transpose::Yes)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn matmul(m in 1usize..5, k in 1usize..6, n in 1usize..5, ta in transpose(), tb in transpose(), seed in any::<u64>()) {
+        let a_shape = if ta == Transpose::No { [m, k] } else { [k, m] };
+        let b_shape = if tb == Transpose::No { [k, n] } else { [n, k] };
+        let a = rand(&a_shape, -1.0, 1.0, seed);
+        let b = rand(&b_shape, -1.0, 1.0, seed ^ 1);
+        assert_grads(|t, v| t.matmul_t(&v[0], ta, &v[1], tb), &[a, b]);
+    }
+
+    #[test]
+    fn binary_ops_with_broadcasting(r in 1usize..4, c in 1usize..5, which in 0usize..4, form in 0usize..4, seed in any::<u64>()) {
+        let a = rand(&[r, c], -2.0, 2.0, seed);
+        // Same shape, a bias row, a column, a scalar.
+        let b_shape: Vec<usize> = match form { 0 => vec![r, c], 1 => vec![c], 2 => vec![r, 1], _ => vec![] };
+        let b = away_from_zero(&b_shape, 0.5, 2.0, seed ^ 2);
+        let f = move |t: &Tape, v: &[Var]| match which {
+            0 => t.add(&v[0], &v[1]),
+            1 => t.sub(&v[1], &v[0]),
+            2 => t.mul(&v[0], &v[1]),
+            _ => t.div(&v[0], &v[1]),
+        };
+        assert_grads(f, &[a, b]);
+    }
+
+    #[test]
+    fn unary_ops(r in 1usize..4, c in 1usize..5, which in 0usize..7, seed in any::<u64>()) {
+        // ReLU and log get inputs away from their kink / pole.
+        let x = match which {
+            3 => away_from_zero(&[r, c], 0.05, 2.0, seed),
+            4 => rand(&[r, c], 0.3, 3.0, seed),
+            _ => rand(&[r, c], -2.0, 2.0, seed),
+        };
+        let f = move |t: &Tape, v: &[Var]| -> Result<Var> {
+            Ok(match which {
+                0 => t.exp(&v[0]),
+                1 => t.tanh(&v[0]),
+                2 => t.sigmoid(&v[0]),
+                3 => t.relu(&v[0]),
+                4 => t.log(&v[0]),
+                5 => t.scale(&v[0], -1.7),
+                _ => t.add_scalar(&v[0], 0.3),
+            })
+        };
+        assert_grads(f, &[x]);
+    }
+
+    #[test]
+    fn reductions_and_reshape(d0 in 1usize..4, d1 in 1usize..4, d2 in 1usize..4, axis in 0usize..3, keep in any::<bool>(), which in 0usize..5, seed in any::<u64>()) {
+        let x = rand(&[d0, d1, d2], -2.0, 2.0, seed);
+        let f = move |t: &Tape, v: &[Var]| match which {
+            0 => Ok(t.sum(&v[0])),
+            1 => t.mean(&v[0]),
+            2 => t.sum_axis(&v[0], axis, keep),
+            3 => t.mean_axis(&v[0], axis, keep),
+            _ => t.reshape(&v[0], &[d2, d0 * d1]),
+        };
+        assert_grads(f, &[x]);
+    }
+
+    #[test]
+    fn softmax_family(r in 1usize..4, c in 1usize..6, which in 0usize..2, seed in any::<u64>()) {
+        let x = rand(&[r, c], -3.0, 3.0, seed);
+        let f = move |t: &Tape, v: &[Var]| if which == 0 { t.softmax(&v[0]) } else { t.log_softmax(&v[0]) };
+        assert_grads(f, &[x]);
+    }
+
+    #[test]
+    fn softmax_cross_entropy(r in 1usize..5, c in 1usize..6, mean in any::<bool>(), soft in any::<bool>(), seed in any::<u64>()) {
+        let x = rand(&[r, c], -3.0, 3.0, seed);
+        let mut rng = Rng::new(seed ^ 3);
+        let targets = if soft {
+            Targets::Probabilities(rand(&[r, c], 0.0, 1.0, seed ^ 4))
+        } else {
+            Targets::Classes((0..r).map(|_| rng.below(c)).collect())
+        };
+        let reduction = if mean { Reduction::Mean } else { Reduction::Sum };
+        assert_grads(move |t, v| t.softmax_cross_entropy(&v[0], &targets, reduction), &[x]);
+    }
+
+    #[test]
+    fn two_layer_network_with_fan_out(n in 1usize..4, seed in any::<u64>()) {
+        // x is used twice (fan-out) and the hidden layer feeds two branches.
+        let x = rand(&[n, 3], -1.0, 1.0, seed);
+        let w1 = rand(&[3, 4], -1.0, 1.0, seed ^ 5);
+        let b1 = rand(&[4], -0.5, 0.5, seed ^ 6);
+        let w2 = rand(&[4, 2], -1.0, 1.0, seed ^ 7);
+        let f = |t: &Tape, v: &[Var]| {
+            let h = t.tanh(&t.add(&t.matmul(&v[0], &v[1])?, &v[2])?);
+            let y = t.matmul(&h, &v[3])?;
+            let skip = t.sum_axis(&t.mul(&v[0], &v[0])?, 1, true)?;
+            t.add(&t.add(&y, &skip)?, &t.sigmoid(&t.sum_axis(&h, 1, true)?))
+        };
+        assert_grads(f, &[x, w1, b1, w2]);
+    }
+}
+
+#[test]
+fn checker_catches_a_one_percent_error() {
+    // The tape sees a gradient 1% too large; the finite differences see the
+    // true function. Gradients here are O(0.1..2).
+    let x = rand(&[3, 4], 0.1, 2.0, 1);
+    let wrong = |t: &Tape, v: &[Var]| -> Result<Var> {
+        let scale = if t.is_recording() { 1.01 } else { 1.0 };
+        Ok(t.scale(&t.tanh(&v[0]), scale))
+    };
+    let report = gradcheck(wrong, &[x], &opts()).unwrap();
+    assert!(!report.passed(), "a 1% error went unnoticed: {report}");
+}
+
+#[test]
+fn fan_out_accumulates() {
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(vec![3.0], &[1]).unwrap());
+    let y = tape.add(&tape.mul(&x, &x).unwrap(), &x).unwrap(); // x^2 + x
+    let loss = tape.sum(&y);
+    let g = tape.backward(&loss).unwrap();
+    assert_eq!(g.get(&x).unwrap().data(), &[7.0]);
+}
+
+#[test]
+fn parameters_are_reachable_by_name() {
+    let tape = Tape::new();
+    let w = Tensor::full(&[2, 2], 0.5);
+    let wv = tape.param("layer.weight", &w);
+    let x = Var::constant(Tensor::full(&[1, 2], 1.0));
+    let loss = tape.sum(&tape.matmul(&x, &wv).unwrap());
+    let grads = tape.backward(&loss).unwrap();
+    assert_eq!(grads.by_name("layer.weight").unwrap().data(), &[1.0; 4]);
+    assert_eq!(
+        grads.named().map(|(n, _)| n).collect::<Vec<_>>(),
+        vec!["layer.weight"]
+    );
+    assert!(grads.by_name("missing").is_none());
+}
+
+#[test]
+fn inference_tape_records_nothing() {
+    let tape = Tape::inference();
+    let w = tape.param("w", &Tensor::full(&[2, 2], 1.0));
+    let y = tape.tanh(&tape.matmul(&w, &w).unwrap());
+    assert!(!y.requires_grad());
+    assert!(tape.is_empty());
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let tape = Tape::new();
+    let a = tape.leaf(Tensor::zeros(&[2, 3]));
+    let err = tape.matmul(&a, &a).unwrap_err();
+    assert_eq!(err.to_string(), "matmul: shape mismatch: [2, 3] vs [2, 3]");
+    let err = tape.backward(&a).unwrap_err();
+    assert!(
+        err.to_string().contains("the loss must be a scalar"),
+        "{err}"
+    );
+    let err = tape
+        .softmax_cross_entropy(&a, &Targets::Classes(vec![0, 7]), Reduction::Sum)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("class index 7 is out of range for 3 classes"),
+        "{err}"
+    );
+    let nan = Tensor::from_vec(vec![1.0, f32::NAN], &[2]).unwrap();
+    let err = gradcheck(|t, v| Ok(t.exp(&v[0])), &[nan], &opts()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("non-finite value NaN at element 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kinks_are_skipped_not_failed() {
+    let x = Tensor::from_vec(vec![0.0, 1e-3, -0.5, 0.7], &[4]).unwrap();
+    let report = gradcheck(
+        |t, v| Ok(t.relu(&v[0])),
+        &[x],
+        &GradcheckOptions {
+            skip_kinks: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.skipped_kinks, 2);
+    assert_eq!(report.checked, 2);
+}
