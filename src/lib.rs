@@ -14,3 +14,5 @@ pub mod tensor;
 pub use error::{Error, Result};
 pub use tensor::{Rng, Tensor};
 pub mod autodiff;
+pub mod nn;
+pub mod optim;

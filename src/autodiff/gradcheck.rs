@@ -13,8 +13,10 @@
 //! than the tolerance is counted as skipped rather than failed (as Caffe's
 //! checker does).
 
+use super::backward::Grads;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::nn::Params;
 use crate::tensor::{Rng, Tensor};
 
 #[derive(Clone, Debug)]
@@ -110,45 +112,95 @@ pub fn gradcheck(
     inputs: &[Tensor],
     opts: &GradcheckOptions,
 ) -> Result<GradcheckReport> {
-    for (i, x) in inputs.iter().enumerate() {
+    check_finite(
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (format!("input {i}"), x)),
+    )?;
+    let tape = Tape::new();
+    let vars: Vec<Var> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+    let out = f(&tape, &vars)?;
+    let (grads, w) = project_backward(&tape, &out, opts.seed)?;
+    let analytic: Vec<Option<Tensor>> = vars.iter().map(|v| grads.get(v).cloned()).collect();
+    let project = |xs: &[Tensor]| {
+        let vs: Vec<Var> = xs.iter().map(|x| Var::constant(x.clone())).collect();
+        dot(f(&Tape::inference(), &vs)?.value(), &w)
+    };
+    compare(inputs, &analytic, project, opts)
+}
+
+/// [`gradcheck`] for model code that reads its parameters by name: checks
+/// the gradient of every tensor in `params` (inputs are numbered in name order).
+pub fn gradcheck_params(
+    f: impl Fn(&Tape, &Params) -> Result<Var>,
+    params: &Params,
+    opts: &GradcheckOptions,
+) -> Result<GradcheckReport> {
+    check_finite(params.iter().map(|(n, x)| (format!("parameter '{n}'"), x)))?;
+    let tape = Tape::new();
+    let out = f(&tape, params)?;
+    let (grads, w) = project_backward(&tape, &out, opts.seed)?;
+    let names: Vec<&str> = params.iter().map(|(n, _)| n).collect();
+    let inputs: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
+    let analytic: Vec<Option<Tensor>> = names.iter().map(|n| grads.by_name(n).cloned()).collect();
+    let project = |xs: &[Tensor]| {
+        let mut p = Params::new();
+        names
+            .iter()
+            .zip(xs)
+            .for_each(|(n, x)| p.insert(n, x.clone()));
+        dot(f(&Tape::inference(), &p)?.value(), &w)
+    };
+    compare(&inputs, &analytic, project, opts)
+}
+
+fn check_finite<'a>(inputs: impl Iterator<Item = (String, &'a Tensor)>) -> Result<()> {
+    for (what, x) in inputs {
         if let Some(j) = x.data().iter().position(|v| !v.is_finite()) {
             return Err(Error::Invalid {
                 op: "gradcheck",
                 message: format!(
-                    "input {i} holds a non-finite value {} at element {j}",
+                    "{what} holds a non-finite value {} at element {j}",
                     x.data()[j]
                 ),
             });
         }
     }
+    Ok(())
+}
+
+/// Backward of `sum(w * out)` for a seeded random cotangent `w`.
+fn project_backward(tape: &Tape, out: &Var, seed: u64) -> Result<(Grads, Tensor)> {
+    let w = Tensor::uniform(out.shape(), -1.0, 1.0, &mut Rng::new(seed));
+    let projected = tape.mul(out, &Var::constant(w.clone()))?;
+    let loss = tape.sum(&projected);
+    Ok((tape.backward(&loss)?, w))
+}
+
+/// `sum(y * w)` in f64.
+fn dot(y: &Tensor, w: &Tensor) -> Result<f64> {
+    y.expect_same_shape(w, "gradcheck")?;
+    Ok(y.data()
+        .iter()
+        .zip(w.data())
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum())
+}
+
+/// Central differences of `project` at `inputs`, against `analytic`.
+fn compare(
+    inputs: &[Tensor],
+    analytic: &[Option<Tensor>],
+    project: impl Fn(&[Tensor]) -> Result<f64>,
+    opts: &GradcheckOptions,
+) -> Result<GradcheckReport> {
     if !(opts.eps > 0.0 && opts.eps.is_finite()) {
         return Err(Error::Invalid {
             op: "gradcheck",
             message: format!("eps must be positive, got {}", opts.eps),
         });
     }
-    // Analytic: backward of sum(w * f(x)).
-    let tape = Tape::new();
-    let vars: Vec<Var> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
-    let out = f(&tape, &vars)?;
-    let w = Tensor::uniform(out.shape(), -1.0, 1.0, &mut Rng::new(opts.seed));
-    let projected = tape.mul(&out, &Var::constant(w.clone()))?;
-    let loss = tape.sum(&projected);
-    let grads = tape.backward(&loss)?;
-
-    // Numeric: S(x) = sum(w * f(x)) in f64 on an inference tape.
-    let project = |xs: &[Tensor]| -> Result<f64> {
-        let t = Tape::inference();
-        let vs: Vec<Var> = xs.iter().map(|x| Var::constant(x.clone())).collect();
-        let y = f(&t, &vs)?;
-        y.value().expect_same_shape(&w, "gradcheck")?;
-        Ok(y.value()
-            .data()
-            .iter()
-            .zip(w.data())
-            .map(|(&a, &b)| a as f64 * b as f64)
-            .sum())
-    };
     let all: Vec<(usize, usize)>;
     let elements = match &opts.elements {
         Some(e) => e.as_slice(),
@@ -184,7 +236,7 @@ pub fn gradcheck(
         let down = project(&xs)?;
         xs[i].data_mut()[j] = x0;
         let numeric = (up - down) / (hi as f64 - lo as f64);
-        let analytic = grads.get(&vars[i]).map_or(0.0, |g| g.data()[j] as f64);
+        let analytic = analytic[i].as_ref().map_or(0.0, |g| g.data()[j] as f64);
         let entry = GradEntry {
             input: i,
             index: j,

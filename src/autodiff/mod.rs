@@ -18,7 +18,7 @@ mod ops;
 mod tape;
 
 pub use backward::Grads;
-pub use gradcheck::{gradcheck, GradEntry, GradcheckOptions, GradcheckReport};
+pub use gradcheck::{gradcheck, gradcheck_params, GradEntry, GradcheckOptions, GradcheckReport};
 pub use op::{Reduction, Targets};
 pub use tape::{NodeId, Tape, Var};
 

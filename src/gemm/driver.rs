@@ -179,18 +179,27 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
             for pc in (0..p.k).step_by(kc_max) {
                 let kc = kc_max.min(p.k - pc);
                 let bpack = &mut bbuf[..panels * K::NR * kc];
-                let pack = |(s, panel): (usize, &mut [f32])| {
-                    let j0 = s * K::NR;
-                    let bv = View {
-                        ptr: p.b.at(pc, jc),
+                // Each thread packs a run of whole panels.
+                let per = panels.div_ceil(if threads > 1 && panels >= 4 {
+                    threads
+                } else {
+                    1
+                });
+                let pack = |(g, run): (usize, &mut [f32])| {
+                    let j0 = g * per * K::NR;
+                    let b = View {
+                        ptr: p.b.at(pc, jc + j0),
                         ..p.b
                     };
-                    K::pack_b_panel(panel, bv, j0, K::NR.min(nc - j0), kc);
+                    K::pack_b(run, b, (per * K::NR).min(nc - j0), kc);
                 };
-                if threads > 1 && panels >= 4 {
-                    bpack.par_chunks_mut(K::NR * kc).enumerate().for_each(pack);
+                if per < panels {
+                    bpack
+                        .par_chunks_mut(per * K::NR * kc)
+                        .enumerate()
+                        .for_each(pack);
                 } else {
-                    bpack.chunks_mut(K::NR * kc).enumerate().for_each(pack);
+                    pack((0, bpack));
                 }
                 let bpack: &[f32] = bpack;
                 // The first KC block applies beta; later ones accumulate.

@@ -31,8 +31,8 @@ pub(crate) trait Kernel: Sync {
     const NC: usize;
     /// `pack::pack_a` at this kernel's MR (const generics need a literal).
     unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize);
-    /// `pack::pack_b_panel` at this kernel's NR.
-    unsafe fn pack_b_panel(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize);
+    /// `pack::pack_b` at this kernel's NR.
+    unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize);
     /// C has row stride `ldc` and unit column stride.
     unsafe fn tile(
         k: usize,
@@ -112,8 +112,8 @@ macro_rules! kernel {
                 pack::pack_a::<$mr, $avx>(dst, a, mc, kc)
             }
             $(#[target_feature(enable = $feature)])*
-            unsafe fn pack_b_panel(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
-                pack::pack_b_panel::<{ $nv * <$lane as Lane>::WIDTH }>(panel, b, j0, cols, kc)
+            unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize) {
+                pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
             }
             #[inline]
             unsafe fn tile(k: usize, alpha: f32, a: *const f32, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {

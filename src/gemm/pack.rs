@@ -110,34 +110,45 @@ unsafe fn pack_a_general<const MR: usize>(
     }
 }
 
-/// B is packed into NR-column panels: panel `s` holds columns
-/// `s*NR..s*NR+NR`, element `(p, j)` at `panel[p*NR + j]`.
-/// This packs one panel, `cols <= NR` columns from `j0`; threads share the panels.
+/// Pack the `kc x cols` block of B at `b` into NR-column panels: panel `s`
+/// holds columns `s*NR..s*NR+NR`, element `(p, j)` at `dst[s*NR*kc + p*NR + j]`;
+/// the last panel is zero-padded. Threads each pack a run of whole panels.
 #[inline(always)]
-pub(crate) unsafe fn pack_b_panel<const NR: usize>(
+pub(crate) unsafe fn pack_b<const NR: usize>(dst: &mut [f32], b: View, cols: usize, kc: usize) {
+    let full = cols / NR;
+    let (body, edge) = dst[..cols.div_ceil(NR) * NR * kc].split_at_mut(full * NR * kc);
+    if b.cs == 1 {
+        // Rows of op(B) contiguous (B row-major, like X in D^T * X): read
+        // each stored row once, in memory order, dealing NR-float pieces out.
+        for p in 0..kc {
+            let src = b.at(p, 0);
+            for (s, panel) in body.chunks_exact_mut(NR * kc).enumerate() {
+                let piece = std::ptr::read_unaligned(src.add(s * NR) as *const [f32; NR]);
+                panel[p * NR..p * NR + NR].copy_from_slice(&piece);
+            }
+        }
+    } else {
+        for (s, panel) in body.chunks_exact_mut(NR * kc).enumerate() {
+            pack_b_general::<NR>(panel, b, s * NR, NR, kc);
+        }
+    }
+    if !edge.is_empty() {
+        pack_b_general::<NR>(edge, b, full * NR, cols - full * NR, kc);
+    }
+}
+
+/// One panel of `cols <= NR` columns from column `j0`, any strides, walking
+/// each column in order (contiguous when B is transposed), zero-padded.
+unsafe fn pack_b_general<const NR: usize>(
     panel: &mut [f32],
     b: View,
     j0: usize,
     cols: usize,
     kc: usize,
 ) {
-    debug_assert!(panel.len() >= NR * kc);
-    if cols == NR && b.cs == 1 {
-        for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
-            out.copy_from_slice(std::slice::from_raw_parts(b.at(p, j0), NR));
-        }
-    } else if b.cs == 1 {
-        for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
-            out[..cols].copy_from_slice(std::slice::from_raw_parts(b.at(p, j0), cols));
-            out[cols..].fill(0.0);
-        }
-    } else {
-        // Columns of op(B) contiguous (B transposed) or general strides: walk
-        // each column in order.
-        for j in 0..NR {
-            for p in 0..kc {
-                panel[p * NR + j] = if j < cols { *b.at(p, j0 + j) } else { 0.0 };
-            }
+    for j in 0..NR {
+        for p in 0..kc {
+            panel[p * NR + j] = if j < cols { *b.at(p, j0 + j) } else { 0.0 };
         }
     }
 }

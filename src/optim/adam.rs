@@ -1,0 +1,140 @@
+//! Adam (Kingma & Ba, 2015), with PyTorch's defaults and bias correction:
+//! `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+//! `w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
+
+use super::Optimizer;
+use crate::autodiff::Grads;
+use crate::error::{Error, Result};
+use crate::nn::Params;
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Steps taken so far.
+    pub t: u64,
+    moments: BTreeMap<String, (Tensor, Tensor)>,
+}
+
+impl Adam {
+    pub fn new(lr: f32) -> Result<Adam> {
+        Adam::with(lr, 0.9, 0.999, 1e-8)
+    }
+
+    pub fn with(lr: f32, beta1: f32, beta2: f32, eps: f32) -> Result<Adam> {
+        let ok = lr > 0.0
+            && lr.is_finite()
+            && (0.0..1.0).contains(&beta1)
+            && (0.0..1.0).contains(&beta2)
+            && eps > 0.0;
+        if !ok {
+            return Err(Error::Invalid {
+                op: "adam",
+                message: format!("need lr > 0, 0 <= betas < 1, eps > 0; got lr {lr}, betas ({beta1}, {beta2}), eps {eps}"),
+            });
+        }
+        Ok(Adam {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            t: 0,
+            moments: BTreeMap::new(),
+        })
+    }
+
+    /// First and second moments of each parameter (its saved state).
+    pub fn moments(&self) -> &BTreeMap<String, (Tensor, Tensor)> {
+        &self.moments
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
+        self.t += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let c1 = 1.0 - b1.powi(self.t as i32);
+        let c2 = 1.0 - b2.powi(self.t as i32);
+        let step = self.lr / c1;
+        let inv_sqrt_c2 = 1.0 / c2.sqrt();
+        for (name, g) in grads.named() {
+            let p = params.get_mut(name)?;
+            p.expect_same_shape(g, "adam")?;
+            let (m, v) = self
+                .moments
+                .entry(name.to_string())
+                .or_insert_with(|| (Tensor::zeros(g.shape()), Tensor::zeros(g.shape())));
+            let (ms, vs, ps) = (m.data_mut(), v.data_mut(), p.data_mut());
+            for (((m, v), p), &g) in ms
+                .iter_mut()
+                .zip(vs.iter_mut())
+                .zip(ps.iter_mut())
+                .zip(g.data())
+            {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p -= step * *m / (v.sqrt() * inv_sqrt_c2 + self.eps);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::Tape;
+
+    /// Both optimisers reach the minimum of a convex quadratic.
+    #[test]
+    fn optimisers_minimise_a_quadratic() {
+        let target = Tensor::from_vec(vec![1.0, -2.0, 3.0], &[3]).unwrap();
+        let mut optimisers: Vec<Box<dyn Optimizer>> = vec![
+            Box::new(crate::optim::Sgd::new(0.1, 0.0).unwrap()),
+            Box::new(crate::optim::Sgd::new(0.05, 0.8).unwrap()),
+            Box::new(Adam::new(0.05).unwrap()),
+        ];
+        for opt in optimisers.iter_mut() {
+            let mut params = Params::new();
+            params.insert("w", Tensor::zeros(&[3]));
+            for _ in 0..500 {
+                let tape = Tape::new();
+                let w = params.var(&tape, "w").unwrap();
+                let d = tape
+                    .sub(&w, &crate::autodiff::Var::constant(target.clone()))
+                    .unwrap();
+                let loss = tape.sum(&tape.mul(&d, &d).unwrap());
+                let grads = tape.backward(&loss).unwrap();
+                opt.step(&mut params, &grads).unwrap();
+            }
+            for (got, want) in params.get("w").unwrap().data().iter().zip(target.data()) {
+                assert!((got - want).abs() < 1e-2, "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn adam_first_step_moves_each_weight_by_lr() {
+        // With bias correction the first step is lr * sign(g).
+        let mut params = Params::new();
+        params.insert("w", Tensor::from_vec(vec![0.0, 0.0], &[2]).unwrap());
+        let tape = Tape::new();
+        let w = params.var(&tape, "w").unwrap();
+        let c = crate::autodiff::Var::constant(Tensor::from_vec(vec![3.0, -0.01], &[2]).unwrap());
+        let grads = tape
+            .backward(&tape.sum(&tape.mul(&w, &c).unwrap()))
+            .unwrap();
+        let mut adam = Adam::new(0.1).unwrap();
+        adam.step(&mut params, &grads).unwrap();
+        let w = params.get("w").unwrap().data();
+        assert!(
+            (w[0] + 0.1).abs() < 1e-5 && (w[1] - 0.1).abs() < 1e-4,
+            "{w:?}"
+        );
+        assert!(Adam::new(-1.0).is_err());
+    }
+}

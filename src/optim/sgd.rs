@@ -1,0 +1,62 @@
+//! Gradient descent with momentum, in the report's form (section 5):
+//! `v = momentum * v + lr * grad; w -= v`. With momentum 0 this is plain
+//! gradient descent (section 4).
+
+use super::Optimizer;
+use crate::autodiff::Grads;
+use crate::error::{Error, Result};
+use crate::nn::Params;
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    pub lr: f32,
+    pub momentum: f32,
+    velocity: BTreeMap<String, Tensor>,
+}
+
+impl Sgd {
+    pub fn new(lr: f32, momentum: f32) -> Result<Sgd> {
+        if !(lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&momentum)) {
+            return Err(Error::Invalid {
+                op: "sgd",
+                message: format!(
+                    "need lr > 0 and 0 <= momentum < 1, got lr {lr}, momentum {momentum}"
+                ),
+            });
+        }
+        Ok(Sgd {
+            lr,
+            momentum,
+            velocity: BTreeMap::new(),
+        })
+    }
+
+    /// The velocity of each parameter (its saved state).
+    pub fn velocity(&self) -> &BTreeMap<String, Tensor> {
+        &self.velocity
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
+        for (name, g) in grads.named() {
+            let p = params.get_mut(name)?;
+            if self.momentum == 0.0 {
+                p.axpy(-self.lr, g)?;
+                continue;
+            }
+            let v = self
+                .velocity
+                .entry(name.to_string())
+                .or_insert_with(|| Tensor::zeros(g.shape()));
+            let vs = v.data_mut();
+            vs.iter_mut()
+                .zip(g.data())
+                .for_each(|(v, &g)| *v = self.momentum * *v + self.lr * g);
+            p.axpy(-1.0, v)?;
+        }
+        Ok(())
+    }
+}
