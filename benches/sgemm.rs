@@ -19,49 +19,19 @@ struct Shape {
 }
 
 fn shapes() -> Vec<Shape> {
-    let sq = |name, s| Shape {
-        name,
-        m: s,
-        k: s,
-        n: s,
-        ta: Transpose::No,
-    };
+    let sq = |name, s| Shape { name, m: s, k: s, n: s, ta: Transpose::No };
     vec![
         sq("256x256x256", 256),
         sq("512x512x512", 512),
         sq("1024x1024x1024", 1024),
         sq("2048x2048x2048", 2048),
         // MNIST forward: X (60000x784) * W (784x10).
-        Shape {
-            name: "60000x784x10",
-            m: 60000,
-            k: 784,
-            n: 10,
-            ta: Transpose::No,
-        },
+        Shape { name: "60000x784x10", m: 60000, k: 784, n: 10, ta: Transpose::No },
         // MNIST gradient: X^T (784x60000, X read in place) * D (60000x10).
-        Shape {
-            name: "784x60000x10",
-            m: 784,
-            k: 60000,
-            n: 10,
-            ta: Transpose::Yes,
-        },
+        Shape { name: "784x60000x10", m: 784, k: 60000, n: 10, ta: Transpose::Yes },
         // AlexNet im2col: conv1 and conv2 of one 227x227 image.
-        Shape {
-            name: "64x363x3025",
-            m: 64,
-            k: 363,
-            n: 3025,
-            ta: Transpose::No,
-        },
-        Shape {
-            name: "192x1600x729",
-            m: 192,
-            k: 1600,
-            n: 729,
-            ta: Transpose::No,
-        },
+        Shape { name: "64x363x3025", m: 64, k: 363, n: 3025, ta: Transpose::No },
+        Shape { name: "192x1600x729", m: 192, k: 1600, n: 729, ta: Transpose::No },
     ]
 }
 
@@ -79,24 +49,8 @@ fn main() {
         };
         let flops = 2.0 * (m * n * k) as f64;
         let op = if s.ta == Transpose::Yes { "TN" } else { "NN" };
-        let probe = median_seconds(1, || {
-            sgemm(
-                s.ta,
-                Transpose::No,
-                m,
-                n,
-                k,
-                1.0,
-                &a,
-                lda,
-                &b,
-                n,
-                0.0,
-                &mut c,
-                n,
-            )
-            .unwrap()
-        });
+        let probe =
+            median_seconds(1, || sgemm(s.ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, n, 0.0, &mut c, n).unwrap());
         let runs = runs_for(probe, 2.0);
         // Interleave the two implementations round by round so that drifts in
         // machine speed hit both alike.
@@ -104,22 +58,7 @@ fn main() {
         let mut theirs = Vec::new();
         for _ in 0..3 {
             ours.push(median_seconds(runs / 3 + 1, || {
-                sgemm(
-                    s.ta,
-                    Transpose::No,
-                    m,
-                    n,
-                    k,
-                    1.0,
-                    &a,
-                    lda,
-                    &b,
-                    n,
-                    0.0,
-                    &mut c,
-                    n,
-                )
-                .unwrap()
+                sgemm(s.ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, n, 0.0, &mut c, n).unwrap()
             }));
             theirs.push(median_seconds(runs / 3 + 1, || unsafe {
                 matrixmultiply::sgemm(
@@ -151,10 +90,6 @@ fn main() {
                 t * 1e3
             );
         }
-        println!(
-            "bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x",
-            s.name,
-            t_theirs / t_ours
-        );
+        println!("bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x", s.name, t_theirs / t_ours);
     }
 }

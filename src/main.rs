@@ -22,15 +22,7 @@ fn main() -> ExitCode {
         Some("kernels") => {
             let avail = KernelChoice::available();
             for k in &avail {
-                println!(
-                    "{}{}",
-                    k.name(),
-                    if Some(k) == avail.last() {
-                        "  (default)"
-                    } else {
-                        ""
-                    }
-                );
+                println!("{}{}", k.name(), if Some(k) == avail.last() { "  (default)" } else { "" });
             }
             ExitCode::SUCCESS
         }
@@ -43,9 +35,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(other) => {
-            eprintln!(
-                "nabla: unknown command '{other}' (pipeline files are not supported yet)\n\n{HELP}"
-            );
+            eprintln!("nabla: unknown command '{other}' (pipeline files are not supported yet)\n\n{HELP}");
             ExitCode::from(2)
         }
     }

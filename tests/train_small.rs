@@ -23,9 +23,7 @@ fn spirals(n: usize, rng: &mut Rng) -> (Tensor, Vec<usize>) {
 }
 
 fn accuracy(mlp: &Mlp, params: &Params, x: &Tensor, y: &[usize]) -> f32 {
-    let logits = mlp
-        .forward(&Tape::inference(), params, &Var::constant(x.clone()))
-        .unwrap();
+    let logits = mlp.forward(&Tape::inference(), params, &Var::constant(x.clone())).unwrap();
     let pred = logits.value().argmax_axis(1).unwrap();
     pred.iter().zip(y).filter(|(p, t)| p == t).count() as f32 / y.len() as f32
 }
@@ -41,9 +39,7 @@ fn train(opt: &mut dyn Optimizer, steps: usize) -> f32 {
     for _ in 0..steps {
         let grads = {
             let logits = mlp.forward(&tape, &params, &xv).unwrap();
-            let loss = tape
-                .softmax_cross_entropy(&logits, &targets, Reduction::Mean)
-                .unwrap();
+            let loss = tape.softmax_cross_entropy(&logits, &targets, Reduction::Mean).unwrap();
             assert!(loss.value().item().unwrap().is_finite());
             tape.backward(&loss).unwrap()
         };

@@ -33,9 +33,7 @@ impl Grads {
 
     /// Every named parameter's gradient, in recording order.
     pub fn named(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.names
-            .iter()
-            .filter_map(|(n, id)| Some((n.as_str(), self.grads[*id].as_ref()?)))
+        self.names.iter().filter_map(|(n, id)| Some((n.as_str(), self.grads[*id].as_ref()?)))
     }
 }
 
@@ -69,11 +67,7 @@ impl Tape {
         }
         let nodes = self.nodes.borrow();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
-        let names = nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((n.name.clone()?, i)))
-            .collect();
+        let names = nodes.iter().enumerate().filter_map(|(i, n)| Some((n.name.clone()?, i))).collect();
         let Some(root) = loss.id else {
             return Ok(Grads { grads, names });
         };
@@ -120,19 +114,13 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             let (da, db) = match op {
                 BinaryOp::Add => (a.id.map(|_| g.clone()), b.id.map(|_| g.clone())),
                 BinaryOp::Sub => (a.id.map(|_| g.clone()), b.id.map(|_| g.scale(-1.0))),
-                BinaryOp::Mul => (
-                    a.id.map(|_| g.mul(&b.value)).transpose()?,
-                    b.id.map(|_| g.mul(&a.value)).transpose()?,
-                ),
+                BinaryOp::Mul => {
+                    (a.id.map(|_| g.mul(&b.value)).transpose()?, b.id.map(|_| g.mul(&a.value)).transpose()?)
+                }
                 BinaryOp::Div => (
                     a.id.map(|_| g.div(&b.value)).transpose()?,
                     // d(a/b)/db = -a / b^2
-                    b.id.map(|_| {
-                        g.mul(&a.value)?
-                            .div(&b.value.mul(&b.value)?)
-                            .map(|t| t.scale(-1.0))
-                    })
-                    .transpose()?,
+                    b.id.map(|_| g.mul(&a.value)?.div(&b.value.mul(&b.value)?).map(|t| t.scale(-1.0))).transpose()?,
                 ),
             };
             if let Some(da) = da {
@@ -148,10 +136,7 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
         Op::Log { x, input } => accumulate(grads, Some(*x), g.div(input)?)?,
         Op::Relu { x, input } => {
             // The derivative at exactly 0 is taken as 0 (as PyTorch does).
-            let mask = input.map(|v| {
-                v.simd_gt(wide::f32x8::ZERO)
-                    .bitselect(wide::f32x8::ONE, wide::f32x8::ZERO)
-            });
+            let mask = input.map(|v| v.simd_gt(wide::f32x8::ZERO).bitselect(wide::f32x8::ONE, wide::f32x8::ZERO));
             accumulate(grads, Some(*x), g.mul(&mask)?)?
         }
         Op::Tanh { x, out } => {
@@ -162,13 +147,7 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             let d = out.map(|y| y * (wide::f32x8::ONE - y));
             accumulate(grads, Some(*x), g.mul(&d)?)?
         }
-        Op::Sum {
-            x,
-            axis,
-            keepdim,
-            scale,
-            in_shape,
-        } => {
+        Op::Sum { x, axis, keepdim, scale, in_shape } => {
             // Broadcast g back over the summed axis (or everything).
             let g = match (axis, keepdim) {
                 (Some(a), false) => {
@@ -194,12 +173,7 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             let total = g.sum_axis(last, true)?;
             accumulate(grads, Some(*x), g.sub(&out.exp().mul(&total)?)?)?
         }
-        Op::SoftmaxCrossEntropy {
-            x,
-            probs,
-            targets,
-            reduction,
-        } => {
+        Op::SoftmaxCrossEntropy { x, probs, targets, reduction } => {
             let (rows, classes) = probs.dims2("softmax_cross_entropy")?;
             let mut d = probs.clone();
             match targets {

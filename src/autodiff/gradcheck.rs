@@ -36,14 +36,7 @@ pub struct GradcheckOptions {
 
 impl Default for GradcheckOptions {
     fn default() -> Self {
-        GradcheckOptions {
-            eps: 1e-2,
-            atol: 1e-3,
-            rtol: 3e-3,
-            skip_kinks: false,
-            seed: 0,
-            elements: None,
-        }
+        GradcheckOptions { eps: 1e-2, atol: 1e-3, rtol: 3e-3, skip_kinks: false, seed: 0, elements: None }
     }
 }
 
@@ -112,12 +105,7 @@ pub fn gradcheck(
     inputs: &[Tensor],
     opts: &GradcheckOptions,
 ) -> Result<GradcheckReport> {
-    check_finite(
-        inputs
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (format!("input {i}"), x)),
-    )?;
+    check_finite(inputs.iter().enumerate().map(|(i, x)| (format!("input {i}"), x)))?;
     let tape = Tape::new();
     let vars: Vec<Var> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
     let out = f(&tape, &vars)?;
@@ -146,10 +134,7 @@ pub fn gradcheck_params(
     let analytic: Vec<Option<Tensor>> = names.iter().map(|n| grads.by_name(n).cloned()).collect();
     let project = |xs: &[Tensor]| {
         let mut p = Params::new();
-        names
-            .iter()
-            .zip(xs)
-            .for_each(|(n, x)| p.insert(n, x.clone()));
+        names.iter().zip(xs).for_each(|(n, x)| p.insert(n, x.clone()));
         dot(f(&Tape::inference(), &p)?.value(), &w)
     };
     compare(&inputs, &analytic, project, opts)
@@ -160,10 +145,7 @@ fn check_finite<'a>(inputs: impl Iterator<Item = (String, &'a Tensor)>) -> Resul
         if let Some(j) = x.data().iter().position(|v| !v.is_finite()) {
             return Err(Error::Invalid {
                 op: "gradcheck",
-                message: format!(
-                    "{what} holds a non-finite value {} at element {j}",
-                    x.data()[j]
-                ),
+                message: format!("{what} holds a non-finite value {} at element {j}", x.data()[j]),
             });
         }
     }
@@ -181,11 +163,7 @@ fn project_backward(tape: &Tape, out: &Var, seed: u64) -> Result<(Grads, Tensor)
 /// `sum(y * w)` in f64.
 fn dot(y: &Tensor, w: &Tensor) -> Result<f64> {
     y.expect_same_shape(w, "gradcheck")?;
-    Ok(y.data()
-        .iter()
-        .zip(w.data())
-        .map(|(&a, &b)| a as f64 * b as f64)
-        .sum())
+    Ok(y.data().iter().zip(w.data()).map(|(&a, &b)| a as f64 * b as f64).sum())
 }
 
 /// Central differences of `project` at `inputs`, against `analytic`.
@@ -196,36 +174,22 @@ fn compare(
     opts: &GradcheckOptions,
 ) -> Result<GradcheckReport> {
     if !(opts.eps > 0.0 && opts.eps.is_finite()) {
-        return Err(Error::Invalid {
-            op: "gradcheck",
-            message: format!("eps must be positive, got {}", opts.eps),
-        });
+        return Err(Error::Invalid { op: "gradcheck", message: format!("eps must be positive, got {}", opts.eps) });
     }
     let all: Vec<(usize, usize)>;
     let elements = match &opts.elements {
         Some(e) => e.as_slice(),
         None => {
-            all = inputs
-                .iter()
-                .enumerate()
-                .flat_map(|(i, x)| (0..x.numel()).map(move |j| (i, j)))
-                .collect();
+            all = inputs.iter().enumerate().flat_map(|(i, x)| (0..x.numel()).map(move |j| (i, j))).collect();
             &all
         }
     };
     let mut report = GradcheckReport::default();
-    let base = if opts.skip_kinks {
-        project(inputs)?
-    } else {
-        0.0
-    };
+    let base = if opts.skip_kinks { project(inputs)? } else { 0.0 };
     let mut xs = inputs.to_vec();
     for &(i, j) in elements {
         if i >= xs.len() || j >= xs[i].numel() {
-            return Err(Error::Invalid {
-                op: "gradcheck",
-                message: format!("element ({i}, {j}) does not exist"),
-            });
+            return Err(Error::Invalid { op: "gradcheck", message: format!("element ({i}, {j}) does not exist") });
         }
         let x0 = xs[i].data()[j];
         // The step actually taken, after f32 rounding of x0 +- eps.
@@ -237,12 +201,7 @@ fn compare(
         xs[i].data_mut()[j] = x0;
         let numeric = (up - down) / (hi as f64 - lo as f64);
         let analytic = analytic[i].as_ref().map_or(0.0, |g| g.data()[j] as f64);
-        let entry = GradEntry {
-            input: i,
-            index: j,
-            analytic,
-            numeric,
-        };
+        let entry = GradEntry { input: i, index: j, analytic, numeric };
         let tol = |n: f64| opts.atol + opts.rtol * n.abs();
         if opts.skip_kinks {
             let right = (up - base) / (hi as f64 - x0 as f64);
@@ -254,11 +213,7 @@ fn compare(
         }
         report.checked += 1;
         report.max_rel_err = report.max_rel_err.max(entry.rel_err());
-        if report
-            .worst
-            .as_ref()
-            .is_none_or(|w| entry.abs_err() > w.abs_err())
-        {
+        if report.worst.as_ref().is_none_or(|w| entry.abs_err() > w.abs_err()) {
             report.max_abs_err = entry.abs_err();
             report.worst = Some(entry.clone());
         }

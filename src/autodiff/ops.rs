@@ -8,10 +8,7 @@ use crate::gemm::Transpose;
 use crate::tensor::{BinaryOp, Tensor};
 
 fn input(v: &Var) -> Input {
-    Input {
-        id: v.id,
-        value: v.value.clone(),
-    }
+    Input { id: v.id, value: v.value.clone() }
 }
 
 /// A unary op whose backward needs only `x`'s id and one saved tensor.
@@ -30,12 +27,7 @@ impl Tape {
     /// `op(a) * op(b)` for 2-d values; transposes are read in place.
     pub fn matmul_t(&self, a: &Var, ta: Transpose, b: &Var, tb: Transpose) -> Result<Var> {
         let value = a.value.matmul_t(ta, &b.value, tb)?;
-        Ok(self.record(value, &[a.id, b.id], || Op::MatMul {
-            a: input(a),
-            b: input(b),
-            ta,
-            tb,
-        }))
+        Ok(self.record(value, &[a.id, b.id], || Op::MatMul { a: input(a), b: input(b), ta, tb }))
     }
 
     pub fn matmul(&self, a: &Var, b: &Var) -> Result<Var> {
@@ -45,11 +37,7 @@ impl Tape {
     /// Elementwise `a op b` with broadcasting (a bias row or column, a scalar).
     pub fn binary(&self, a: &Var, op: BinaryOp, b: &Var) -> Result<Var> {
         let value = a.value.binary(&b.value, op)?;
-        Ok(self.record(value, &[a.id, b.id], || Op::Binary {
-            op,
-            a: input(a),
-            b: input(b),
-        }))
+        Ok(self.record(value, &[a.id, b.id], || Op::Binary { op, a: input(a), b: input(b) }))
     }
 
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
@@ -70,17 +58,12 @@ impl Tape {
 
     /// `c * x`.
     pub fn scale(&self, x: &Var, c: f32) -> Var {
-        self.record(x.value.scale(c), &[x.id], || Op::Scale {
-            x: x.id.unwrap(),
-            c,
-        })
+        self.record(x.value.scale(c), &[x.id], || Op::Scale { x: x.id.unwrap(), c })
     }
 
     /// `x + c`.
     pub fn add_scalar(&self, x: &Var, c: f32) -> Var {
-        self.record(x.value.add_scalar(c), &[x.id], || Op::AddScalar {
-            x: x.id.unwrap(),
-        })
+        self.record(x.value.add_scalar(c), &[x.id], || Op::AddScalar { x: x.id.unwrap() })
     }
 
     unary!(exp, Exp, out, |x| x.exp(), save_input = false);
@@ -94,18 +77,14 @@ impl Tape {
 
     /// Sum of every element, as a scalar.
     pub fn sum(&self, x: &Var) -> Var {
-        self.sum_scaled(x, None, false, 1.0)
-            .expect("a full sum cannot fail")
+        self.sum_scaled(x, None, false, 1.0).expect("a full sum cannot fail")
     }
 
     /// Mean of every element, as a scalar.
     pub fn mean(&self, x: &Var) -> Result<Var> {
         let n = x.value.numel();
         if n == 0 {
-            return Err(Error::Empty {
-                op: "mean",
-                shape: x.shape().to_vec(),
-            });
+            return Err(Error::Empty { op: "mean", shape: x.shape().to_vec() });
         }
         self.sum_scaled(x, None, false, 1.0 / n as f32)
     }
@@ -115,16 +94,9 @@ impl Tape {
     }
 
     pub fn mean_axis(&self, x: &Var, axis: usize, keepdim: bool) -> Result<Var> {
-        let n = *x.shape().get(axis).ok_or_else(|| Error::Axis {
-            op: "mean",
-            axis,
-            shape: x.shape().to_vec(),
-        })?;
+        let n = *x.shape().get(axis).ok_or_else(|| Error::Axis { op: "mean", axis, shape: x.shape().to_vec() })?;
         if n == 0 {
-            return Err(Error::Empty {
-                op: "mean",
-                shape: x.shape().to_vec(),
-            });
+            return Err(Error::Empty { op: "mean", shape: x.shape().to_vec() });
         }
         self.sum_scaled(x, Some(axis), keepdim, 1.0 / n as f32)
     }
@@ -136,52 +108,32 @@ impl Tape {
         };
         let value = if scale == 1.0 { sum } else { sum.scale(scale) };
         let in_shape = x.shape().to_vec();
-        Ok(self.record(value, &[x.id], || Op::Sum {
-            x: x.id.unwrap(),
-            axis,
-            keepdim,
-            scale,
-            in_shape,
-        }))
+        Ok(self.record(value, &[x.id], || Op::Sum { x: x.id.unwrap(), axis, keepdim, scale, in_shape }))
     }
 
     pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
         let value = x.value.reshape(shape)?;
         let in_shape = x.shape().to_vec();
-        Ok(self.record(value, &[x.id], || Op::Reshape {
-            x: x.id.unwrap(),
-            in_shape,
-        }))
+        Ok(self.record(value, &[x.id], || Op::Reshape { x: x.id.unwrap(), in_shape }))
     }
 
     /// Softmax along the last axis.
     pub fn softmax(&self, x: &Var) -> Result<Var> {
         let value = x.value.softmax()?;
         let out = value.clone();
-        Ok(self.record(value, &[x.id], || Op::Softmax {
-            x: x.id.unwrap(),
-            out,
-        }))
+        Ok(self.record(value, &[x.id], || Op::Softmax { x: x.id.unwrap(), out }))
     }
 
     /// Log-softmax along the last axis.
     pub fn log_softmax(&self, x: &Var) -> Result<Var> {
         let value = x.value.log_softmax()?;
         let out = value.clone();
-        Ok(self.record(value, &[x.id], || Op::LogSoftmax {
-            x: x.id.unwrap(),
-            out,
-        }))
+        Ok(self.record(value, &[x.id], || Op::LogSoftmax { x: x.id.unwrap(), out }))
     }
 
     /// Cross-entropy of softmax(`logits`) against `targets`, fused so that
     /// the gradient is the stable `probs - targets`. `logits` is `[rows, classes]`.
-    pub fn softmax_cross_entropy(
-        &self,
-        logits: &Var,
-        targets: &Targets,
-        reduction: Reduction,
-    ) -> Result<Var> {
+    pub fn softmax_cross_entropy(&self, logits: &Var, targets: &Targets, reduction: Reduction) -> Result<Var> {
         let (rows, classes) = logits.value.dims2("softmax_cross_entropy")?;
         let log_p = logits.value.log_softmax()?;
         let lp = log_p.data();
@@ -200,25 +152,11 @@ impl Tape {
                         message: format!("class index {bad} is out of range for {classes} classes"),
                     });
                 }
-                labels
-                    .iter()
-                    .enumerate()
-                    .map(|(r, &c)| -(lp[r * classes + c] as f64))
-                    .sum()
+                labels.iter().enumerate().map(|(r, &c)| -(lp[r * classes + c] as f64)).sum()
             }
             Targets::Probabilities(t) => {
                 logits.value.expect_same_shape(t, "softmax_cross_entropy")?;
-                t.data()
-                    .iter()
-                    .zip(lp)
-                    .map(|(&t, &l)| {
-                        if t == 0.0 {
-                            0.0
-                        } else {
-                            -(t as f64) * l as f64
-                        }
-                    })
-                    .sum()
+                t.data().iter().zip(lp).map(|(&t, &l)| if t == 0.0 { 0.0 } else { -(t as f64) * l as f64 }).sum()
             }
         };
         let per = match reduction {
@@ -226,13 +164,11 @@ impl Tape {
             Reduction::Mean => 1.0 / rows.max(1) as f64,
         };
         let value = Tensor::scalar((total * per) as f32);
-        Ok(
-            self.record(value, &[logits.id], || Op::SoftmaxCrossEntropy {
-                x: logits.id.unwrap(),
-                probs: log_p.exp(),
-                targets: targets.clone(),
-                reduction,
-            }),
-        )
+        Ok(self.record(value, &[logits.id], || Op::SoftmaxCrossEntropy {
+            x: logits.id.unwrap(),
+            probs: log_p.exp(),
+            targets: targets.clone(),
+            reduction,
+        }))
     }
 }

@@ -59,18 +59,12 @@ impl Default for Tape {
 impl Tape {
     /// A tape that records, for training.
     pub fn new() -> Tape {
-        Tape {
-            nodes: RefCell::new(Vec::new()),
-            recording: true,
-        }
+        Tape { nodes: RefCell::new(Vec::new()), recording: true }
     }
 
     /// A tape that never records: the inference path, with no tape cost.
     pub fn inference() -> Tape {
-        Tape {
-            nodes: RefCell::new(Vec::new()),
-            recording: false,
-        }
+        Tape { nodes: RefCell::new(Vec::new()), recording: false }
     }
 
     pub fn is_recording(&self) -> bool {
@@ -108,31 +102,17 @@ impl Tape {
         }
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node { op: Op::Leaf, name });
-        Var {
-            value,
-            id: Some(nodes.len() - 1),
-        }
+        Var { value, id: Some(nodes.len() - 1) }
     }
 
     /// Record `value` as the output of an op whose inputs are `parents`. The
     /// op is built only if some parent needs a gradient.
-    pub(crate) fn record(
-        &self,
-        value: Tensor,
-        parents: &[Option<NodeId>],
-        op: impl FnOnce() -> Op,
-    ) -> Var {
+    pub(crate) fn record(&self, value: Tensor, parents: &[Option<NodeId>], op: impl FnOnce() -> Op) -> Var {
         if !self.recording || parents.iter().all(Option::is_none) {
             return Var::constant(value);
         }
         let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node {
-            op: op(),
-            name: None,
-        });
-        Var {
-            value,
-            id: Some(nodes.len() - 1),
-        }
+        nodes.push(Node { op: op(), name: None });
+        Var { value, id: Some(nodes.len() - 1) }
     }
 }

@@ -11,11 +11,7 @@ use proptest::prelude::*;
 /// Tolerances tight enough that a 1% error in any gradient element of size
 /// >= 0.07 fails (see `checker_catches_a_one_percent_error`).
 fn opts() -> GradcheckOptions {
-    GradcheckOptions {
-        atol: 5e-4,
-        rtol: 2e-3,
-        ..GradcheckOptions::default()
-    }
+    GradcheckOptions { atol: 5e-4, rtol: 2e-3, ..GradcheckOptions::default() }
 }
 
 fn rand(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
@@ -41,11 +37,7 @@ fn away_from_zero(shape: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
 fn assert_grads(f: impl Fn(&Tape, &[Var]) -> Result<Var>, inputs: &[Tensor]) {
     let report = gradcheck(f, inputs, &opts()).unwrap();
     assert!(report.checked > 0 || inputs.iter().all(|x| x.numel() == 0));
-    assert!(
-        report.passed(),
-        "{report}\nfailures: {:?}",
-        &report.failures[..report.failures.len().min(5)]
-    );
+    assert!(report.passed(), "{report}\nfailures: {:?}", &report.failures[..report.failures.len().min(5)]);
 }
 
 fn transpose() -> impl Strategy<Value = Transpose> {
@@ -183,10 +175,7 @@ fn parameters_are_reachable_by_name() {
     let loss = tape.sum(&tape.matmul(&x, &wv).unwrap());
     let grads = tape.backward(&loss).unwrap();
     assert_eq!(grads.by_name("layer.weight").unwrap().data(), &[1.0; 4]);
-    assert_eq!(
-        grads.named().map(|(n, _)| n).collect::<Vec<_>>(),
-        vec!["layer.weight"]
-    );
+    assert_eq!(grads.named().map(|(n, _)| n).collect::<Vec<_>>(), vec!["layer.weight"]);
     assert!(grads.by_name("missing").is_none());
 }
 
@@ -206,39 +195,18 @@ fn bad_input_is_an_error() {
     let err = tape.matmul(&a, &a).unwrap_err();
     assert_eq!(err.to_string(), "matmul: shape mismatch: [2, 3] vs [2, 3]");
     let err = tape.backward(&a).unwrap_err();
-    assert!(
-        err.to_string().contains("the loss must be a scalar"),
-        "{err}"
-    );
-    let err = tape
-        .softmax_cross_entropy(&a, &Targets::Classes(vec![0, 7]), Reduction::Sum)
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("class index 7 is out of range for 3 classes"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("the loss must be a scalar"), "{err}");
+    let err = tape.softmax_cross_entropy(&a, &Targets::Classes(vec![0, 7]), Reduction::Sum).unwrap_err();
+    assert!(err.to_string().contains("class index 7 is out of range for 3 classes"), "{err}");
     let nan = Tensor::from_vec(vec![1.0, f32::NAN], &[2]).unwrap();
     let err = gradcheck(|t, v| Ok(t.exp(&v[0])), &[nan], &opts()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("non-finite value NaN at element 1"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("non-finite value NaN at element 1"), "{err}");
 }
 
 #[test]
 fn kinks_are_skipped_not_failed() {
     let x = Tensor::from_vec(vec![0.0, 1e-3, -0.5, 0.7], &[4]).unwrap();
-    let report = gradcheck(
-        |t, v| Ok(t.relu(&v[0])),
-        &[x],
-        &GradcheckOptions {
-            skip_kinks: true,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let report = gradcheck(|t, v| Ok(t.relu(&v[0])), &[x], &GradcheckOptions { skip_kinks: true, ..opts() }).unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(report.skipped_kinks, 2);
     assert_eq!(report.checked, 2);

@@ -55,11 +55,7 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         scale_c(&p);
         return;
     }
-    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
+    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
     if threads > 1 && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
         run_split_k::<K>(p, threads)
     } else {
@@ -88,42 +84,22 @@ fn balanced_block(total: usize, max: usize, unit: usize, ways: usize) -> usize {
 
 unsafe fn run_split_k<K: Kernel>(p: Problem, threads: usize) {
     let part = balanced_block(p.k, p.k.div_ceil(threads), K::KC, 1);
-    let parts: Vec<(usize, usize)> = (0..p.k)
-        .step_by(part)
-        .map(|k0| (k0, part.min(p.k - k0)))
-        .collect();
+    let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
     // Part 0 writes C itself (with beta); the others fill private buffers.
     let partials: Vec<Vec<f32>> = parts
         .par_iter()
         .enumerate()
         .map(|(t, &(k0, kp))| {
             let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-            let a = View {
-                ptr: p.a.at(0, k0),
-                ..p.a
-            };
-            let b = View {
-                ptr: p.b.at(k0, 0),
-                ..p.b
-            };
+            let a = View { ptr: p.a.at(0, k0), ..p.a };
+            let b = View { ptr: p.b.at(k0, 0), ..p.b };
             if t == 0 {
                 run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
                 Vec::new()
             } else {
                 let mut buf = vec![0.0f32; p.m * p.n];
                 let c = buf.as_mut_ptr();
-                run_blocked::<K>(
-                    Problem {
-                        k: kp,
-                        a,
-                        b,
-                        beta: 0.0,
-                        c,
-                        ldc: p.n,
-                        ..*p
-                    },
-                    1,
-                );
+                run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
                 buf
             }
         })
@@ -136,9 +112,11 @@ unsafe fn run_split_k<K: Kernel>(p: Problem, threads: usize) {
     }
 }
 
-/// How much of L2 (1 MiB per core on the CI machine) a packed A block may
-/// fill when the blocking is chosen for streaming rather than reuse.
-const STREAM_A_BYTES: usize = 384 * 1024;
+/// How much of L2 (1 MiB per core on the CI machine) the block of A in use
+/// may fill when the blocking is chosen for streaming rather than reuse
+/// (measured on X^T * D: 512 KiB gave 1.8x matrixmultiply, 768 KiB 2.1-2.5x,
+/// 1 MiB and more about 2x).
+const STREAM_A_BYTES: usize = 768 * 1024;
 
 /// Block sizes (kc, mc, nc) for one product.
 ///
@@ -171,38 +149,28 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
             let nc = nc_max.min(p.n - jc);
             let panels = nc.div_ceil(K::NR);
             // Split loop 2 as well when loop 3 alone cannot feed every thread.
-            let n_split = if m_blocks < threads {
-                threads.min(panels)
-            } else {
-                1
-            };
+            let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
             for pc in (0..p.k).step_by(kc_max) {
                 let kc = kc_max.min(p.k - pc);
                 let bpack = &mut bbuf[..panels * K::NR * kc];
                 // Each thread packs a run of whole panels.
-                let per = panels.div_ceil(if threads > 1 && panels >= 4 {
-                    threads
-                } else {
-                    1
-                });
+                let per = panels.div_ceil(if threads > 1 && panels >= 4 { threads } else { 1 });
                 let pack = |(g, run): (usize, &mut [f32])| {
                     let j0 = g * per * K::NR;
-                    let b = View {
-                        ptr: p.b.at(pc, jc + j0),
-                        ..p.b
-                    };
+                    let b = View { ptr: p.b.at(pc, jc + j0), ..p.b };
                     K::pack_b(run, b, (per * K::NR).min(nc - j0), kc);
                 };
                 if per < panels {
-                    bpack
-                        .par_chunks_mut(per * K::NR * kc)
-                        .enumerate()
-                        .for_each(pack);
+                    bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);
                 } else {
                     pack((0, bpack));
                 }
                 let bpack: &[f32] = bpack;
                 // The first KC block applies beta; later ones accumulate.
+                // A transposed A with a single B panel is a pure stream whose
+                // columns are already laid out as packed panels (MR neighbouring
+                // floats per k), so packing would only copy it once more.
+                let direct_a = p.a.rs == 1 && panels == 1;
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let task = |t: usize| {
                     let p = &p; // capture the whole problem (Sync), not its raw-pointer field
@@ -214,26 +182,22 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                     if s0 >= s1 {
                         return;
                     }
-                    with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
-                        K::pack_a(
-                            apack,
-                            View {
-                                ptr: p.a.at(ic, pc),
-                                ..p.a
-                            },
-                            mc,
-                            kc,
-                        );
-                        let tile = Problem {
-                            m: mc,
-                            n: nc,
-                            k: kc,
-                            beta,
-                            c: p.c.add(ic * p.ldc + jc),
-                            ..*p
-                        };
-                        macro_kernel::<K>(&tile, apack, bpack, s0..s1);
-                    });
+                    let a = View { ptr: p.a.at(ic, pc), ..p.a };
+                    let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
+                    if direct_a {
+                        // Whole panels are read in place; only the ragged last
+                        // one is packed (a full read there would overrun A).
+                        let full = mc / K::MR * K::MR;
+                        with_buffer(&A_BUF, K::MR * kc, |edge| {
+                            K::pack_a(edge, View { ptr: a.at(full, 0), ..a }, mc - full, kc);
+                            macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, bpack, s0..s1);
+                        });
+                    } else {
+                        with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
+                            K::pack_a(apack, a, mc, kc);
+                            macro_kernel::<K>(&tile, APanels::Packed(apack), bpack, s0..s1);
+                        });
+                    }
                 };
                 let tasks = m_blocks * n_split;
                 if threads > 1 && tasks > 1 {
@@ -246,13 +210,17 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
     });
 }
 
-/// Loops 2 and 1 over one packed A block and the B panels `panels`.
-unsafe fn macro_kernel<K: Kernel>(
-    t: &Problem,
-    apack: &[f32],
-    bpack: &[f32],
-    panels: std::ops::Range<usize>,
-) {
+/// Where loop 1 finds its A panels.
+enum APanels<'a> {
+    /// Packed by `pack_a`: panel `r` at `r * MR * k`, step MR.
+    Packed(&'a [f32]),
+    /// A transposed A read in place (panel `r` at column `r * MR`, step =
+    /// its row stride) for the first `full` rows; the rest packed in `edge`.
+    InPlace { a: View, full: usize, edge: &'a [f32] },
+}
+
+/// Loops 2 and 1 over one block of A and the B panels `panels`.
+unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, bpack: &[f32], panels: std::ops::Range<usize>) {
     assert!(K::MR * K::NR <= MAX_TILE);
     for s in panels {
         let j0 = s * K::NR;
@@ -261,24 +229,26 @@ unsafe fn macro_kernel<K: Kernel>(
         for r in 0..t.m.div_ceil(K::MR) {
             let i0 = r * K::MR;
             let rows = K::MR.min(t.m - i0);
-            let ap = apack.as_ptr().add(r * K::MR * t.k);
+            let (ap, a_step) = match a {
+                APanels::Packed(apack) => (apack.as_ptr().add(r * K::MR * t.k), K::MR),
+                APanels::InPlace { a, full, .. } if i0 < full => (a.at(i0, 0), a.cs),
+                APanels::InPlace { edge, .. } => (edge.as_ptr(), K::MR),
+            };
             let cp = t.c.add(i0 * t.ldc + j0);
             if rows == K::MR && cols == K::NR {
-                K::tile(t.k, t.alpha, ap, bp, t.beta, cp, t.ldc);
+                K::tile(t.k, t.alpha, ap, a_step, bp, t.beta, cp, t.ldc);
             } else {
                 // Edge tile: compute the whole tile into scratch, copy the part
                 // that exists. C outside the matrix is never touched.
                 let mut scratch = [0.0f32; MAX_TILE];
-                K::tile(t.k, t.alpha, ap, bp, 0.0, scratch.as_mut_ptr(), K::NR);
+                K::tile(t.k, t.alpha, ap, a_step, bp, 0.0, scratch.as_mut_ptr(), K::NR);
                 for i in 0..rows {
                     let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
                     let src = &scratch[i * K::NR..i * K::NR + cols];
                     if t.beta == 0.0 {
                         dst.copy_from_slice(src);
                     } else {
-                        dst.iter_mut()
-                            .zip(src)
-                            .for_each(|(d, s)| *d = s + t.beta * *d);
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
                     }
                 }
             }
@@ -294,11 +264,7 @@ thread_local! {
 /// Lend `f` a 64-byte-aligned scratch slice of `len` floats from a per-thread
 /// cache. The buffer is taken out while in use, so a nested call on the same
 /// thread (rayon may run another product while this one waits) gets its own.
-fn with_buffer<R>(
-    key: &'static LocalKey<Cell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
+fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = key.take();
     if buf.len() < len + 16 {
         buf = vec![0.0; len + 16];

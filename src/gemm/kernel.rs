@@ -34,10 +34,15 @@ pub(crate) trait Kernel: Sync {
     /// `pack::pack_b` at this kernel's NR.
     unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize);
     /// C has row stride `ldc` and unit column stride.
+    /// `a_step` is the distance between A's values for consecutive `p`: MR
+    /// for a packed panel, or the row length when the kernel reads a
+    /// transposed A in place.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
         k: usize,
         alpha: f32,
         a: *const f32,
+        a_step: usize,
         b: *const f32,
         beta: f32,
         c: *mut f32,
@@ -52,6 +57,7 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
     k: usize,
     alpha: f32,
     mut a: *const f32,
+    a_step: usize,
     mut b: *const f32,
     beta: f32,
     c: *mut f32,
@@ -76,7 +82,7 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
                 acc[i][v] = acc[i][v].fma(av, bv[v]);
             }
         }
-        a = a.add(MR);
+        a = a.add(a_step);
         b = b.add(NV * w);
     }
     let alpha = L::splat(alpha);
@@ -116,12 +122,13 @@ macro_rules! kernel {
                 pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
             }
             #[inline]
-            unsafe fn tile(k: usize, alpha: f32, a: *const f32, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
+            unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
                 $(#[target_feature(enable = $feature)])*
-                unsafe fn body(k: usize, alpha: f32, a: *const f32, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, $mr, $nv>(k, alpha, a, b, beta, c, ldc)
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, beta, c, ldc)
                 }
-                body(k, alpha, a, b, beta, c, ldc)
+                body(k, alpha, a, a_step, b, beta, c, ldc)
             }
         }
     };

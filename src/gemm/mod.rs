@@ -57,9 +57,7 @@ impl KernelChoice {
         match self {
             KernelChoice::Auto | KernelChoice::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            KernelChoice::Avx2 => {
-                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-            }
+            KernelChoice::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
             KernelChoice::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
@@ -69,14 +67,10 @@ impl KernelChoice {
 
     /// Every kernel family this CPU can run, slowest first.
     pub fn available() -> Vec<KernelChoice> {
-        [
-            KernelChoice::Portable,
-            KernelChoice::Avx2,
-            KernelChoice::Avx512,
-        ]
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
+        [KernelChoice::Portable, KernelChoice::Avx2, KernelChoice::Avx512]
+            .into_iter()
+            .filter(|k| k.is_available())
+            .collect()
     }
 
     /// `Auto` made concrete: `NABLA_GEMM_KERNEL` (portable, avx2, avx512) if
@@ -99,56 +93,26 @@ impl KernelChoice {
 /// Why a product could not run. No product panics on bad arguments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GemmError {
-    #[error(
-        "sgemm: leading dimension of {operand} is {ld} but its stored rows are {row_len} long"
-    )]
-    LeadingDimension {
-        operand: &'static str,
-        ld: usize,
-        row_len: usize,
-    },
+    #[error("sgemm: leading dimension of {operand} is {ld} but its stored rows are {row_len} long")]
+    LeadingDimension { operand: &'static str, ld: usize, row_len: usize },
     #[error("sgemm: {operand} is stored as {rows}x{cols} (leading dimension {ld}), needing {needed} elements, but the slice holds {len}")]
-    TooShort {
-        operand: &'static str,
-        rows: usize,
-        cols: usize,
-        ld: usize,
-        needed: usize,
-        len: usize,
-    },
+    TooShort { operand: &'static str, rows: usize, cols: usize, ld: usize, needed: usize, len: usize },
     #[error("sgemm: kernel '{0}' is not supported by this CPU")]
     KernelUnavailable(&'static str),
 }
 
 /// Check that a row-major `rows x cols` matrix with leading dimension `ld`
 /// fits in a slice of `len` elements.
-fn check_operand(
-    operand: &'static str,
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    len: usize,
-) -> Result<(), GemmError> {
+fn check_operand(operand: &'static str, rows: usize, cols: usize, ld: usize, len: usize) -> Result<(), GemmError> {
     if rows == 0 || cols == 0 {
         return Ok(());
     }
     if ld < cols {
-        return Err(GemmError::LeadingDimension {
-            operand,
-            ld,
-            row_len: cols,
-        });
+        return Err(GemmError::LeadingDimension { operand, ld, row_len: cols });
     }
     let needed = (rows - 1) * ld + cols;
     if len < needed {
-        return Err(GemmError::TooShort {
-            operand,
-            rows,
-            cols,
-            ld,
-            needed,
-            len,
-        });
+        return Err(GemmError::TooShort { operand, rows, cols, ld, needed, len });
     }
     Ok(())
 }
@@ -173,22 +137,7 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<(), GemmError> {
-    sgemm_with(
-        KernelChoice::Auto,
-        ta,
-        tb,
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        lda,
-        b,
-        ldb,
-        beta,
-        c,
-        ldc,
-    )
+    sgemm_with(KernelChoice::Auto, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 /// [`sgemm`] with an explicit kernel family (tests run every family).

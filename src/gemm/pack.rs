@@ -30,12 +30,7 @@ impl View {
 /// `AVX` says the caller enabled AVX, so 8 x 8 blocks may be transposed
 /// in registers (LLVM otherwise turns the scatter into slow gathers).
 #[inline(always)]
-pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(
-    dst: &mut [f32],
-    a: View,
-    mc: usize,
-    kc: usize,
-) {
+pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(dst: &mut [f32], a: View, mc: usize, kc: usize) {
     let full = mc / MR;
     let (body, edge) = dst[..mc.div_ceil(MR) * MR * kc].split_at_mut(full * MR * kc);
     if a.rs == 1 {
@@ -96,13 +91,7 @@ pub(crate) unsafe fn pack_a<const MR: usize, const AVX: bool>(
 }
 
 /// One panel of `rows <= MR` rows from row `i0`, any strides, zero-padded.
-unsafe fn pack_a_general<const MR: usize>(
-    panel: &mut [f32],
-    a: View,
-    i0: usize,
-    rows: usize,
-    kc: usize,
-) {
+unsafe fn pack_a_general<const MR: usize>(panel: &mut [f32], a: View, i0: usize, rows: usize, kc: usize) {
     for i in 0..MR {
         for p in 0..kc {
             panel[p * MR + i] = if i < rows { *a.at(i0 + i, p) } else { 0.0 };
@@ -139,13 +128,7 @@ pub(crate) unsafe fn pack_b<const NR: usize>(dst: &mut [f32], b: View, cols: usi
 
 /// One panel of `cols <= NR` columns from column `j0`, any strides, walking
 /// each column in order (contiguous when B is transposed), zero-padded.
-unsafe fn pack_b_general<const NR: usize>(
-    panel: &mut [f32],
-    b: View,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-) {
+unsafe fn pack_b_general<const NR: usize>(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
     for j in 0..NR {
         for p in 0..kc {
             panel[p * NR + j] = if j < cols { *b.at(p, j0 + j) } else { 0.0 };
@@ -182,13 +165,7 @@ unsafe fn transpose8x8(rows: [*const f32; 8], out: *mut f32, stride: usize) {
         _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
     ];
     for q in 0..4 {
-        _mm256_storeu_ps(
-            out.add(q * stride),
-            _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]),
-        );
-        _mm256_storeu_ps(
-            out.add((q + 4) * stride),
-            _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]),
-        );
+        _mm256_storeu_ps(out.add(q * stride), _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]));
+        _mm256_storeu_ps(out.add((q + 4) * stride), _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]));
     }
 }

@@ -37,11 +37,7 @@ pub fn sgemm_naive(
     for i in 0..m {
         for j in 0..n {
             let dot: f64 = (0..k).map(|p| at(i, p) as f64 * bt(p, j) as f64).sum();
-            let prior = if beta == 0.0 {
-                0.0
-            } else {
-                beta as f64 * c[i * ldc + j] as f64
-            };
+            let prior = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * ldc + j] as f64 };
             c[i * ldc + j] = (alpha as f64 * dot + prior) as f32;
         }
     }

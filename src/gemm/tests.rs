@@ -5,14 +5,10 @@ use super::{sgemm, sgemm_with, GemmError, KernelChoice, Transpose};
 use proptest::prelude::*;
 
 fn filled(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -21,37 +17,18 @@ fn filled(len: usize, seed: u64) -> Vec<f32> {
 /// Run one product with every kernel and compare with the naive loop.
 /// Extra padding `pad` goes into each leading dimension.
 #[allow(clippy::too_many_arguments)]
-fn check(
-    ta: Transpose,
-    tb: Transpose,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    beta: f32,
-    pad: usize,
-    seed: u64,
-) {
+fn check(ta: Transpose, tb: Transpose, m: usize, n: usize, k: usize, alpha: f32, beta: f32, pad: usize, seed: u64) {
     let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
     let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
     let (lda, ldb, ldc) = (ac + pad, bc + pad, n + pad);
     let a = filled(ar * lda, seed);
     let b = filled(br * ldb, seed + 1);
-    let c0 = if beta == 0.0 {
-        vec![f32::NAN; m * ldc]
-    } else {
-        filled(m * ldc, seed + 2)
-    };
+    let c0 = if beta == 0.0 { vec![f32::NAN; m * ldc] } else { filled(m * ldc, seed + 2) };
     let mut want = c0.clone();
-    sgemm_naive(
-        ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
-    );
+    sgemm_naive(ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc);
     for kernel in KernelChoice::available() {
         let mut got = c0.clone();
-        sgemm_with(
-            kernel, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
-        )
-        .unwrap();
+        sgemm_with(kernel, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc).unwrap();
         for i in 0..m {
             for j in 0..n {
                 let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
@@ -64,10 +41,7 @@ fn check(
             // Padding between rows of C is never written.
             for j in n..ldc.min(n + pad) {
                 let (g, w) = (got[i * ldc + j], c0[i * ldc + j]);
-                assert!(
-                    g.to_bits() == w.to_bits(),
-                    "{kernel:?} wrote C padding at [{i},{j}]"
-                );
+                assert!(g.to_bits() == w.to_bits(), "{kernel:?} wrote C padding at [{i},{j}]");
             }
         }
     }
@@ -80,11 +54,7 @@ fn transpose() -> impl Strategy<Value = Transpose> {
 /// Sizes that hit 0, 1, every MR and NR (4, 6, 8, 12, 16, 24, 32) plus or
 /// minus one, and values past KC / MC blocks.
 fn size() -> impl Strategy<Value = usize> {
-    prop_oneof![
-        0usize..=3,
-        prop::sample::select(vec![5, 7, 9, 11, 13, 15, 17, 23, 25, 31, 33, 47, 49]),
-        1usize..80,
-    ]
+    prop_oneof![0usize..=3, prop::sample::select(vec![5, 7, 9, 11, 13, 15, 17, 23, 25, 31, 33, 47, 49]), 1usize..80,]
 }
 
 proptest! {
@@ -106,10 +76,7 @@ fn every_small_size_and_layout() {
     for m in 0..14 {
         for n in 0..18 {
             for k in [0, 1, 7] {
-                for (ta, tb) in [
-                    (Transpose::No, Transpose::No),
-                    (Transpose::Yes, Transpose::Yes),
-                ] {
+                for (ta, tb) in [(Transpose::No, Transpose::No), (Transpose::Yes, Transpose::Yes)] {
                     check(ta, tb, m, n, k, 1.0, 0.0, 1, (m * 100 + n) as u64);
                 }
             }
@@ -134,22 +101,7 @@ fn agrees_with_matrixmultiply() {
     let b = filled(k * n, 8);
     let mut ours = vec![0.0; m * n];
     let mut theirs = vec![0.0; m * n];
-    sgemm(
-        Transpose::No,
-        Transpose::No,
-        m,
-        n,
-        k,
-        1.0,
-        &a,
-        k,
-        &b,
-        n,
-        0.0,
-        &mut ours,
-        n,
-    )
-    .unwrap();
+    sgemm(Transpose::No, Transpose::No, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut ours, n).unwrap();
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -177,53 +129,9 @@ fn agrees_with_matrixmultiply() {
 fn bad_arguments_are_errors_not_panics() {
     let a = vec![0.0; 6];
     let mut c = vec![0.0; 4];
-    let err = sgemm(
-        Transpose::No,
-        Transpose::No,
-        2,
-        2,
-        3,
-        1.0,
-        &a,
-        3,
-        &a[..5],
-        2,
-        0.0,
-        &mut c,
-        2,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            GemmError::TooShort {
-                operand: "B",
-                needed: 6,
-                len: 5,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = sgemm(
-        Transpose::No,
-        Transpose::No,
-        2,
-        2,
-        3,
-        1.0,
-        &a,
-        2,
-        &a,
-        2,
-        0.0,
-        &mut c,
-        2,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, GemmError::LeadingDimension { operand: "A", .. }),
-        "{err}"
-    );
+    let err = sgemm(Transpose::No, Transpose::No, 2, 2, 3, 1.0, &a, 3, &a[..5], 2, 0.0, &mut c, 2).unwrap_err();
+    assert!(matches!(err, GemmError::TooShort { operand: "B", needed: 6, len: 5, .. }), "{err}");
+    let err = sgemm(Transpose::No, Transpose::No, 2, 2, 3, 1.0, &a, 2, &a, 2, 0.0, &mut c, 2).unwrap_err();
+    assert!(matches!(err, GemmError::LeadingDimension { operand: "A", .. }), "{err}");
     assert!(err.to_string().contains("leading dimension of A is 2"));
 }

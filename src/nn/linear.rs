@@ -18,11 +18,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(name: &str, inputs: usize, outputs: usize) -> Linear {
-        Linear {
-            name: name.to_string(),
-            inputs,
-            outputs,
-        }
+        Linear { name: name.to_string(), inputs, outputs }
     }
 
     pub fn weight_name(&self) -> String {
@@ -35,14 +31,8 @@ impl Linear {
 
     /// Create the layer's parameters in `params`.
     pub fn init(&self, params: &mut Params, weight: Init, bias: Init, rng: &mut Rng) {
-        params.insert(
-            &self.weight_name(),
-            weight.tensor(&[self.outputs, self.inputs], self.inputs, rng),
-        );
-        params.insert(
-            &self.bias_name(),
-            bias.tensor(&[self.outputs], self.inputs, rng),
-        );
+        params.insert(&self.weight_name(), weight.tensor(&[self.outputs, self.inputs], self.inputs, rng));
+        params.insert(&self.bias_name(), bias.tensor(&[self.outputs], self.inputs, rng));
     }
 
     /// `x` is `[batch, inputs]`; the result is `[batch, outputs]`.

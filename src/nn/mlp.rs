@@ -38,11 +38,8 @@ impl Mlp {
                 message: format!("widths must be at least two positive sizes, got {widths:?}"),
             });
         }
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| Linear::new(&format!("fc{}", i + 1), w[0], w[1]))
-            .collect();
+        let layers =
+            widths.windows(2).enumerate().map(|(i, w)| Linear::new(&format!("fc{}", i + 1), w[0], w[1])).collect();
         Ok(Mlp { layers, activation })
     }
 
@@ -79,12 +76,7 @@ mod tests {
             mlp.init(&mut params, Init::FanIn, Init::FanIn, &mut Rng::new(3));
             let x = Var::constant(Tensor::uniform(&[2, 5], -1.0, 1.0, &mut Rng::new(4)));
             let f = |tape: &Tape, p: &Params| mlp.forward(tape, p, &x);
-            let opts = GradcheckOptions {
-                atol: 5e-4,
-                rtol: 2e-3,
-                skip_kinks: true,
-                ..Default::default()
-            };
+            let opts = GradcheckOptions { atol: 5e-4, rtol: 2e-3, skip_kinks: true, ..Default::default() };
             let report = gradcheck_params(f, &params, &opts).unwrap();
             assert!(report.passed() && report.checked > 30, "{act:?}: {report}");
         }
@@ -94,31 +86,14 @@ mod tests {
     fn forward_shapes_and_bad_widths() {
         let mlp = Mlp::new(&[1024, 25, 6], Activation::Relu).unwrap();
         let mut params = Params::new();
-        mlp.init(
-            &mut params,
-            Init::Normal {
-                mean: 0.0,
-                std: 1.0,
-            },
-            Init::Zeros,
-            &mut Rng::new(0),
-        );
+        mlp.init(&mut params, Init::Normal { mean: 0.0, std: 1.0 }, Init::Zeros, &mut Rng::new(0));
         assert_eq!(params.get("fc1.weight").unwrap().shape(), &[25, 1024]);
         assert_eq!(params.numel(), 1024 * 25 + 25 + 25 * 6 + 6);
         let x = Var::constant(Tensor::zeros(&[70, 1024]));
         let y = mlp.forward(&Tape::inference(), &params, &x).unwrap();
         assert_eq!(y.shape(), &[70, 6]);
         assert!(Mlp::new(&[3], Activation::Relu).is_err());
-        let err = mlp
-            .forward(
-                &Tape::inference(),
-                &params,
-                &Var::constant(Tensor::zeros(&[2, 5])),
-            )
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "matmul: shape mismatch: [2, 5] vs [1024, 25]"
-        );
+        let err = mlp.forward(&Tape::inference(), &params, &Var::constant(Tensor::zeros(&[2, 5]))).unwrap_err();
+        assert_eq!(err.to_string(), "matmul: shape mismatch: [2, 5] vs [1024, 25]");
     }
 }

@@ -21,17 +21,15 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| Error::Invalid {
-            op: "params",
-            message: format!("no parameter named '{name}'"),
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::Invalid { op: "params", message: format!("no parameter named '{name}'") })
     }
 
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
-        self.tensors.get_mut(name).ok_or_else(|| Error::Invalid {
-            op: "params",
-            message: format!("no parameter named '{name}'"),
-        })
+        self.tensors
+            .get_mut(name)
+            .ok_or_else(|| Error::Invalid { op: "params", message: format!("no parameter named '{name}'") })
     }
 
     /// Put the parameter `name` on the tape as a leaf (a constant on an

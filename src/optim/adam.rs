@@ -26,25 +26,16 @@ impl Adam {
     }
 
     pub fn with(lr: f32, beta1: f32, beta2: f32, eps: f32) -> Result<Adam> {
-        let ok = lr > 0.0
-            && lr.is_finite()
-            && (0.0..1.0).contains(&beta1)
-            && (0.0..1.0).contains(&beta2)
-            && eps > 0.0;
+        let ok = lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0;
         if !ok {
             return Err(Error::Invalid {
                 op: "adam",
-                message: format!("need lr > 0, 0 <= betas < 1, eps > 0; got lr {lr}, betas ({beta1}, {beta2}), eps {eps}"),
+                message: format!(
+                    "need lr > 0, 0 <= betas < 1, eps > 0; got lr {lr}, betas ({beta1}, {beta2}), eps {eps}"
+                ),
             });
         }
-        Ok(Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            t: 0,
-            moments: BTreeMap::new(),
-        })
+        Ok(Adam { lr, beta1, beta2, eps, t: 0, moments: BTreeMap::new() })
     }
 
     /// First and second moments of each parameter (its saved state).
@@ -69,12 +60,7 @@ impl Optimizer for Adam {
                 .entry(name.to_string())
                 .or_insert_with(|| (Tensor::zeros(g.shape()), Tensor::zeros(g.shape())));
             let (ms, vs, ps) = (m.data_mut(), v.data_mut(), p.data_mut());
-            for (((m, v), p), &g) in ms
-                .iter_mut()
-                .zip(vs.iter_mut())
-                .zip(ps.iter_mut())
-                .zip(g.data())
-            {
+            for (((m, v), p), &g) in ms.iter_mut().zip(vs.iter_mut()).zip(ps.iter_mut()).zip(g.data()) {
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
                 *p -= step * *m / (v.sqrt() * inv_sqrt_c2 + self.eps);
@@ -104,9 +90,7 @@ mod tests {
             for _ in 0..500 {
                 let tape = Tape::new();
                 let w = params.var(&tape, "w").unwrap();
-                let d = tape
-                    .sub(&w, &crate::autodiff::Var::constant(target.clone()))
-                    .unwrap();
+                let d = tape.sub(&w, &crate::autodiff::Var::constant(target.clone())).unwrap();
                 let loss = tape.sum(&tape.mul(&d, &d).unwrap());
                 let grads = tape.backward(&loss).unwrap();
                 opt.step(&mut params, &grads).unwrap();
@@ -125,16 +109,11 @@ mod tests {
         let tape = Tape::new();
         let w = params.var(&tape, "w").unwrap();
         let c = crate::autodiff::Var::constant(Tensor::from_vec(vec![3.0, -0.01], &[2]).unwrap());
-        let grads = tape
-            .backward(&tape.sum(&tape.mul(&w, &c).unwrap()))
-            .unwrap();
+        let grads = tape.backward(&tape.sum(&tape.mul(&w, &c).unwrap())).unwrap();
         let mut adam = Adam::new(0.1).unwrap();
         adam.step(&mut params, &grads).unwrap();
         let w = params.get("w").unwrap().data();
-        assert!(
-            (w[0] + 0.1).abs() < 1e-5 && (w[1] - 0.1).abs() < 1e-4,
-            "{w:?}"
-        );
+        assert!((w[0] + 0.1).abs() < 1e-5 && (w[1] - 0.1).abs() < 1e-4, "{w:?}");
         assert!(Adam::new(-1.0).is_err());
     }
 }

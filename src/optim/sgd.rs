@@ -21,16 +21,10 @@ impl Sgd {
         if !(lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&momentum)) {
             return Err(Error::Invalid {
                 op: "sgd",
-                message: format!(
-                    "need lr > 0 and 0 <= momentum < 1, got lr {lr}, momentum {momentum}"
-                ),
+                message: format!("need lr > 0 and 0 <= momentum < 1, got lr {lr}, momentum {momentum}"),
             });
         }
-        Ok(Sgd {
-            lr,
-            momentum,
-            velocity: BTreeMap::new(),
-        })
+        Ok(Sgd { lr, momentum, velocity: BTreeMap::new() })
     }
 
     /// The velocity of each parameter (its saved state).
@@ -47,14 +41,9 @@ impl Optimizer for Sgd {
                 p.axpy(-self.lr, g)?;
                 continue;
             }
-            let v = self
-                .velocity
-                .entry(name.to_string())
-                .or_insert_with(|| Tensor::zeros(g.shape()));
+            let v = self.velocity.entry(name.to_string()).or_insert_with(|| Tensor::zeros(g.shape()));
             let vs = v.data_mut();
-            vs.iter_mut()
-                .zip(g.data())
-                .for_each(|(v, &g)| *v = self.momentum * *v + self.lr * g);
+            vs.iter_mut().zip(g.data()).for_each(|(v, &g)| *v = self.momentum * *v + self.lr * g);
             p.axpy(-1.0, v)?;
         }
         Ok(())

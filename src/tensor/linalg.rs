@@ -10,39 +10,13 @@ impl Tensor {
     pub fn matmul_t(&self, ta: Transpose, other: &Tensor, tb: Transpose) -> Result<Tensor> {
         let (ar, ac) = self.dims2("matmul")?;
         let (br, bc) = other.dims2("matmul")?;
-        let (m, k) = if ta == Transpose::No {
-            (ar, ac)
-        } else {
-            (ac, ar)
-        };
-        let (k2, n) = if tb == Transpose::No {
-            (br, bc)
-        } else {
-            (bc, br)
-        };
+        let (m, k) = if ta == Transpose::No { (ar, ac) } else { (ac, ar) };
+        let (k2, n) = if tb == Transpose::No { (br, bc) } else { (bc, br) };
         if k != k2 {
-            return Err(Error::Shape {
-                op: "matmul",
-                lhs: vec![m, k],
-                rhs: vec![k2, n],
-            });
+            return Err(Error::Shape { op: "matmul", lhs: vec![m, k], rhs: vec![k2, n] });
         }
         let mut out = vec![0.0; m * n];
-        sgemm(
-            ta,
-            tb,
-            m,
-            n,
-            k,
-            1.0,
-            self.data(),
-            ac.max(1),
-            other.data(),
-            bc.max(1),
-            0.0,
-            &mut out,
-            n.max(1),
-        )?;
+        sgemm(ta, tb, m, n, k, 1.0, self.data(), ac.max(1), other.data(), bc.max(1), 0.0, &mut out, n.max(1))?;
         Tensor::from_vec(out, &[m, n])
     }
 

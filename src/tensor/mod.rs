@@ -28,12 +28,7 @@ pub struct Tensor {
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 8;
-        write!(
-            f,
-            "Tensor{:?} {:?}",
-            self.shape,
-            &self.data[..self.data.len().min(SHOWN)]
-        )?;
+        write!(f, "Tensor{:?} {:?}", self.shape, &self.data[..self.data.len().min(SHOWN)])?;
         if self.data.len() > SHOWN {
             write!(f, "..")?;
         }
@@ -47,56 +42,32 @@ impl Tensor {
     }
 
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor {
-            shape: shape.to_vec(),
-            data: Arc::new(vec![value; shape.iter().product()]),
-        }
+        Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; shape.iter().product()]) }
     }
 
     pub fn scalar(value: f32) -> Tensor {
-        Tensor {
-            shape: vec![],
-            data: Arc::new(vec![value]),
-        }
+        Tensor { shape: vec![], data: Arc::new(vec![value]) }
     }
 
     /// Wrap `data` (row-major) as a tensor of `shape`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if data.len() != numel {
-            return Err(Error::DataLength {
-                op: "from_vec",
-                data: data.len(),
-                shape: shape.to_vec(),
-                numel,
-            });
+            return Err(Error::DataLength { op: "from_vec", data: data.len(), shape: shape.to_vec(), numel });
         }
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            data: Arc::new(data),
-        })
+        Ok(Tensor { shape: shape.to_vec(), data: Arc::new(data) })
     }
 
     /// Uniform in `[lo, hi)` from `rng` (see `rng.rs` for the stream).
     pub fn uniform(shape: &[usize], lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
-        let data = (0..shape.iter().product::<usize>())
-            .map(|_| lo + (hi - lo) * rng.uniform())
-            .collect();
-        Tensor {
-            shape: shape.to_vec(),
-            data: Arc::new(data),
-        }
+        let data = (0..shape.iter().product::<usize>()).map(|_| lo + (hi - lo) * rng.uniform()).collect();
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     /// Normal with the given mean and standard deviation from `rng`.
     pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut Rng) -> Tensor {
-        let data = (0..shape.iter().product::<usize>())
-            .map(|_| mean + std * rng.normal())
-            .collect();
-        Tensor {
-            shape: shape.to_vec(),
-            data: Arc::new(data),
-        }
+        let data = (0..shape.iter().product::<usize>()).map(|_| mean + std * rng.normal()).collect();
+        Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -128,49 +99,30 @@ impl Tensor {
     pub fn item(&self) -> Result<f32> {
         match self.data.as_slice() {
             [x] => Ok(*x),
-            _ => Err(Error::Shape {
-                op: "item",
-                lhs: self.shape.clone(),
-                rhs: vec![],
-            }),
+            _ => Err(Error::Shape { op: "item", lhs: self.shape.clone(), rhs: vec![] }),
         }
     }
 
     /// Same storage, another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.numel() {
-            return Err(Error::Shape {
-                op: "reshape",
-                lhs: self.shape.clone(),
-                rhs: shape.to_vec(),
-            });
+            return Err(Error::Shape { op: "reshape", lhs: self.shape.clone(), rhs: shape.to_vec() });
         }
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            data: self.data.clone(),
-        })
+        Ok(Tensor { shape: shape.to_vec(), data: self.data.clone() })
     }
 
     /// (rows, cols) of a 2-d tensor.
     pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
         match self.shape[..] {
             [r, c] => Ok((r, c)),
-            _ => Err(Error::Rank {
-                op,
-                expected: 2,
-                shape: self.shape.clone(),
-            }),
+            _ => Err(Error::Rank { op, expected: 2, shape: self.shape.clone() }),
         }
     }
 
     /// Fail with both shapes unless `self` and `other` have the same shape.
     pub fn expect_same_shape(&self, other: &Tensor, op: &'static str) -> Result<()> {
         if self.shape != other.shape {
-            return Err(Error::Shape {
-                op,
-                lhs: self.shape.clone(),
-                rhs: other.shape.clone(),
-            });
+            return Err(Error::Shape { op, lhs: self.shape.clone(), rhs: other.shape.clone() });
         }
         Ok(())
     }
@@ -196,11 +148,7 @@ mod tests {
         let err = a.reshape(&[4, 2]).unwrap_err();
         assert_eq!(err.to_string(), "reshape: shape mismatch: [2, 3] vs [4, 2]");
         let err = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("5 values cannot have shape [2, 3]"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("5 values cannot have shape [2, 3]"), "{err}");
     }
 
     #[test]

@@ -60,11 +60,7 @@ fn map8(dst: &mut [f32], src: &[f32], f: impl Fn(f32x8) -> f32x8) {
 #[inline(always)]
 fn zip8(dst: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32x8, f32x8) -> f32x8) {
     let n8 = dst.len() / 8 * 8;
-    for ((o, x), y) in dst[..n8]
-        .chunks_exact_mut(8)
-        .zip(a.chunks_exact(8))
-        .zip(b.chunks_exact(8))
-    {
+    for ((o, x), y) in dst[..n8].chunks_exact_mut(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)) {
         let x = f32x8::from(<[f32; 8]>::try_from(x).unwrap());
         let y = f32x8::from(<[f32; 8]>::try_from(y).unwrap());
         o.copy_from_slice(&f(x, y).to_array());
@@ -93,11 +89,7 @@ pub fn broadcast_shape(a: &[usize], b: &[usize], op: &'static str) -> Result<Vec
             (x, y) if x == y => Ok(x),
             (1, y) => Ok(y),
             (x, 1) => Ok(x),
-            _ => Err(Error::Shape {
-                op,
-                lhs: a.to_vec(),
-                rhs: b.to_vec(),
-            }),
+            _ => Err(Error::Shape { op, lhs: a.to_vec(), rhs: b.to_vec() }),
         })
         .collect()
 }
@@ -108,11 +100,7 @@ pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; out.len()];
     let mut s = 1;
     for d in (0..shape.len()).rev() {
-        strides[d + pad] = if shape[d] == 1 && out[d + pad] != 1 {
-            0
-        } else {
-            s
-        };
+        strides[d + pad] = if shape[d] == 1 && out[d + pad] != 1 { 0 } else { s };
         s *= shape[d];
     }
     strides
@@ -123,9 +111,7 @@ impl Tensor {
     pub fn map(&self, f: impl Fn(f32x8) -> f32x8 + Sync) -> Tensor {
         let mut out = vec![0.0; self.numel()];
         if out.len() >= PARALLEL_MIN {
-            out.par_chunks_mut(CHUNK)
-                .zip(self.data().par_chunks(CHUNK))
-                .for_each(|(o, i)| map8(o, i, &f));
+            out.par_chunks_mut(CHUNK).zip(self.data().par_chunks(CHUNK)).for_each(|(o, i)| map8(o, i, &f));
         } else {
             map8(&mut out, self.data(), f);
         }
@@ -173,11 +159,7 @@ impl Tensor {
             let f = |a, b| op.apply(a, b);
             if out.len() >= PARALLEL_MIN {
                 out.par_chunks_mut(CHUNK)
-                    .zip(
-                        self.data()
-                            .par_chunks(CHUNK)
-                            .zip(other.data().par_chunks(CHUNK)),
-                    )
+                    .zip(self.data().par_chunks(CHUNK).zip(other.data().par_chunks(CHUNK)))
                     .for_each(|(o, (a, b))| zip8(o, a, b, f));
             } else {
                 zip8(&mut out, self.data(), other.data(), f);
@@ -187,20 +169,14 @@ impl Tensor {
         let shape = broadcast_shape(self.shape(), other.shape(), op.name())?;
         let numel: usize = shape.iter().product();
         let inner = *shape.last().unwrap_or(&1);
-        let (sa, sb) = (
-            broadcast_strides(self.shape(), &shape),
-            broadcast_strides(other.shape(), &shape),
-        );
+        let (sa, sb) = (broadcast_strides(self.shape(), &shape), broadcast_strides(other.shape(), &shape));
         let mut out = vec![0.0; numel];
         if inner > 0 {
             // Walk rows of the last axis; each operand's row is either whole or
             // one broadcast value.
             let rank = shape.len();
             let mut idx = vec![0usize; rank];
-            let (la, lb) = (
-                sa.last().copied().unwrap_or(0),
-                sb.last().copied().unwrap_or(0),
-            );
+            let (la, lb) = (sa.last().copied().unwrap_or(0), sb.last().copied().unwrap_or(0));
             let mut sa_row = vec![0.0f32; inner];
             let mut sb_row = vec![0.0f32; inner];
             for row in out.chunks_exact_mut(inner) {
@@ -255,14 +231,10 @@ impl Tensor {
         let src = other.data();
         let n8 = dst.len() / 8 * 8;
         for (d, s) in dst[..n8].chunks_exact_mut(8).zip(src.chunks_exact(8)) {
-            let v = f32x8::from(<[f32; 8]>::try_from(&*d).unwrap())
-                + f32x8::from(<[f32; 8]>::try_from(s).unwrap());
+            let v = f32x8::from(<[f32; 8]>::try_from(&*d).unwrap()) + f32x8::from(<[f32; 8]>::try_from(s).unwrap());
             d.copy_from_slice(&v.to_array());
         }
-        dst[n8..]
-            .iter_mut()
-            .zip(&src[n8..])
-            .for_each(|(d, s)| *d += s);
+        dst[n8..].iter_mut().zip(&src[n8..]).for_each(|(d, s)| *d += s);
         Ok(())
     }
 
@@ -277,10 +249,7 @@ impl Tensor {
                 .mul_add(cv, f32x8::from(<[f32; 8]>::try_from(&*d).unwrap()));
             d.copy_from_slice(&v.to_array());
         }
-        dst[n8..]
-            .iter_mut()
-            .zip(&src[n8..])
-            .for_each(|(d, s)| *d += c * s);
+        dst[n8..].iter_mut().zip(&src[n8..]).for_each(|(d, s)| *d += c * s);
         Ok(())
     }
 }
@@ -298,22 +267,10 @@ mod tests {
         let m = t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
         let row = t(&[10.0, 20.0, 30.0], &[3]);
         let col = t(&[100.0, 200.0], &[2, 1]);
-        assert_eq!(
-            m.add(&row).unwrap().data(),
-            &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0]
-        );
-        assert_eq!(
-            m.add(&col).unwrap().data(),
-            &[101.0, 102.0, 103.0, 204.0, 205.0, 206.0]
-        );
-        assert_eq!(
-            col.sub(&m).unwrap().data(),
-            &[99.0, 98.0, 97.0, 196.0, 195.0, 194.0]
-        );
-        assert_eq!(
-            m.mul(&Tensor::scalar(2.0)).unwrap().data(),
-            &[2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
-        );
+        assert_eq!(m.add(&row).unwrap().data(), &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+        assert_eq!(m.add(&col).unwrap().data(), &[101.0, 102.0, 103.0, 204.0, 205.0, 206.0]);
+        assert_eq!(col.sub(&m).unwrap().data(), &[99.0, 98.0, 97.0, 196.0, 195.0, 194.0]);
+        assert_eq!(m.mul(&Tensor::scalar(2.0)).unwrap().data(), &[2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
         let outer = col.mul(&row).unwrap();
         assert_eq!(outer.shape(), &[2, 3]);
         assert_eq!(outer.data()[5], 6000.0);
@@ -328,10 +285,7 @@ mod tests {
         let close = |got: &Tensor, f: fn(f64) -> f64, tol: f64| {
             for (g, &v) in got.data().iter().zip(&xs) {
                 let want = f(v as f64);
-                assert!(
-                    ((*g as f64) - want).abs() <= tol * want.abs().max(1.0),
-                    "x={v}: {g} vs {want}"
-                );
+                assert!(((*g as f64) - want).abs() <= tol * want.abs().max(1.0), "x={v}: {g} vs {want}");
             }
         };
         close(&x.exp(), f64::exp, 2e-6);

@@ -11,11 +11,7 @@ use crate::error::{Error, Result};
 impl Tensor {
     fn split_at_axis(&self, axis: usize, op: &'static str) -> Result<(usize, usize, usize)> {
         if axis >= self.rank() {
-            return Err(Error::Axis {
-                op,
-                axis,
-                shape: self.shape().to_vec(),
-            });
+            return Err(Error::Axis { op, axis, shape: self.shape().to_vec() });
         }
         let outer = self.shape()[..axis].iter().product();
         let inner = self.shape()[axis + 1..].iter().product();
@@ -61,20 +57,14 @@ impl Tensor {
     pub fn mean_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         let len = *self.shape().get(axis).unwrap_or(&0);
         if len == 0 {
-            return Err(Error::Empty {
-                op: "mean",
-                shape: self.shape().to_vec(),
-            });
+            return Err(Error::Empty { op: "mean", shape: self.shape().to_vec() });
         }
         Ok(self.sum_axis(axis, keepdim)?.scale(1.0 / len as f32))
     }
 
     pub fn max_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         if self.numel() == 0 {
-            return Err(Error::Empty {
-                op: "max",
-                shape: self.shape().to_vec(),
-            });
+            return Err(Error::Empty { op: "max", shape: self.shape().to_vec() });
         }
         self.fold_axis(axis, keepdim, "max", f32::NEG_INFINITY, f32::max)
     }
@@ -88,18 +78,14 @@ impl Tensor {
     pub fn argmax_axis(&self, axis: usize) -> Result<Vec<usize>> {
         let (outer, len, inner) = self.split_at_axis(axis, "argmax")?;
         if len == 0 {
-            return Err(Error::Empty {
-                op: "argmax",
-                shape: self.shape().to_vec(),
-            });
+            return Err(Error::Empty { op: "argmax", shape: self.shape().to_vec() });
         }
         let x = self.data();
         let mut out = vec![0usize; outer * inner];
         for o in 0..outer {
             for i in 0..inner {
                 let at = |a: usize| x[(o * len + a) * inner + i];
-                out[o * inner + i] =
-                    (1..len).fold(0, |best, a| if at(a) > at(best) { a } else { best });
+                out[o * inner + i] = (1..len).fold(0, |best, a| if at(a) > at(best) { a } else { best });
             }
         }
         Ok(out)
@@ -112,11 +98,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         if broadcast_shape(shape, self.shape(), "sum_to")? != self.shape() {
-            return Err(Error::Shape {
-                op: "sum_to",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            });
+            return Err(Error::Shape { op: "sum_to", lhs: self.shape().to_vec(), rhs: shape.to_vec() });
         }
         let pad = self.rank() - shape.len();
         let mut t = self.clone();
@@ -146,11 +128,7 @@ mod tests {
         assert_eq!(x.max_axis(1, false).unwrap().data(), &[5.0, 6.0]);
         assert_eq!(x.argmax_axis(1).unwrap(), vec![1, 2]);
         assert_eq!(x.argmax_axis(0).unwrap(), vec![1, 0, 1]);
-        assert!(x
-            .sum_axis(2, false)
-            .unwrap_err()
-            .to_string()
-            .contains("axis 2 is out of range for shape [2, 3]"));
+        assert!(x.sum_axis(2, false).unwrap_err().to_string().contains("axis 2 is out of range for shape [2, 3]"));
     }
 
     #[test]

@@ -18,10 +18,7 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng {
-            state: seed,
-            spare_normal: None,
-        }
+        Rng { state: seed, spare_normal: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {

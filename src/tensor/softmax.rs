@@ -8,10 +8,7 @@ impl Tensor {
     fn rows_of_last_axis(&self, op: &'static str) -> Result<usize> {
         match self.shape().last() {
             Some(&n) if n > 0 => Ok(n),
-            _ => Err(Error::Empty {
-                op,
-                shape: self.shape().to_vec(),
-            }),
+            _ => Err(Error::Empty { op, shape: self.shape().to_vec() }),
         }
     }
 
