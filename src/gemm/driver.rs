@@ -25,6 +25,10 @@ use std::thread::LocalKey;
 /// Below this many flops (2mnk) a product runs on one thread (~40 us of work).
 const PARALLEL_MIN_FLOPS: usize = 1 << 23;
 
+/// B blocks smaller than this many floats (1 MiB) are packed by one thread:
+/// waking the others would cost more than the copy.
+const PARALLEL_PACK_MIN: usize = 1 << 18;
+
 /// The largest MR * NR of any kernel (for the edge-tile scratch buffer).
 const MAX_TILE: usize = 512;
 
@@ -136,14 +140,38 @@ fn blocking<K: Kernel>(p: &Problem, threads: usize) -> (usize, usize, usize) {
         let mc = p.m.min(STREAM_A_BYTES / 4 / 64);
         ((STREAM_A_BYTES / 4 / mc).max(64), mc)
     };
-    let kc = balanced_block(p.k, kc_max, 1, 1);
-    let mc = balanced_block(p.m, mc_max, K::MR, threads);
-    (kc, mc, nc)
+    (balanced_block(p.k, kc_max, 1, 1), mc_max, nc)
+}
+
+/// Row blocks `(start, len)` of at most `mc_max` rows for loop 3: m is first
+/// cut into `ways` parts of whole MR panels, as equal as they can be, then
+/// each part into equal blocks, so every thread gets the same work (rounding
+/// one block count up to a multiple of the threads would not: 1024 rows in
+/// 96-row blocks is 11 blocks, 6 for one thread and 5 for the other).
+fn row_blocks(m: usize, mr: usize, mc_max: usize, ways: usize) -> Vec<(usize, usize)> {
+    let units = m.div_ceil(mr);
+    let ways = ways.clamp(1, units.max(1));
+    let mut blocks = Vec::new();
+    let mut unit = 0;
+    for w in 0..ways {
+        let part = units / ways + usize::from(w < units % ways);
+        let count = (part * mr).div_ceil(mc_max).max(1);
+        for b in 0..count {
+            let len = part / count + usize::from(b < part % count);
+            let start = unit * mr;
+            if len > 0 && start < m {
+                blocks.push((start, (len * mr).min(m - start)));
+            }
+            unit += len;
+        }
+    }
+    blocks
 }
 
 unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
     let (kc_max, mc_max, nc_max) = blocking::<K>(&p, threads);
-    let m_blocks = p.m.div_ceil(mc_max);
+    let blocks = row_blocks(p.m, K::MR, mc_max, threads);
+    let m_blocks = blocks.len();
     with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
         for jc in (0..p.n).step_by(nc_max) {
             let nc = nc_max.min(p.n - jc);
@@ -154,7 +182,11 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                 let kc = kc_max.min(p.k - pc);
                 let bpack = &mut bbuf[..panels * K::NR * kc];
                 // Each thread packs a run of whole panels.
-                let per = panels.div_ceil(if threads > 1 && panels >= 4 { threads } else { 1 });
+                let per = panels.div_ceil(if threads > 1 && panels >= 4 && kc * nc >= PARALLEL_PACK_MIN {
+                    threads
+                } else {
+                    1
+                });
                 let pack = |(g, run): (usize, &mut [f32])| {
                     let j0 = g * per * K::NR;
                     let b = View { ptr: p.b.at(pc, jc + j0), ..p.b };
@@ -175,8 +207,7 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                 let task = |t: usize| {
                     let p = &p; // capture the whole problem (Sync), not its raw-pointer field
                     let (ib, js) = (t / n_split, t % n_split);
-                    let ic = ib * mc_max;
-                    let mc = mc_max.min(p.m - ic);
+                    let (ic, mc) = blocks[ib];
                     let per = panels.div_ceil(n_split);
                     let (s0, s1) = (js * per, ((js + 1) * per).min(panels));
                     if s0 >= s1 {
@@ -273,4 +304,28 @@ fn with_buffer<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl Fn
     let r = f(&mut buf[off..off + len]);
     key.set(buf);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_blocks;
+
+    #[test]
+    fn row_blocks_cover_m_and_balance_threads() {
+        for (m, mr, mc, ways) in
+            [(1024, 12, 96, 2), (2048, 12, 96, 2), (5, 4, 128, 2), (60000, 24, 240, 2), (7, 6, 144, 1)]
+        {
+            let blocks = row_blocks(m, mr, mc, ways);
+            let mut next = 0;
+            for &(start, len) in &blocks {
+                assert_eq!(start, next);
+                assert!(len > 0 && len <= mc.next_multiple_of(mr));
+                next += len;
+            }
+            assert_eq!(next, m, "{m} {mr} {mc} {ways}: {blocks:?}");
+        }
+        let b = row_blocks(1024, 12, 96, 2);
+        let first: usize = b[..b.len() / 2].iter().map(|x| x.1).sum();
+        assert!(b.len() % 2 == 0 && first.abs_diff(1024 - first) <= 12, "{b:?}");
+    }
 }
