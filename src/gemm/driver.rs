@@ -129,7 +129,7 @@ const STREAM_A_BYTES: usize = 768 * 1024;
 /// to read A in memory order: whole rows of a row-major A (kc = k), or whole
 /// columns of a transposed one (mc = m). Otherwise the kernel's cache blocking
 /// applies.
-fn blocking<K: Kernel>(p: &Problem, threads: usize) -> (usize, usize, usize) {
+fn blocking<K: Kernel>(p: &Problem) -> (usize, usize, usize) {
     let nc = balanced_block(p.n, K::NC, K::NR, 1);
     let (kc_max, mc_max) = if p.n > K::NR {
         (K::KC, K::MC)
@@ -169,7 +169,7 @@ fn row_blocks(m: usize, mr: usize, mc_max: usize, ways: usize) -> Vec<(usize, us
 }
 
 unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
-    let (kc_max, mc_max, nc_max) = blocking::<K>(&p, threads);
+    let (kc_max, mc_max, nc_max) = blocking::<K>(&p);
     let blocks = row_blocks(p.m, K::MR, mc_max, threads);
     let m_blocks = blocks.len();
     with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
@@ -326,6 +326,6 @@ mod tests {
         }
         let b = row_blocks(1024, 12, 96, 2);
         let first: usize = b[..b.len() / 2].iter().map(|x| x.1).sum();
-        assert!(b.len() % 2 == 0 && first.abs_diff(1024 - first) <= 12, "{b:?}");
+        assert!(b.len().is_multiple_of(2) && first.abs_diff(1024 - first) <= 12, "{b:?}");
     }
 }
