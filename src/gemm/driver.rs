@@ -15,6 +15,10 @@
 //! and the partial results are summed, so there is no barrier per KC block.
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
 //! costs more than it saves there.
+//!
+//! A is normally packed per block; a transposed A feeding a single B panel
+//! (X^T * D again) is read in place, since its columns already sit in memory
+//! as the kernel wants them (see `APanels`).
 
 use super::kernel::Kernel;
 use super::pack::View;
@@ -198,11 +202,11 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                     pack((0, bpack));
                 }
                 let bpack: &[f32] = bpack;
-                // The first KC block applies beta; later ones accumulate.
                 // A transposed A with a single B panel is a pure stream whose
                 // columns are already laid out as packed panels (MR neighbouring
                 // floats per k), so packing would only copy it once more.
                 let direct_a = p.a.rs == 1 && panels == 1;
+                // The first KC block applies beta; later ones accumulate.
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let task = |t: usize| {
                     let p = &p; // capture the whole problem (Sync), not its raw-pointer field
