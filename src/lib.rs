@@ -16,3 +16,4 @@ pub use tensor::{Rng, Tensor};
 pub mod autodiff;
 pub mod nn;
 pub mod optim;
+pub mod data;

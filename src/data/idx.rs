@@ -1,0 +1,126 @@
+//! The IDX format (LeCun's MNIST files): a 4-byte magic `0 0 type ndims`,
+//! `ndims` big-endian u32 dimensions, then the values. Only unsigned bytes
+//! (type 0x08) occur in MNIST and only they are accepted.
+//!
+//! A header is checked against the data that follows before anything large
+//! is allocated: a file that claims 2^31 images but holds 10 is an error
+//! naming both counts, not a 1.6 TB allocation. Gzipped files are detected by
+//! their magic bytes and decompressed while reading; raw files are mapped.
+
+use super::DataError;
+use byteorder::{BigEndian, ReadBytesExt};
+use std::io::Read;
+use std::path::Path;
+
+/// An n-d array of bytes read from an IDX file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const UNSIGNED_BYTE: u8 = 0x08;
+
+/// Read an IDX file (gzipped or raw).
+pub fn read(path: &Path) -> Result<IdxArray, DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    // Safety: the map is read-only and dropped before this function returns;
+    // a file truncated meanwhile by another process could fault, which is the
+    // usual, accepted caveat of reading through a map.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    if map.starts_with(&GZIP_MAGIC) {
+        parse(path, flate2::read::GzDecoder::new(&map[..]))
+    } else {
+        parse(path, &map[..])
+    }
+}
+
+/// Parse IDX bytes from any reader; `path` only names the source in errors.
+pub fn parse(path: &Path, mut r: impl Read) -> Result<IdxArray, DataError> {
+    let bad = |m: String| DataError::format(path, m);
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic).map_err(|_| bad("too short for an IDX header (4-byte magic)".into()))?;
+    if magic[0] != 0 || magic[1] != 0 {
+        return Err(bad(format!("not an IDX file: magic bytes {:02x} {:02x} should be 00 00", magic[0], magic[1])));
+    }
+    if magic[2] != UNSIGNED_BYTE {
+        return Err(bad(format!("IDX value type 0x{:02x} is not supported (only 0x08, unsigned bytes)", magic[2])));
+    }
+    let ndims = magic[3] as usize;
+    if ndims == 0 {
+        return Err(bad("IDX header declares 0 dimensions".into()));
+    }
+    let mut dims = Vec::with_capacity(ndims);
+    for d in 0..ndims {
+        let n = r.read_u32::<BigEndian>().map_err(|_| bad(format!("header ends before dimension {d} of {ndims}")))?;
+        dims.push(n as usize);
+    }
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let expected = expected.ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
+    // Read at most one byte more than the header promises, growing the
+    // buffer only as data actually arrives.
+    let mut data = Vec::new();
+    r.take(expected as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| bad(format!("cannot read the data after the header: {e}")))?;
+    if data.len() != expected {
+        let what = if data.len() < expected { "truncated" } else { "longer than its header says" };
+        let found = if data.len() > expected { format!("more than {expected}") } else { data.len().to_string() };
+        return Err(bad(format!("{what}: dimensions {dims:?} need {expected} bytes of data, found {found}")));
+    }
+    Ok(IdxArray { dims, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn parse_bytes(bytes: &[u8]) -> Result<IdxArray, DataError> {
+        parse(Path::new("x.idx"), bytes)
+    }
+
+    #[test]
+    fn reads_a_small_file() {
+        let a = parse_bytes(&idx(&[2, 3], &[1, 2, 3, 4, 5, 6])).unwrap();
+        assert_eq!(a.dims, vec![2, 3]);
+        assert_eq!(a.data, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn lying_and_broken_headers_are_clear_errors() {
+        let msg = |b: &[u8]| parse_bytes(b).unwrap_err().to_string();
+        assert!(msg(&idx(&[1 << 31, 28, 28], &[0; 10])).contains("truncated: dimensions [2147483648, 28, 28] need"));
+        assert!(msg(&idx(&[2], &[1, 2, 3])).contains("longer than its header says"));
+        assert!(msg(&[0, 0, 9, 1]).contains("type 0x09 is not supported"));
+        assert!(msg(&[0x50, 0x4b, 3, 4]).contains("not an IDX file"));
+        assert!(msg(&[0, 0]).contains("too short"));
+        assert!(msg(&[0, 0, 8, 3, 0, 0]).contains("header ends before dimension 0 of 3"));
+        assert!(msg(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[])).contains("overflow"));
+        assert!(msg(&idx(&[2, 2], &[])).starts_with("x.idx: "));
+    }
+
+    #[test]
+    fn gzipped_and_raw_files_read_the_same() {
+        let dir = std::env::temp_dir().join(format!("nabla-idx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = idx(&[3], &[7, 8, 9]);
+        std::fs::write(dir.join("a.idx"), &raw).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        std::fs::write(dir.join("a.idx.gz"), gz.finish().unwrap()).unwrap();
+        assert_eq!(read(&dir.join("a.idx")).unwrap(), read(&dir.join("a.idx.gz")).unwrap());
+        let err = read(&dir.join("missing.idx")).unwrap_err().to_string();
+        assert!(err.contains("missing.idx"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,129 @@
+//! MNIST, split as in the report: the 60000 training images for training;
+//! the 10000 test images split into validation (odd indices) and test (even
+//! indices), 5000 each. Pixels are scaled to [0, 1].
+
+use super::{idx, DataError};
+use crate::tensor::Tensor;
+use std::path::{Path, PathBuf};
+
+pub const CLASSES: usize = 10;
+pub const SIDE: usize = 28;
+pub const PIXELS: usize = SIDE * SIDE;
+
+/// Images `[n, 784]` in [0, 1] and their labels.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Vec<usize>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let src = self.images.data();
+        let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
+        for &i in indices {
+            pixels.extend_from_slice(&src[i * PIXELS..(i + 1) * PIXELS]);
+        }
+        let images = Tensor::from_vec(pixels, &[indices.len(), PIXELS]).expect("rows of 784");
+        Split { images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+    }
+
+    /// The first `n` rows (or all, if fewer).
+    pub fn head(&self, n: usize) -> Split {
+        self.select(&(0..n.min(self.len())).collect::<Vec<_>>())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+}
+
+/// `root/name` or `root/name.gz`, whichever exists.
+fn find(root: &Path, name: &str) -> Result<PathBuf, DataError> {
+    for candidate in [root.join(format!("{name}.gz")), root.join(name)] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(DataError::format(root.join(format!("{name}.gz")), format!("MNIST file not found (looked for {name}.gz and {name} in this folder)")))
+}
+
+/// Read one images + labels pair and check that they agree.
+fn read_pair(root: &Path, images: &str, labels: &str) -> Result<Split, DataError> {
+    let (ipath, lpath) = (find(root, images)?, find(root, labels)?);
+    let img = idx::read(&ipath)?;
+    let lab = idx::read(&lpath)?;
+    if img.dims.len() != 3 || img.dims[1] != SIDE || img.dims[2] != SIDE {
+        return Err(DataError::format(&ipath, format!("expected dimensions [n, 28, 28], found {:?}", img.dims)));
+    }
+    if lab.dims.len() != 1 {
+        return Err(DataError::format(&lpath, format!("expected dimensions [n], found {:?}", lab.dims)));
+    }
+    if img.dims[0] != lab.dims[0] {
+        return Err(DataError::format(
+            &lpath,
+            format!("{} labels for {} images in {}", lab.dims[0], img.dims[0], ipath.display()),
+        ));
+    }
+    if let Some(pos) = lab.data.iter().position(|&l| l as usize >= CLASSES) {
+        return Err(DataError::format(&lpath, format!("label {} at index {pos} is not a digit 0-9", lab.data[pos])));
+    }
+    let pixels: Vec<f32> = img.data.iter().map(|&p| p as f32 / 255.0).collect();
+    let images = Tensor::from_vec(pixels, &[img.dims[0], PIXELS]).expect("checked dimensions");
+    Ok(Split { images, labels: lab.data.iter().map(|&l| l as usize).collect() })
+}
+
+/// Load MNIST from `root` (holding the four IDX files, gzipped or not).
+pub fn load(root: &Path) -> Result<Mnist, DataError> {
+    if !root.is_dir() {
+        return Err(DataError::format(root, "MNIST folder not found"));
+    }
+    let train = read_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let t10k = read_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    let odd: Vec<usize> = (1..t10k.len()).step_by(2).collect();
+    let even: Vec<usize> = (0..t10k.len()).step_by(2).collect();
+    Ok(Mnist { validation: t10k.select(&odd), test: t10k.select(&even), train })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_committed_files_with_the_reports_split() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+        let m = load(&root).unwrap();
+        assert_eq!((m.train.len(), m.validation.len(), m.test.len()), (60000, 5000, 5000));
+        assert_eq!(m.train.images.shape(), &[60000, 784]);
+        // The well-known first labels: train 5 0 4 1, t10k 7 2 1 0 (so test
+        // starts 7 1, validation 2 0).
+        assert_eq!(&m.train.labels[..4], &[5, 0, 4, 1]);
+        assert_eq!(&m.test.labels[..2], &[7, 1]);
+        assert_eq!(&m.validation.labels[..2], &[2, 0]);
+        let px = m.train.images.data();
+        assert!(px.iter().all(|&p| (0.0..=1.0).contains(&p)) && px.contains(&1.0));
+    }
+
+    #[test]
+    fn a_missing_folder_or_file_is_named() {
+        let err = load(Path::new("no/such/dir")).unwrap_err().to_string();
+        assert_eq!(err, "no/such/dir: MNIST folder not found");
+        let dir = std::env::temp_dir().join(format!("nabla-mnist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = load(&dir).unwrap_err().to_string();
+        assert!(err.contains("train-images-idx3-ubyte.gz: MNIST file not found"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
