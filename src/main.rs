@@ -1,42 +1,131 @@
-//! The `nabla` command. Pipelines (`nabla pipelines/part4.toml`) arrive with
-//! the pipeline runner; until then the command reports what the engine has.
+//! The `nabla` command: run pipeline files, check them, print their schema.
 
 use nabla::gemm::KernelChoice;
+use nabla::pipeline::{self, RunOptions};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const HELP: &str = "\
 nabla: a small deep-learning engine you can read in an afternoon
 
 USAGE:
-    nabla kernels      list the SGEMM microkernels this CPU can run
-    nabla --version    print the version
-    nabla --help       print this help
+    nabla [OPTIONS] <pipeline.toml>...   run pipeline files in order
+    nabla check <pipeline.toml>...       validate files without running them
+    nabla schema                         print the pipeline file format
+    nabla kernels                        list the SGEMM kernels this CPU runs
 
-Benchmarks: cargo bench --bench sgemm | mlp_step
-Tests:      cargo test --release
+OPTIONS:
+    --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
+    --out DIR                 output folder (default resources/<name>; one file only)
+    --quiet                   no progress bars
+    -h, --help                this help
+    -V, --version             the version
+
+EXAMPLES:
+    cargo run --release -- pipelines/part4.toml
+    cargo run --release -- pipelines/part4.toml --set train.iterations=100 --out /tmp/p4
+    cargo run --release -- check pipelines/*.toml
+
+Each run writes its figures (PNG), metrics.json and report.md into the output
+folder, all at once when the run succeeds; a failed run writes nothing.
 ";
 
+struct Args {
+    command: Option<String>,
+    files: Vec<PathBuf>,
+    sets: Vec<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn parse_args(raw: Vec<String>) -> Result<Args, String> {
+    let mut a = Args { command: None, files: vec![], sets: vec![], out: None, quiet: false };
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--set" => a.sets.push(it.next().ok_or("--set needs section.key=value")?),
+            "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
+            "--quiet" | "-q" => a.quiet = true,
+            "-h" | "--help" | "-V" | "--version" => a.command = Some(arg),
+            s if s.starts_with("--set=") => a.sets.push(s["--set=".len()..].to_string()),
+            s if s.starts_with("--out=") => a.out = Some(PathBuf::from(&s["--out=".len()..])),
+            s if s.starts_with('-') => return Err(format!("unknown option '{s}'")),
+            "check" | "schema" | "kernels" if a.command.is_none() && a.files.is_empty() => a.command = Some(arg),
+            _ => a.files.push(PathBuf::from(arg)),
+        }
+    }
+    Ok(a)
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let args = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("nabla: {e}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.command.as_deref() {
+        Some("-h" | "--help") => print!("{HELP}"),
+        Some("-V" | "--version") => println!("nabla {}", env!("CARGO_PKG_VERSION")),
+        Some("schema") => print!("{}", pipeline::schema_doc::render()),
         Some("kernels") => {
             let avail = KernelChoice::available();
             for k in &avail {
                 println!("{}{}", k.name(), if Some(k) == avail.last() { "  (default)" } else { "" });
             }
-            ExitCode::SUCCESS
         }
-        Some("--version") | Some("-V") => {
-            println!("nabla {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+        Some("check") => {
+            if args.files.is_empty() {
+                eprintln!("nabla check: name at least one pipeline file");
+                return ExitCode::from(2);
+            }
+            let mut failed = false;
+            for f in &args.files {
+                match pipeline::load(f, &args.sets).and_then(|l| pipeline::check_paths(&l).map(|()| l)) {
+                    Ok(l) => println!("{}: ok ({})", f.display(), l.pipeline.name),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
         }
-        None | Some("--help") | Some("-h") => {
-            print!("{HELP}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("nabla: unknown command '{other}' (pipeline files are not supported yet)\n\n{HELP}");
-            ExitCode::from(2)
+        _ if args.files.is_empty() => print!("{HELP}"),
+        _ => {
+            if args.out.is_some() && args.files.len() > 1 {
+                eprintln!("nabla: --out takes one pipeline file at a time");
+                return ExitCode::from(2);
+            }
+            // Validate every file before running any, so a typo in the last
+            // file does not waste the first one's run.
+            let mut loaded = Vec::new();
+            for f in &args.files {
+                match pipeline::load(f, &args.sets) {
+                    Ok(l) => loaded.push(l),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            let opts = RunOptions { out: args.out.clone(), progress: !args.quiet };
+            for l in &loaded {
+                eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                match pipeline::run(l, &opts) {
+                    Ok(files) => {
+                        for f in files {
+                            println!("wrote {}", f.display());
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
         }
     }
+    ExitCode::SUCCESS
 }

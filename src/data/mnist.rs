@@ -57,7 +57,10 @@ fn find(root: &Path, name: &str) -> Result<PathBuf, DataError> {
             return Ok(candidate);
         }
     }
-    Err(DataError::format(root.join(format!("{name}.gz")), format!("MNIST file not found (looked for {name}.gz and {name} in this folder)")))
+    Err(DataError::format(
+        root.join(format!("{name}.gz")),
+        format!("MNIST file not found (looked for {name}.gz and {name} in this folder)"),
+    ))
 }
 
 /// Read one images + labels pair and check that they agree.

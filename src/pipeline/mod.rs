@@ -1,0 +1,19 @@
+//! Declarative pipelines: a TOML file per experiment, run by `nabla FILE`.
+//!
+//! `schema.rs` says what a file may contain (and is printed by `nabla
+//! schema`); `load.rs` reads and validates it; `run.rs` runs its stages in
+//! order (`samples.rs`, `gradcheck.rs`, `sweep` and `train.rs`,
+//! `contour.rs`), each adding figures and numbers to a [`Report`]; `output.rs`
+//! stages every file and moves them into place only when the run succeeded.
+
+pub mod load;
+pub mod output;
+mod report;
+mod run;
+pub mod schema;
+pub mod schema_doc;
+mod stages;
+
+pub use load::{check_paths, load, parse, ConfigError, Loaded};
+pub use report::Report;
+pub use run::{run, RunError, RunOptions};

@@ -1,0 +1,279 @@
+//! The pipeline file format. These structs *are* the documentation: every
+//! field's doc comment is printed by `nabla schema`, and unknown keys are
+//! errors. A file is one experiment: what data, which model, how to train
+//! it, what to sweep, what to check and which figures to draw, like a Caffe
+//! net and solver in one file. Stages run in this order when their section
+//! is present: samples, gradcheck, sweep, train, contour.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A pipeline file: one experiment.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Version of this format; must be 1.
+    pub version: u32,
+    /// Name of the experiment; outputs go to `resources/<name>/` unless `--out` says otherwise.
+    pub name: String,
+    /// One line on what the experiment shows (printed in `report.md`).
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random choice: initial weights, samples, mini-batches.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the examples come from.
+    pub data: Data,
+    /// The network (needed by the gradcheck, train, sweep and contour stages).
+    pub model: Option<Model>,
+    /// Stage: a grid of random training samples, one row per class.
+    pub samples: Option<Samples>,
+    /// Stage: the tape's gradient against finite differences in f64.
+    pub gradcheck: Option<Gradcheck>,
+    /// Stage: try several values of one field, keep the best for `train`.
+    pub sweep: Option<Sweep>,
+    /// Stage: train the model, draw learning curves and weights, save weights.
+    pub train: Option<Train>,
+    /// Stage: the cost surface over two weights, with descent trajectories.
+    pub contour: Option<Contour>,
+    /// The reference report's numbers, shown beside ours in `report.md`
+    /// (e.g. `test_accuracy = 0.919`).
+    #[serde(default)]
+    pub reference: BTreeMap<String, f64>,
+}
+
+/// Where the examples come from.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// The data set: "mnist".
+    pub dataset: Dataset,
+    /// Folder holding the data set's files.
+    #[serde(default = "default_mnist_root")]
+    pub root: PathBuf,
+    /// Use only the first N training examples (0 = all); for quick runs.
+    #[serde(default)]
+    pub train_limit: usize,
+}
+
+fn default_mnist_root() -> PathBuf {
+    PathBuf::from("data/mnist")
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Dataset {
+    Mnist,
+}
+
+/// The network.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// "linear": softmax regression, inputs -> classes (the report's part 2);
+    /// "mlp": hidden layers between them.
+    pub kind: ModelKind,
+    /// Widths of the hidden layers ("mlp" only), e.g. [25].
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    /// Activation between layers ("mlp" only): "relu", "tanh" or "sigmoid".
+    #[serde(default = "default_activation")]
+    pub activation: ActivationName,
+    /// How weights start.
+    #[serde(default = "default_init")]
+    pub weight_init: InitSpec,
+    /// How biases start.
+    #[serde(default = "default_init")]
+    pub bias_init: InitSpec,
+    /// Start from weights saved by an earlier run (a safetensors file).
+    pub load: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Linear,
+    Mlp,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationName {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+fn default_activation() -> ActivationName {
+    ActivationName::Relu
+}
+
+/// An initialiser: `{ kind = "uniform", lo = 0.0, hi = 1.0 }`,
+/// `{ kind = "normal", mean = 0.0, std = 1.0 }`, `{ kind = "zeros" }` or
+/// `{ kind = "fan_in" }` (PyTorch's default for linear layers).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InitSpec {
+    Zeros,
+    Uniform { lo: f32, hi: f32 },
+    Normal { mean: f32, std: f32 },
+    FanIn,
+}
+
+fn default_init() -> InitSpec {
+    InitSpec::FanIn
+}
+
+/// A grid of random training samples, one row per class.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Samples {
+    /// Samples per class (columns of the grid).
+    #[serde(default = "ten")]
+    pub per_class: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// The tape's gradient of the summed cost against central differences of
+/// the same cost computed in f64 (linear model only).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gradcheck {
+    /// Step of the central difference.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Weights to check, as (input pixel i, class j) in the report's W[i, j]
+    /// (W is 784 x 10 there; our weight is its transpose).
+    #[serde(default)]
+    pub directions: Vec<[usize; 2]>,
+    /// Also check this many random weights and every bias.
+    #[serde(default)]
+    pub random: usize,
+    /// An entry passes if |analytic - numeric| <= tolerance * max(1, |numeric|).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+}
+
+fn default_eps() -> f64 {
+    1e-4
+}
+
+fn default_tolerance() -> f64 {
+    1e-3
+}
+
+/// Try each value of one field, train, and keep the value with the best
+/// final validation accuracy for the `train` stage.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// The field to vary, as `section.key` (e.g. "train.lr").
+    pub key: String,
+    /// The values to try.
+    pub values: Vec<toml::Value>,
+    /// The metric that selects: "validation_accuracy" (higher is better) or
+    /// "final_loss" (lower is better).
+    #[serde(default = "default_select")]
+    pub select: SelectMetric,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectMetric {
+    ValidationAccuracy,
+    FinalLoss,
+}
+
+fn default_select() -> SelectMetric {
+    SelectMetric::ValidationAccuracy
+}
+
+/// Train the model.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Train {
+    /// "sgd" (with optional momentum, the report's form v = m v + lr g) or "adam".
+    pub optimizer: OptimizerName,
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum of "sgd" (0 = plain gradient descent).
+    #[serde(default)]
+    pub momentum: f32,
+    /// Optimiser steps.
+    pub iterations: usize,
+    /// Examples per step (0 = the whole training set every step).
+    #[serde(default)]
+    pub batch_size: usize,
+    /// "sum" (the report's cost for MNIST) or "mean" over the batch.
+    #[serde(default = "default_loss")]
+    pub loss: LossReduction,
+    /// Measure accuracies every N steps (and after the last).
+    #[serde(default = "fifty")]
+    pub eval_every: usize,
+    /// Save the trained weights under this name in the output folder.
+    #[serde(default = "default_save")]
+    pub save: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerName {
+    Sgd,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReduction {
+    Sum,
+    Mean,
+}
+
+fn default_loss() -> LossReduction {
+    LossReduction::Sum
+}
+
+fn fifty() -> usize {
+    50
+}
+
+fn default_save() -> String {
+    "weights.safetensors".into()
+}
+
+/// The cost over a grid of two weights around their trained values, with
+/// the paths of gradient descent with and without momentum drawn on it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Contour {
+    /// The two weights, as (input pixel i, class j) in the report's W[i, j].
+    pub weights: [[usize; 2]; 2],
+    /// The grid spans trained value +- span on each axis.
+    #[serde(default = "default_span")]
+    pub span: f32,
+    /// Grid points per axis.
+    #[serde(default = "default_grid")]
+    pub grid: usize,
+    /// Where the trajectories start, as offsets from the trained values.
+    pub start: [f32; 2],
+    /// Learning rate of the trajectories.
+    pub lr: f32,
+    /// Steps of each trajectory.
+    pub steps: usize,
+    /// Momentum of the second trajectory.
+    pub momentum: f32,
+    /// Also draw the surface for these two weights (the report's edge pixels).
+    pub edge_weights: Option<[[usize; 2]; 2]>,
+}
+
+fn default_span() -> f32 {
+    2.0
+}
+
+fn default_grid() -> usize {
+    41
+}

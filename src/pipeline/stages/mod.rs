@@ -1,0 +1,153 @@
+//! The stages a pipeline can have, and what they share.
+
+mod contour;
+mod gradcheck;
+mod samples;
+mod softmax64;
+mod train;
+
+use super::load::Loaded;
+use super::output::Outputs;
+use super::report::Report;
+use super::run::RunError;
+use super::schema::{ActivationName, InitSpec, Model, ModelKind, Pipeline};
+use crate::data::mnist::{self, Mnist};
+use crate::nn::{Activation, Init, Mlp, Params};
+use crate::tensor::Rng;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What the stages of one run share: the file, the outputs, the report, and
+/// the model's current parameters (a stage that trains leaves them trained
+/// for the next).
+pub(crate) struct Ctx<'a> {
+    pub loaded: &'a Loaded,
+    pub out: &'a mut Outputs,
+    pub report: &'a mut Report,
+    pub progress: bool,
+    pub params: Option<Params>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        loaded: &'a Loaded,
+        out: &'a mut Outputs,
+        report: &'a mut Report,
+        progress: bool,
+    ) -> Result<Ctx<'a>, RunError> {
+        Ok(Ctx { loaded, out, report, progress, params: None })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.loaded.pipeline
+    }
+
+    /// An error of `stage`, naming the pipeline file.
+    pub fn err(&self, stage: &'static str, message: impl std::fmt::Display) -> RunError {
+        RunError::Stage { file: self.loaded.file.clone(), stage, message: message.to_string() }
+    }
+
+    /// MNIST, loaded once per process and root; `train_limit` applied.
+    pub fn mnist(&self) -> Result<Arc<Mnist>, RunError> {
+        static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Mnist>>>> = OnceLock::new();
+        let data = &self.pipeline().data;
+        let key = (data.root.clone(), data.train_limit);
+        let cache = CACHE.get_or_init(Default::default);
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let full = match cache.get(&key.0) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(mnist::load(&key.0).map_err(|e| self.err("data", e))?);
+                cache.insert(key.0.clone(), m.clone());
+                m
+            }
+        };
+        if key.1 == 0 {
+            return Ok(full);
+        }
+        Ok(Arc::new(Mnist { train: full.train.head(key.1), ..(*full).clone() }))
+    }
+
+    /// Stage a file in the output folder.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+        Ok(self.out.write(name, bytes)?)
+    }
+}
+
+/// The network a `[model]` section describes, for MNIST's 784 -> 10.
+pub(crate) fn network(m: &Model) -> Mlp {
+    let mut widths = vec![mnist::PIXELS];
+    if m.kind == ModelKind::Mlp {
+        widths.extend(&m.hidden);
+    }
+    widths.push(mnist::CLASSES);
+    let act = match m.activation {
+        ActivationName::Relu => Activation::Relu,
+        ActivationName::Tanh => Activation::Tanh,
+        ActivationName::Sigmoid => Activation::Sigmoid,
+    };
+    Mlp::new(&widths, act).expect("validated widths")
+}
+
+pub(crate) fn init(spec: InitSpec) -> Init {
+    match spec {
+        InitSpec::Zeros => Init::Zeros,
+        InitSpec::Uniform { lo, hi } => Init::Uniform { lo, hi },
+        InitSpec::Normal { mean, std } => Init::Normal { mean, std },
+        InitSpec::FanIn => Init::FanIn,
+    }
+}
+
+/// Fresh parameters for `m` from `seed`, or the file `m.load` names.
+pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, seed: u64) -> Result<Params, RunError> {
+    let net = network(m);
+    let mut params = Params::new();
+    net.init(&mut params, init(m.weight_init), init(m.bias_init), &mut Rng::new(seed));
+    if let Some(path) = &m.load {
+        load_weights(ctx, &mut params, path)?;
+    }
+    Ok(params)
+}
+
+fn load_weights(ctx: &Ctx, params: &mut Params, path: &Path) -> Result<(), RunError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ctx.err(
+            "model",
+            format!("model.load: cannot read {}: {e} (run the pipeline that saves it first)", path.display()),
+        )
+    })?;
+    params.load_safetensors(&bytes).map_err(|e| ctx.err("model", format!("model.load: {}: {e}", path.display())))
+}
+
+/// The model's current parameters (created on first use).
+pub(crate) fn params<'c>(ctx: &'c mut Ctx) -> Result<&'c mut Params, RunError> {
+    if ctx.params.is_none() {
+        let m = ctx.pipeline().model.clone().expect("validated: stages with a model have [model]");
+        let seed = ctx.pipeline().seed;
+        ctx.params = Some(fresh_params(ctx, &m, seed)?);
+    }
+    Ok(ctx.params.as_mut().expect("just set"))
+}
+
+/// Run the stages present in the file, in their fixed order.
+pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
+    let p = ctx.pipeline().clone();
+    if let Some(s) = &p.samples {
+        samples::run(ctx, s)?;
+    }
+    if let Some(g) = &p.gradcheck {
+        gradcheck::run(ctx, g)?;
+    }
+    let mut chosen = p.clone();
+    if let Some(s) = &p.sweep {
+        chosen = train::sweep(ctx, s)?;
+    }
+    if let Some(t) = &chosen.train {
+        train::run(ctx, &chosen, t)?;
+    }
+    if let Some(c) = &p.contour {
+        contour::run(ctx, c)?;
+    }
+    Ok(())
+}
