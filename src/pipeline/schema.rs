@@ -175,7 +175,8 @@ pub struct Sweep {
     pub key: String,
     /// The values to try.
     pub values: Vec<toml::Value>,
-    /// The metric that selects: "validation_accuracy" (higher is better) or
+    /// The metric that selects: "validation_accuracy" at the last iteration
+    /// or "best_validation_accuracy" over the run (higher is better), or
     /// "final_loss" (lower is better).
     #[serde(default = "default_select")]
     pub select: SelectMetric,
@@ -185,6 +186,7 @@ pub struct Sweep {
 #[serde(rename_all = "snake_case")]
 pub enum SelectMetric {
     ValidationAccuracy,
+    BestValidationAccuracy,
     FinalLoss,
 }
 

@@ -99,7 +99,7 @@ fn train_loop(
             if !value.is_finite() {
                 return Err(ctx.err(
                     "train",
-                    format!("training diverged at iteration {it} with learning rate {} ({label}): the loss is {value}; lower train.lr", t.lr),
+                    format!("training diverged at iteration {it} with learning rate {:?} ({label}): the loss is {value}; lower train.lr", t.lr),
                 ));
             }
             (value, tape.backward(&loss).map_err(fail)?)
@@ -221,7 +221,10 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
         _ => unreachable!("a pipeline serialises to a table"),
     };
     let mut results = Vec::new();
-    let mut rows = format!("| {} | final loss | train | validation | test |\n| --- | --- | --- | --- | --- |\n", s.key);
+    let mut rows = format!(
+        "| {} | final loss | train | validation | test | best validation (iteration) |\n| --- | --- | --- | --- | --- | --- |\n",
+        s.key
+    );
     for v in &s.values {
         set_path(&mut table, &s.key, v.clone()).map_err(|m| ctx.err("sweep", m))?;
         let p = from_table(&table).map_err(|m| ctx.err("sweep", m))?;
@@ -229,30 +232,36 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
         let net = network(&model);
         let mut params = fresh_params(ctx, &model, p.seed)?;
         let curve = train_loop(ctx, &net, &mut params, &t, p.seed, &format!("{} = {v}", s.key))?;
-        let (last, _) = summary(&curve);
+        let (last, best) = summary(&curve);
         let file = format!("sweep_{}_{}.png", s.key.replace('.', "_"), v.to_string().trim_matches('"'));
         let png = curve_chart(&format!("{} = {v}", s.key), &curve).png(640, 400).map_err(|e| ctx.err("sweep", e))?;
         ctx.write(&file, &png)?;
         ctx.report.figure(&file, &format!("Sweep: learning curve at {} = {v}", s.key));
         rows += &format!(
-            "| {v} | {:.4e} | {} | {} | {} |\n",
+            "| {v} | {:.4e} | {} | {} | {} | {} ({}) |\n",
             last.loss,
             fmt_metric(last.train),
             fmt_metric(last.validation),
-            fmt_metric(last.test)
+            fmt_metric(last.test),
+            fmt_metric(best.validation),
+            best.iteration
         );
-        results.push((v.clone(), p, last));
+        results.push((v.clone(), p, last, best));
     }
-    let better = |a: &EvalPoint, b: &EvalPoint| match s.select {
-        SelectMetric::ValidationAccuracy => a.validation > b.validation,
-        SelectMetric::FinalLoss => a.loss < b.loss,
+    let score = |(_, _, last, best): &(toml::Value, Pipeline, EvalPoint, EvalPoint)| match s.select {
+        SelectMetric::ValidationAccuracy => last.validation,
+        SelectMetric::BestValidationAccuracy => best.validation,
+        SelectMetric::FinalLoss => -last.loss,
     };
-    let best = (0..results.len()).fold(0, |b, i| if better(&results[i].2, &results[b].2) { i } else { b });
-    let (value, chosen, _) = results[best].clone();
+    let pick = (0..results.len()).fold(0, |b, i| if score(&results[i]) > score(&results[b]) { i } else { b });
+    let (value, chosen, _, _) = results[pick].clone();
     ctx.report.set("sweep", json!({
         "key": s.key,
         "chosen": value.to_string(),
-        "results": results.iter().map(|(v, _, e)| json!({ "value": v.to_string(), "final_loss": e.loss, "train_accuracy": e.train, "validation_accuracy": e.validation, "test_accuracy": e.test })).collect::<Vec<_>>(),
+        "results": results.iter().map(|(v, _, e, b)| json!({
+            "value": v.to_string(), "final_loss": e.loss, "train_accuracy": e.train, "validation_accuracy": e.validation,
+            "test_accuracy": e.test, "best_validation_accuracy": b.validation, "best_validation_iteration": b.iteration,
+        })).collect::<Vec<_>>(),
     }));
     ctx.report.section(
         "Sweep",

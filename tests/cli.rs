@@ -1,0 +1,231 @@
+//! The front door: `nabla` on the real pipeline files (with small settings),
+//! `nabla check`, and broken files that must fail cleanly, writing nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nabla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the nabla binary runs")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nabla-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// Settings that make any MNIST pipeline quick.
+const QUICK: [&str; 6] =
+    ["--set", "data.train_limit=3000", "--set", "train.iterations=4", "--set", "train.eval_every=2"];
+
+#[test]
+fn part1_draws_the_sample_grid() {
+    let out = temp("p1").join("out");
+    let o = nabla(&["pipelines/part1.toml", "--quiet", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = image::open(out.join("figure1_samples.png")).unwrap();
+    assert!(png.width() > 500 && png.height() > 500);
+    assert_eq!(metrics(&out)["samples_per_class"], 10);
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("figure1_samples.png"));
+}
+
+#[test]
+fn part3_gradient_check_passes_and_reports_each_direction() {
+    let out = temp("p3").join("out");
+    let o =
+        nabla(&["pipelines/part3.toml", "--quiet", "--out", out.to_str().unwrap(), "--set", "data.train_limit=5000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&out);
+    assert_eq!(m["gradcheck_passed"], true);
+    assert_eq!(m["gradcheck_entries"].as_array().unwrap().len(), 4 + 20 + 10);
+    assert!(m["gradcheck_max_scaled_diff"].as_f64().unwrap() < 1e-3);
+}
+
+#[test]
+fn part4_and_part5_sweep_train_save_and_part6_reads_the_weights() {
+    let dir = temp("p456");
+    let (p4, p5, p6) = (dir.join("p4"), dir.join("p5"), dir.join("p6"));
+    let mut args = vec!["pipelines/part4.toml", "--quiet", "--out", p4.to_str().unwrap()];
+    args.extend(QUICK);
+    let o = nabla(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&p4);
+    for key in [
+        "train_accuracy",
+        "validation_accuracy",
+        "test_accuracy",
+        "final_loss",
+        "wall_seconds",
+        "seed",
+        "nabla_version",
+        "config",
+    ] {
+        assert!(m.get(key).is_some(), "metrics.json lacks {key}");
+    }
+    assert_eq!(m["sweep"]["results"].as_array().unwrap().len(), 5);
+    assert!(p4.join("learning_curve.png").is_file() && p4.join("weights.png").is_file());
+    assert!(p4.join("sweep_train_lr_0.0001.png").is_file());
+
+    let mut args = vec!["pipelines/part5.toml", "--quiet", "--out", p5.to_str().unwrap()];
+    args.extend(QUICK);
+    let o = nabla(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let weights = p5.join("weights.safetensors");
+    assert!(weights.is_file());
+
+    let load = format!("model.load={}", weights.display());
+    let o = nabla(&[
+        "pipelines/part6.toml",
+        "--quiet",
+        "--out",
+        p6.to_str().unwrap(),
+        "--set",
+        &load,
+        "--set",
+        "data.train_limit=2000",
+        "--set",
+        "contour.grid=9",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["figure5_contour.png", "figure6_trajectories.png", "contour_edge.png", "report.md"] {
+        assert!(p6.join(f).is_file(), "{f} missing");
+    }
+    let m = metrics(&p6);
+    assert!(m["contour_edge_range"].as_f64().unwrap() < m["contour_central_range"].as_f64().unwrap());
+}
+
+#[test]
+fn check_accepts_every_shipped_pipeline() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            // part6 reads weights that part5 writes; point it at a file that exists.
+            let o = nabla(&["check", path.to_str().unwrap(), "--set", "model.load=Cargo.toml"]);
+            let o = if o.status.success() { o } else { nabla(&["check", path.to_str().unwrap()]) };
+            assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        }
+    }
+}
+
+/// A broken variant of part 4 (`edit` applied to its text) must fail with a
+/// message containing `expect` and write nothing.
+fn rejects(name: &str, edit: impl Fn(&str) -> String, extra: &[&str], expect: &[&str]) {
+    let dir = temp(name);
+    let file = dir.join("broken.toml");
+    std::fs::write(&file, edit(&std::fs::read_to_string("pipelines/part4.toml").unwrap())).unwrap();
+    let out = dir.join("out");
+    let mut args = vec![file.to_str().unwrap(), "--quiet", "--out", out.to_str().unwrap()];
+    args.extend(extra);
+    let o = nabla(&args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{name}: succeeded");
+    assert!(err.contains("broken.toml"), "{name}: the message does not name the file: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{name}: expected '{e}' in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{name}: panicked: {err}");
+    assert!(!out.exists(), "{name}: wrote the output folder");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "{name}: left files beside the output folder");
+}
+
+#[test]
+fn broken_files_fail_cleanly_and_write_nothing() {
+    let same = |s: &str| s.to_string();
+    rejects(
+        "unknown-key",
+        |s| s.replace("momentum = 0.0", "momentun = 0.0"),
+        &[],
+        &["line 26", "unknown field `momentun`"],
+    );
+    rejects(
+        "wrong-type",
+        |s| s.replace("iterations = 1000", "iterations = \"many\""),
+        &[],
+        &["line 27", "invalid type"],
+    );
+    rejects("negative-lr", |s| s.replace("lr = 1e-4", "lr = -1e-4"), &[], &["line 25", "train.lr", "must be positive"]);
+    rejects(
+        "zero-iterations",
+        |s| s.replace("iterations = 1000", "iterations = 0"),
+        &[],
+        &["train.iterations: must be at least 1"],
+    );
+    rejects(
+        "batch-too-big",
+        same,
+        &["--set", "train.batch_size=60001"],
+        &["train.batch_size: 60001 is larger than the 60000"],
+    );
+    rejects("limit-too-big", same, &["--set", "data.train_limit=100000"], &["data.train_limit: 100000 is larger"]);
+    rejects("version", |s| s.replace("version = 1", "version = 7"), &[], &["version 7 is not supported"]);
+    rejects("syntax", |s| s.replace("[train]", "[train"), &[], &["TOML parse error"]);
+    rejects(
+        "no-model",
+        |s| s.replace("[model]\nkind = \"linear\"", "[unused]\nkind = \"linear\""),
+        &[],
+        &["unknown field `unused`"],
+    );
+    rejects(
+        "bad-sweep-value",
+        |s| s.replace("1e-6]", "-1.0]"),
+        &[],
+        &["sweep.values: train.lr = -1.0", "must be positive"],
+    );
+    rejects(
+        "bad-sweep-key",
+        |s| s.replace("key = \"train.lr\"", "key = \"train.lrate\""),
+        &[],
+        &["unknown field `lrate`"],
+    );
+    rejects("unknown-optimizer", same, &["--set", "train.optimizer=rmsprop"], &["unknown variant `rmsprop`"]);
+    rejects(
+        "missing-data",
+        same,
+        &["--set", "data.root=no/such/folder", "--set", "train.iterations=1"],
+        &["no/such/folder: MNIST folder not found"],
+    );
+    rejects(
+        "bad-init",
+        |s| s.replace("kind = \"uniform\", lo = 0.0, hi = 1.0 }\nbias", "kind = \"uniform\", low = 0.0 }\nbias"),
+        &[],
+        &["unknown field `low`"],
+    );
+    rejects(
+        "diverges",
+        |s| {
+            s.replace("[sweep]\nkey = \"train.lr\"\nvalues = [1e-3, 1e-4, 5e-5, 1e-5, 1e-6]\nselect = \"validation_accuracy\"\n", "")
+        },
+        &["--set", "train.lr=1e38", "--set", "data.train_limit=2000", "--set", "train.iterations=50"],
+        &["training diverged at iteration", "learning rate 1e38"],
+    );
+}
+
+#[test]
+fn check_reports_bad_files_and_paths() {
+    let dir = temp("check");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "version = 1\nname = \"x\"\n[data]\ndataset = \"mnist\"\nroot = \"nowhere\"\n").unwrap();
+    let o = nabla(&["check", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bad.toml: data.root: folder nowhere not found"), "{}", stderr(&o));
+    let o = nabla(&["check", "pipelines/part6.toml", "--set", "model.load=no/weights.safetensors"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model.load: no/weights.safetensors not found"), "{}", stderr(&o));
+    let o = nabla(&["--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = nabla(&["schema"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("## Train"));
+}
