@@ -7,7 +7,7 @@ mod common;
 
 use common::median_seconds;
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
-use nabla::nn::{Activation, Init, Linear, Mlp, Params};
+use nabla::nn::{Activation, Init, Mlp, Params};
 use nabla::optim::{Optimizer, Sgd};
 use nabla::{Rng, Tensor};
 
@@ -15,15 +15,14 @@ use nabla::{Rng, Tensor};
 /// shares the parameters' storage and the update writes in place.
 fn step(
     tape: &Tape,
-    forward: impl Fn(&Tape, &Params) -> nabla::Result<Var>,
+    loss: impl Fn(&Tape, &Params, &Targets, Reduction) -> nabla::Result<Var>,
     targets: &Targets,
     reduction: Reduction,
     params: &mut Params,
     opt: &mut Sgd,
 ) {
     let grads = {
-        let logits = forward(tape, params).unwrap();
-        let loss = tape.softmax_cross_entropy(&logits, targets, reduction).unwrap();
+        let loss = loss(tape, params, targets, reduction).unwrap();
         tape.backward(&loss).unwrap()
     };
     tape.clear();
@@ -41,18 +40,20 @@ fn main() {
     let y = Targets::Classes((0..70).map(|i| i % 6).collect());
     let mut opt = Sgd::new(1e-3, 0.9).unwrap();
     let tape = Tape::new();
-    let t =
-        median_seconds(2001, || step(&tape, |t, p| mlp.forward(t, p, &x), &y, Reduction::Mean, &mut params, &mut opt));
+    let t = median_seconds(2001, || {
+        step(&tape, |t, p, y, r| mlp.loss(t, p, &x, y, r), &y, Reduction::Mean, &mut params, &mut opt)
+    });
     println!("bench=mlp_step case=mlp_1024x25x6_batch70 impl=nabla value={:.1} unit=us", t * 1e6);
 
     // Parts 4-5: softmax regression over all 60000 MNIST-sized rows.
-    let layer = Linear::new("out", 784, 10);
+    let layer = Mlp::new(&[784, 10], Activation::Relu).unwrap();
     let mut params = Params::new();
     layer.init(&mut params, Init::Uniform { lo: 0.0, hi: 1.0 }, Init::Uniform { lo: 0.0, hi: 1.0 }, &mut rng);
     let x = Var::constant(Tensor::uniform(&[60000, 784], 0.0, 1.0, &mut rng));
     let y = Targets::Classes((0..60000).map(|i| i % 10).collect());
     let mut opt = Sgd::new(1e-5, 0.0).unwrap();
-    let t =
-        median_seconds(21, || step(&tape, |t, p| layer.forward(t, p, &x), &y, Reduction::Sum, &mut params, &mut opt));
+    let t = median_seconds(21, || {
+        step(&tape, |t, p, y, r| layer.loss(t, p, &x, y, r), &y, Reduction::Sum, &mut params, &mut opt)
+    });
     println!("bench=mlp_step case=softmax_784x10_batch60000 impl=nabla value={:.1} unit=us", t * 1e6);
 }

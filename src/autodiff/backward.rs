@@ -195,6 +195,15 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             };
             accumulate(grads, Some(*x), d.scale(per * g.item()?))?
         }
+        Op::LinearCrossEntropy { x, w, b, dx, dw, db } => {
+            // The forward pass computed these for an output gradient of 1.
+            let g = g.item()?;
+            for (id, d) in [(x, dx), (w, dw), (b, db)] {
+                if let Some(d) = d {
+                    accumulate(grads, *id, if g == 1.0 { d.clone() } else { d.scale(g) })?;
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -100,4 +100,14 @@ pub(crate) enum Op {
         targets: Targets,
         reduction: Reduction,
     },
+    /// The fused last layer (`fused.rs`): gradients already computed for a
+    /// unit output gradient.
+    LinearCrossEntropy {
+        x: Option<NodeId>,
+        w: Option<NodeId>,
+        b: Option<NodeId>,
+        dx: Option<Tensor>,
+        dw: Option<Tensor>,
+        db: Option<Tensor>,
+    },
 }

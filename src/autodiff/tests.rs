@@ -127,6 +127,26 @@ proptest! {
     }
 
     #[test]
+    fn fused_linear_cross_entropy(n in 1usize..300, inputs in 1usize..5, out in 1usize..5, mean in any::<bool>(), soft in any::<bool>(), seed in any::<u64>()) {
+        // n crosses the 128-row blocks of the fused pass. The loss is one f32
+        // scalar, so its rounding (about 1e-7 of its size) is what the finite
+        // difference sees: summed losses stay small (n <= 20) to keep that
+        // below the tolerance; the equality test below covers large sums.
+        let n = if mean { n } else { n % 20 + 1 };
+        let x = rand(&[n, inputs], -1.0, 1.0, seed);
+        let w = rand(&[out, inputs], -1.0, 1.0, seed ^ 8);
+        let b = rand(&[out], -1.0, 1.0, seed ^ 9);
+        let mut rng = Rng::new(seed ^ 10);
+        let targets = if soft {
+            Targets::Probabilities(rand(&[n, out], 0.0, 1.0, seed ^ 11))
+        } else {
+            Targets::Classes((0..n).map(|_| rng.below(out)).collect())
+        };
+        let reduction = if mean { Reduction::Mean } else { Reduction::Sum };
+        assert_grads(|t, v| t.linear_cross_entropy(&v[0], &v[1], &v[2], &targets, reduction), &[x, w, b]);
+    }
+
+    #[test]
     fn two_layer_network_with_fan_out(n in 1usize..4, seed in any::<u64>()) {
         // x is used twice (fan-out) and the hidden layer feeds two branches.
         let x = rand(&[n, 3], -1.0, 1.0, seed);
@@ -141,6 +161,41 @@ proptest! {
         };
         assert_grads(f, &[x, w1, b1, w2]);
     }
+}
+
+#[test]
+fn fused_loss_equals_the_three_ops_it_replaces() {
+    let (n, inputs, out) = (1000, 30, 10);
+    let x = rand(&[n, inputs], 0.0, 1.0, 1);
+    let w = rand(&[out, inputs], -1.0, 1.0, 2);
+    let b = rand(&[out], -1.0, 1.0, 3);
+    let targets = Targets::Classes((0..n).map(|i| i % out).collect());
+    let run = |fused: bool| {
+        let tape = Tape::new();
+        let (xv, wv, bv) = (tape.leaf(x.clone()), tape.leaf(w.clone()), tape.leaf(b.clone()));
+        let loss = if fused {
+            tape.linear_cross_entropy(&xv, &wv, &bv, &targets, Reduction::Sum).unwrap()
+        } else {
+            let z = tape.add(&tape.matmul_t(&xv, Transpose::No, &wv, Transpose::Yes).unwrap(), &bv).unwrap();
+            tape.softmax_cross_entropy(&z, &targets, Reduction::Sum).unwrap()
+        };
+        let g = tape.backward(&loss).unwrap();
+        let grads: Vec<Tensor> = [&xv, &wv, &bv].iter().map(|v| g.get(v).unwrap().clone()).collect();
+        (loss.value().item().unwrap(), grads)
+    };
+    let ((l1, g1), (l2, g2)) = (run(true), run(false));
+    assert!((l1 - l2).abs() <= 1e-5 * l2.abs(), "{l1} vs {l2}");
+    for (a, b) in g1.iter().zip(&g2) {
+        for (x, y) in a.data().iter().zip(b.data()) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+    // On an inference tape: the same loss, nothing recorded.
+    let tape = Tape::inference();
+    let c = |t: &Tensor| Var::constant(t.clone());
+    let l = tape.linear_cross_entropy(&c(&x), &c(&w), &c(&b), &targets, Reduction::Sum).unwrap();
+    assert_eq!(l.value().item().unwrap(), l1);
+    assert!(tape.is_empty());
 }
 
 #[test]

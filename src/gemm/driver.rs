@@ -184,24 +184,38 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
             let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
             for pc in (0..p.k).step_by(kc_max) {
                 let kc = kc_max.min(p.k - pc);
-                let bpack = &mut bbuf[..panels * K::NR * kc];
-                // Each thread packs a run of whole panels.
-                let per = panels.div_ceil(if threads > 1 && panels >= 4 && kc * nc >= PARALLEL_PACK_MIN {
-                    threads
+                // With a single MR panel of A (m <= MR: the 10-class weight
+                // gradient dZ^T X), each B value is used once, so a row-major B
+                // is read in place and only its ragged last panel is packed.
+                let direct_b = p.b.cs == 1 && p.m <= K::MR;
+                let b_at = View { ptr: p.b.at(pc, jc), ..p.b };
+                let packed = if direct_b { 1 } else { panels };
+                let bpack = &mut bbuf[..packed * K::NR * kc];
+                if direct_b {
+                    let full = nc / K::NR * K::NR;
+                    K::pack_b(bpack, View { ptr: b_at.at(0, full), ..b_at }, nc - full, kc);
                 } else {
-                    1
-                });
-                let pack = |(g, run): (usize, &mut [f32])| {
-                    let j0 = g * per * K::NR;
-                    let b = View { ptr: p.b.at(pc, jc + j0), ..p.b };
-                    K::pack_b(run, b, (per * K::NR).min(nc - j0), kc);
-                };
-                if per < panels {
-                    bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);
-                } else {
-                    pack((0, bpack));
+                    // Each thread packs a run of whole panels.
+                    let per = panels.div_ceil(if threads > 1 && panels >= 4 && kc * nc >= PARALLEL_PACK_MIN {
+                        threads
+                    } else {
+                        1
+                    });
+                    let pack = |(g, run): (usize, &mut [f32])| {
+                        let j0 = g * per * K::NR;
+                        K::pack_b(run, View { ptr: b_at.at(0, j0), ..b_at }, (per * K::NR).min(nc - j0), kc);
+                    };
+                    if per < panels {
+                        bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);
+                    } else {
+                        pack((0, bpack));
+                    }
                 }
-                let bpack: &[f32] = bpack;
+                let bpanels = if direct_b {
+                    BPanels::InPlace { b: b_at, full: nc / K::NR, edge: bpack }
+                } else {
+                    BPanels::Packed(bpack)
+                };
                 // A transposed A with a single B panel is a pure stream whose
                 // columns are already laid out as packed panels (MR neighbouring
                 // floats per k), so packing would only copy it once more.
@@ -225,12 +239,12 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                         let full = mc / K::MR * K::MR;
                         with_buffer(&A_BUF, K::MR * kc, |edge| {
                             K::pack_a(edge, View { ptr: a.at(full, 0), ..a }, mc - full, kc);
-                            macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, bpack, s0..s1);
+                            macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, &bpanels, s0..s1);
                         });
                     } else {
                         with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
                             K::pack_a(apack, a, mc, kc);
-                            macro_kernel::<K>(&tile, APanels::Packed(apack), bpack, s0..s1);
+                            macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
                         });
                     }
                 };
@@ -254,13 +268,26 @@ enum APanels<'a> {
     InPlace { a: View, full: usize, edge: &'a [f32] },
 }
 
+/// Where loop 2 finds its B panels.
+enum BPanels<'a> {
+    /// Packed by `pack_b`: panel `s` at `s * NR * k`, step NR.
+    Packed(&'a [f32]),
+    /// A row-major B read in place (panel `s` at column `s * NR`, step = its
+    /// row stride) for the first `full` panels; the last one packed in `edge`.
+    InPlace { b: View, full: usize, edge: &'a [f32] },
+}
+
 /// Loops 2 and 1 over one block of A and the B panels `panels`.
-unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, bpack: &[f32], panels: std::ops::Range<usize>) {
+unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: std::ops::Range<usize>) {
     assert!(K::MR * K::NR <= MAX_TILE);
     for s in panels {
         let j0 = s * K::NR;
         let cols = K::NR.min(t.n - j0);
-        let bp = bpack.as_ptr().add(s * K::NR * t.k);
+        let (bp, b_step) = match *b {
+            BPanels::Packed(bpack) => (bpack.as_ptr().add(s * K::NR * t.k), K::NR),
+            BPanels::InPlace { b, full, .. } if s < full => (b.at(0, j0), b.rs),
+            BPanels::InPlace { edge, .. } => (edge.as_ptr(), K::NR),
+        };
         for r in 0..t.m.div_ceil(K::MR) {
             let i0 = r * K::MR;
             let rows = K::MR.min(t.m - i0);
@@ -271,12 +298,12 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, bpack: &[f32], panels
             };
             let cp = t.c.add(i0 * t.ldc + j0);
             if rows == K::MR && cols == K::NR {
-                K::tile(t.k, t.alpha, ap, a_step, bp, t.beta, cp, t.ldc);
+                K::tile(t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
             } else {
                 // Edge tile: compute the whole tile into scratch, copy the part
                 // that exists. C outside the matrix is never touched.
                 let mut scratch = [0.0f32; MAX_TILE];
-                K::tile(t.k, t.alpha, ap, a_step, bp, 0.0, scratch.as_mut_ptr(), K::NR);
+                K::tile(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
                 for i in 0..rows {
                     let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
                     let src = &scratch[i * K::NR..i * K::NR + cols];

@@ -36,7 +36,7 @@ pub(crate) trait Kernel: Sync {
     /// C has row stride `ldc` and unit column stride.
     /// `a_step` is the distance between A's values for consecutive `p`: MR
     /// for a packed panel, or the row length when the kernel reads a
-    /// transposed A in place.
+    /// transposed A in place; `b_step` likewise NR, or B's row length.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
         k: usize,
@@ -44,6 +44,7 @@ pub(crate) trait Kernel: Sync {
         a: *const f32,
         a_step: usize,
         b: *const f32,
+        b_step: usize,
         beta: f32,
         c: *mut f32,
         ldc: usize,
@@ -59,6 +60,7 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
     mut a: *const f32,
     a_step: usize,
     mut b: *const f32,
+    b_step: usize,
     beta: f32,
     c: *mut f32,
     ldc: usize,
@@ -83,7 +85,7 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
             }
         }
         a = a.add(a_step);
-        b = b.add(NV * w);
+        b = b.add(b_step);
     }
     let alpha = L::splat(alpha);
     for i in 0..MR {
@@ -122,13 +124,13 @@ macro_rules! kernel {
                 pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
             }
             #[inline]
-            unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
+            unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
                 $(#[target_feature(enable = $feature)])*
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, beta, c, ldc)
+                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
                 }
-                body(k, alpha, a, a_step, b, beta, c, ldc)
+                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
             }
         }
     };

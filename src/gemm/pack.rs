@@ -129,6 +129,14 @@ pub(crate) unsafe fn pack_b<const NR: usize>(dst: &mut [f32], b: View, cols: usi
 /// One panel of `cols <= NR` columns from column `j0`, any strides, walking
 /// each column in order (contiguous when B is transposed), zero-padded.
 unsafe fn pack_b_general<const NR: usize>(panel: &mut [f32], b: View, j0: usize, cols: usize, kc: usize) {
+    if b.cs == 1 {
+        // Rows contiguous: copy the part of each row that exists.
+        for (p, out) in panel.chunks_exact_mut(NR).take(kc).enumerate() {
+            out[..cols].copy_from_slice(std::slice::from_raw_parts(b.at(p, j0), cols));
+            out[cols..].fill(0.0);
+        }
+        return;
+    }
     for j in 0..NR {
         for p in 0..kc {
             panel[p * NR + j] = if j < cols { *b.at(p, j0 + j) } else { 0.0 };

@@ -2,7 +2,7 @@
 //! (none after the last; the loss applies softmax).
 
 use super::{Init, Linear, Params};
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Rng;
 
@@ -49,16 +49,29 @@ impl Mlp {
         }
     }
 
-    /// Logits for `x` (`[batch, inputs]`).
-    pub fn forward(&self, tape: &Tape, params: &Params, x: &Var) -> Result<Var> {
+    /// The activations entering the last layer.
+    fn hidden(&self, tape: &Tape, params: &Params, x: &Var) -> Result<Var> {
         let mut h = x.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(tape, params, &h)?;
-            if i + 1 < self.layers.len() {
-                h = self.activation.apply(tape, &h);
-            }
+        for layer in &self.layers[..self.layers.len() - 1] {
+            h = self.activation.apply(tape, &layer.forward(tape, params, &h)?);
         }
         Ok(h)
+    }
+
+    /// Logits for `x` (`[batch, inputs]`).
+    pub fn forward(&self, tape: &Tape, params: &Params, x: &Var) -> Result<Var> {
+        let h = self.hidden(tape, params, x)?;
+        self.layers.last().expect("at least one layer").forward(tape, params, &h)
+    }
+
+    /// Softmax cross-entropy of the logits against `targets`, with the last
+    /// layer and the loss fused (one pass over its input; see
+    /// `autodiff/fused.rs`).
+    pub fn loss(&self, tape: &Tape, params: &Params, x: &Var, targets: &Targets, reduction: Reduction) -> Result<Var> {
+        let h = self.hidden(tape, params, x)?;
+        let last = self.layers.last().expect("at least one layer");
+        let (w, b) = (params.var(tape, &last.weight_name())?, params.var(tape, &last.bias_name())?);
+        tape.linear_cross_entropy(&h, &w, &b, targets, reduction)
     }
 }
 
@@ -79,6 +92,35 @@ mod tests {
             let opts = GradcheckOptions { atol: 5e-4, rtol: 2e-3, skip_kinks: true, ..Default::default() };
             let report = gradcheck_params(f, &params, &opts).unwrap();
             assert!(report.passed() && report.checked > 30, "{act:?}: {report}");
+        }
+    }
+
+    #[test]
+    fn fused_loss_matches_forward_then_loss() {
+        let mlp = Mlp::new(&[6, 5, 4], Activation::Relu).unwrap();
+        let mut params = Params::new();
+        mlp.init(&mut params, Init::FanIn, Init::FanIn, &mut Rng::new(1));
+        let x = Var::constant(Tensor::uniform(&[300, 6], -1.0, 1.0, &mut Rng::new(2)));
+        let y = Targets::Classes((0..300).map(|i| i % 4).collect());
+        let grads_of = |fused: bool| {
+            let tape = Tape::new();
+            let loss = if fused {
+                mlp.loss(&tape, &params, &x, &y, Reduction::Mean).unwrap()
+            } else {
+                tape.softmax_cross_entropy(&mlp.forward(&tape, &params, &x).unwrap(), &y, Reduction::Mean).unwrap()
+            };
+            let g = tape.backward(&loss).unwrap();
+            let named: Vec<(String, Tensor)> = g.named().map(|(n, t)| (n.to_string(), t.clone())).collect();
+            (loss.value().item().unwrap(), named)
+        };
+        let ((l1, g1), (l2, g2)) = (grads_of(true), grads_of(false));
+        assert!((l1 - l2).abs() < 1e-5);
+        assert_eq!(g1.len(), 4);
+        for ((n1, a), (n2, b)) in g1.iter().zip(&g2) {
+            assert_eq!(n1, n2);
+            for (x, y) in a.data().iter().zip(b.data()) {
+                assert!((x - y).abs() < 1e-5, "{n1}: {x} vs {y}");
+            }
         }
     }
 

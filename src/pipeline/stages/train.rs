@@ -93,8 +93,7 @@ fn train_loop(
             (&batch.0, &batch.1)
         };
         let (loss, grads) = {
-            let logits = net.forward(&tape, params, x).map_err(fail)?;
-            let loss = tape.softmax_cross_entropy(&logits, y, reduction).map_err(fail)?;
+            let loss = net.loss(&tape, params, x, y, reduction).map_err(fail)?;
             let value = loss.value().item().map_err(fail)? as f64;
             if !value.is_finite() {
                 return Err(ctx.err(
