@@ -4,7 +4,9 @@
 //! the step is bound by reading it. Unfused, x is read by the forward product
 //! and again by the weight gradient. Here each block of rows is multiplied,
 //! turned into probabilities, and multiplied back into the gradient while it
-//! is still in cache, so x is read from memory once per step.
+//! is still in cache, so x is read from memory once per step. With few
+//! classes the two products use the skinny kernels of `gemm/skinny.rs`, which
+//! read x in place instead of packing it.
 //!
 //! Because this op is a loss (its output is the scalar the tape starts from),
 //! its gradients are computed during the forward pass, for the inputs that
@@ -14,7 +16,8 @@
 use super::op::{Op, Reduction, Targets};
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, Transpose};
+use crate::gemm::skinny::{dt_x, x_wt, MAX_OUT};
+use crate::gemm::{sgemm, KernelChoice, Transpose};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -66,6 +69,8 @@ impl Tape {
             Targets::Probabilities(_) => {}
         }
         let grads = self.is_recording() && [x.id, w.id, b.id].iter().any(Option::is_some);
+        // Few classes: dot products along the inputs beat a packed GEMM.
+        let skinny = out <= MAX_OUT;
         let scale = match reduction {
             Reduction::Sum => 1.0,
             Reduction::Mean => 1.0 / n.max(1) as f32,
@@ -87,7 +92,25 @@ impl Tape {
                 let xb = &xs[r0 * inputs..(r0 + rows) * inputs];
                 // Forward: logits of the block.
                 let mut z = vec![0.0f32; rows * out];
-                sgemm(Transpose::No, Transpose::Yes, rows, out, inputs, 1.0, xb, inputs, ws, inputs, 0.0, &mut z, out)?;
+                if skinny {
+                    x_wt(KernelChoice::Auto, xb, rows, inputs, ws, out, &mut z);
+                } else {
+                    sgemm(
+                        Transpose::No,
+                        Transpose::Yes,
+                        rows,
+                        out,
+                        inputs,
+                        1.0,
+                        xb,
+                        inputs,
+                        ws,
+                        inputs,
+                        0.0,
+                        &mut z,
+                        out,
+                    )?;
+                }
                 // Softmax, loss, and dlogits = scale * (p * sum(t) - t), in place.
                 for (r, row) in z.chunks_exact_mut(out).enumerate() {
                     row.iter_mut().zip(bs).for_each(|(v, b)| *v += b);
@@ -116,21 +139,26 @@ impl Tape {
                 }
                 if grads {
                     // dW += dz^T x, db += column sums of dz, dx = dz W.
-                    sgemm(
-                        Transpose::Yes,
-                        Transpose::No,
-                        out,
-                        inputs,
-                        rows,
-                        1.0,
-                        &z,
-                        out,
-                        xb,
-                        inputs,
-                        1.0,
-                        &mut acc.dw,
-                        inputs,
-                    )?;
+                    if skinny {
+                        dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw);
+                    } else {
+                        let dw = &mut acc.dw;
+                        sgemm(
+                            Transpose::Yes,
+                            Transpose::No,
+                            out,
+                            inputs,
+                            rows,
+                            1.0,
+                            &z,
+                            out,
+                            xb,
+                            inputs,
+                            1.0,
+                            dw,
+                            inputs,
+                        )?;
+                    }
                     for row in z.chunks_exact(out) {
                         acc.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
                     }

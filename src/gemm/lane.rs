@@ -21,6 +21,8 @@ pub(crate) trait Lane: Copy {
     /// `self + a * b`, fused where the hardware can.
     unsafe fn fma(self, a: Self, b: Self) -> Self;
     unsafe fn mul(self, b: Self) -> Self;
+    /// Sum of the lanes.
+    unsafe fn reduce_sum(self) -> f32;
     /// Hint that the cache line at `p` will be read and written soon.
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
@@ -57,6 +59,10 @@ impl Lane for wide::f32x8 {
     #[inline(always)]
     unsafe fn mul(self, b: Self) -> Self {
         self * b
+    }
+    #[inline(always)]
+    unsafe fn reduce_sum(self) -> f32 {
+        self.to_array().iter().sum()
     }
 }
 
@@ -99,6 +105,12 @@ mod x86 {
         unsafe fn mul(self, b: Self) -> Self {
             Avx2(_mm256_mul_ps(self.0, b.0))
         }
+        #[inline(always)]
+        unsafe fn reduce_sum(self) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+        }
     }
 
     /// 16 lanes of AVX-512F. Only used inside `#[target_feature(enable =
@@ -131,6 +143,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn mul(self, b: Self) -> Self {
             Avx512(_mm512_mul_ps(self.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn reduce_sum(self) -> f32 {
+            _mm512_reduce_add_ps(self.0)
         }
     }
 }

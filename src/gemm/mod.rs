@@ -16,6 +16,7 @@ mod kernel;
 mod lane;
 mod pack;
 pub mod reference;
+pub mod skinny;
 
 use driver::Problem;
 use kernel::Kernel;
@@ -75,7 +76,7 @@ impl KernelChoice {
 
     /// `Auto` made concrete: `NABLA_GEMM_KERNEL` (portable, avx2, avx512) if
     /// set and available, else the fastest available.
-    fn resolve(self) -> KernelChoice {
+    pub(crate) fn resolve(self) -> KernelChoice {
         if self != KernelChoice::Auto {
             return self;
         }
