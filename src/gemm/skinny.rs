@@ -16,7 +16,9 @@ use super::KernelChoice;
 /// The largest `out` these kernels take; callers use the GEMM beyond it.
 pub const MAX_OUT: usize = 12;
 
+// Index loops keep the register blocking visible.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn x_wt_body<L: Lane, const OUT: usize, const ROWS: usize>(
     x: &[f32],
     rows: usize,
@@ -58,6 +60,7 @@ unsafe fn x_wt_body<L: Lane, const OUT: usize, const ROWS: usize>(
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn dt_x_body<L: Lane, const OUT: usize, const CHUNKS: usize>(
     d: &[f32],
     rows: usize,
