@@ -76,7 +76,7 @@ fn part4_and_part5_sweep_train_save_and_part6_reads_the_weights() {
         assert!(m.get(key).is_some(), "metrics.json lacks {key}");
     }
     assert_eq!(m["sweep"]["results"].as_array().unwrap().len(), 5);
-    assert!(p4.join("learning_curve.png").is_file() && p4.join("weights.png").is_file());
+    assert!(p4.join("figure2_learning_curve.png").is_file() && p4.join("figure3_weights.png").is_file());
     assert!(p4.join("sweep_train_lr_0.0001.png").is_file());
 
     let mut args = vec!["pipelines/part5.toml", "--quiet", "--out", p5.to_str().unwrap()];
@@ -228,4 +228,33 @@ fn check_reports_bad_files_and_paths() {
     assert_eq!(o.status.code(), Some(2));
     let o = nabla(&["schema"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("## Train"));
+}
+
+#[test]
+fn a_seed_gives_the_same_run_on_one_and_two_threads() {
+    let dir = temp("threads");
+    let run = |threads: &str| {
+        let out = dir.join(format!("t{threads}"));
+        let mut args = vec!["pipelines/part5.toml", "--quiet", "--out", out.to_str().unwrap()];
+        args.extend(QUICK);
+        let o = Command::new(env!("CARGO_BIN_EXE_nabla"))
+            .args(&args)
+            .env("RAYON_NUM_THREADS", threads)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut m = metrics(&out);
+        for key in ["wall_seconds", "train_seconds"] {
+            m.as_object_mut().unwrap().remove(key);
+        }
+        (m, std::fs::read(out.join("weights.safetensors")).unwrap())
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one.0, two.0, "metrics differ between 1 and 2 threads");
+    assert!(one.1 == two.1, "trained weights differ between 1 and 2 threads");
+    // The final run repeats the sweep's run at the chosen value exactly.
+    let chosen = one.0["sweep"]["chosen"].as_str().unwrap().to_string();
+    let result = one.0["sweep"]["results"].as_array().unwrap().iter().find(|r| r["value"] == chosen).unwrap().clone();
+    assert_eq!(result["validation_accuracy"], one.0["validation_accuracy"]);
 }

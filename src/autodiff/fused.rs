@@ -26,11 +26,106 @@ use rayon::prelude::*;
 /// meets a ragged panel.
 const BLOCK_ROWS: usize = 144;
 
-/// Per-thread sums over blocks.
+/// Blocks per group: the unit of parallel work and of the ordered sum.
+const GROUP_BLOCKS: usize = 8;
+
+/// Sums over the blocks of one group.
 struct Partial {
     loss: f64,
     dw: Vec<f32>,
     db: Vec<f32>,
+}
+
+/// The operands of one fused pass.
+struct Job<'a> {
+    xs: &'a [f32],
+    ws: &'a [f32],
+    bs: &'a [f32],
+    targets: &'a Targets,
+    inputs: usize,
+    out: usize,
+    scale: f32,
+    grads: bool,
+    /// Few classes: dot products along the inputs beat a packed GEMM.
+    skinny: bool,
+}
+
+impl Job<'_> {
+    fn empty(&self) -> Partial {
+        Partial {
+            loss: 0.0,
+            dw: vec![0.0; if self.grads { self.out * self.inputs } else { 0 }],
+            db: vec![0.0; self.out],
+        }
+    }
+
+    /// Rows `r0..r0 + rows`: loss into `acc`, and with gradients, dW and db
+    /// into `acc` and dx into `dx`.
+    fn block(&self, r0: usize, rows: usize, dx: Option<&mut [f32]>, acc: &mut Partial) -> Result<()> {
+        let (inputs, out, scale) = (self.inputs, self.out, self.scale);
+        let xb = &self.xs[r0 * inputs..(r0 + rows) * inputs];
+        // Forward: logits of the block.
+        let mut z = vec![0.0f32; rows * out];
+        if self.skinny {
+            x_wt(KernelChoice::Auto, xb, rows, inputs, self.ws, out, &mut z);
+        } else {
+            sgemm(
+                Transpose::No,
+                Transpose::Yes,
+                rows,
+                out,
+                inputs,
+                1.0,
+                xb,
+                inputs,
+                self.ws,
+                inputs,
+                0.0,
+                &mut z,
+                out,
+            )?;
+        }
+        // Softmax, loss, and dlogits = scale * (p * sum(t) - t), in place.
+        for (r, row) in z.chunks_exact_mut(out).enumerate() {
+            row.iter_mut().zip(self.bs).for_each(|(v, b)| *v += b);
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let log_sum = row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+            let log_p = |v: f32| (v - max) - log_sum;
+            match self.targets {
+                Targets::Classes(labels) => {
+                    let y = labels[r0 + r];
+                    acc.loss -= log_p(row[y]) as f64;
+                    row.iter_mut().for_each(|v| *v = scale * log_p(*v).exp());
+                    row[y] -= scale;
+                }
+                Targets::Probabilities(t) => {
+                    let t = &t.data()[(r0 + r) * out..(r0 + r + 1) * out];
+                    let mass: f32 = t.iter().sum();
+                    let terms =
+                        row.iter().zip(t).map(|(&v, &t)| if t == 0.0 { 0.0 } else { t as f64 * log_p(v) as f64 });
+                    acc.loss -= terms.sum::<f64>();
+                    row.iter_mut().zip(t).for_each(|(v, &t)| *v = scale * (log_p(*v).exp() * mass - t));
+                }
+            }
+        }
+        if !self.grads {
+            return Ok(());
+        }
+        // dW += dz^T x, db += column sums of dz, dx = dz W.
+        if self.skinny {
+            dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw);
+        } else {
+            let dw = &mut acc.dw;
+            sgemm(Transpose::Yes, Transpose::No, out, inputs, rows, 1.0, &z, out, xb, inputs, 1.0, dw, inputs)?;
+        }
+        for row in z.chunks_exact(out) {
+            acc.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+        }
+        if let Some(dx) = dx {
+            sgemm(Transpose::No, Transpose::No, rows, inputs, out, 1.0, &z, out, self.ws, inputs, 0.0, dx, inputs)?;
+        }
+        Ok(())
+    }
 }
 
 impl Tape {
@@ -69,125 +164,50 @@ impl Tape {
             Targets::Probabilities(_) => {}
         }
         let grads = self.is_recording() && [x.id, w.id, b.id].iter().any(Option::is_some);
-        // Few classes: dot products along the inputs beat a packed GEMM.
-        let skinny = out <= MAX_OUT;
         let scale = match reduction {
             Reduction::Sum => 1.0,
             Reduction::Mean => 1.0 / n.max(1) as f32,
         };
-        let (xs, ws, bs) = (x.value.data(), w.value.data(), b.value.data());
-        let mut dx = if grads && x.id.is_some() { vec![0.0f32; n * inputs] } else { Vec::new() };
-        let dx_blocks: Vec<Option<&mut [f32]>> = if dx.is_empty() {
-            (0..n.div_ceil(BLOCK_ROWS)).map(|_| None).collect()
-        } else {
-            dx.chunks_mut(BLOCK_ROWS * inputs).map(Some).collect()
+        let job = Job {
+            xs: x.value.data(),
+            ws: w.value.data(),
+            bs: b.value.data(),
+            targets,
+            inputs,
+            out,
+            scale,
+            grads,
+            skinny: out <= MAX_OUT,
         };
-        let empty = || Partial { loss: 0.0, dw: vec![0.0; if grads { out * inputs } else { 0 }], db: vec![0.0; out] };
-        let total = dx_blocks
+        let mut dx = if grads && x.id.is_some() { vec![0.0f32; n * inputs] } else { Vec::new() };
+        // Fixed groups of blocks, summed in order afterwards: the result does
+        // not depend on how rayon schedules them, so a seed gives the same
+        // training run on any number of threads.
+        let group_rows = BLOCK_ROWS * GROUP_BLOCKS;
+        let groups = n.div_ceil(group_rows);
+        let mut dx_groups: Vec<Option<&mut [f32]>> = dx.chunks_mut(group_rows * inputs).map(Some).collect();
+        dx_groups.resize_with(groups, || None);
+        let partials: Vec<Partial> = dx_groups
             .into_par_iter()
             .enumerate()
-            .try_fold(empty, |mut acc, (blk, dx_blk)| -> Result<Partial> {
-                let r0 = blk * BLOCK_ROWS;
-                let rows = BLOCK_ROWS.min(n - r0);
-                let xb = &xs[r0 * inputs..(r0 + rows) * inputs];
-                // Forward: logits of the block.
-                let mut z = vec![0.0f32; rows * out];
-                if skinny {
-                    x_wt(KernelChoice::Auto, xb, rows, inputs, ws, out, &mut z);
-                } else {
-                    sgemm(
-                        Transpose::No,
-                        Transpose::Yes,
-                        rows,
-                        out,
-                        inputs,
-                        1.0,
-                        xb,
-                        inputs,
-                        ws,
-                        inputs,
-                        0.0,
-                        &mut z,
-                        out,
-                    )?;
-                }
-                // Softmax, loss, and dlogits = scale * (p * sum(t) - t), in place.
-                for (r, row) in z.chunks_exact_mut(out).enumerate() {
-                    row.iter_mut().zip(bs).for_each(|(v, b)| *v += b);
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                    let log_sum = sum.ln();
-                    let log_p = |v: f32| (v - max) - log_sum;
-                    match targets {
-                        Targets::Classes(labels) => {
-                            let y = labels[r0 + r];
-                            acc.loss -= log_p(row[y]) as f64;
-                            row.iter_mut().for_each(|v| *v = scale * log_p(*v).exp());
-                            row[y] -= scale;
-                        }
-                        Targets::Probabilities(t) => {
-                            let t = &t.data()[(r0 + r) * out..(r0 + r + 1) * out];
-                            let mass: f32 = t.iter().sum();
-                            acc.loss -= row
-                                .iter()
-                                .zip(t)
-                                .map(|(&v, &t)| if t == 0.0 { 0.0 } else { t as f64 * log_p(v) as f64 })
-                                .sum::<f64>();
-                            row.iter_mut().zip(t).for_each(|(v, &t)| *v = scale * (log_p(*v).exp() * mass - t));
-                        }
-                    }
-                }
-                if grads {
-                    // dW += dz^T x, db += column sums of dz, dx = dz W.
-                    if skinny {
-                        dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw);
-                    } else {
-                        let dw = &mut acc.dw;
-                        sgemm(
-                            Transpose::Yes,
-                            Transpose::No,
-                            out,
-                            inputs,
-                            rows,
-                            1.0,
-                            &z,
-                            out,
-                            xb,
-                            inputs,
-                            1.0,
-                            dw,
-                            inputs,
-                        )?;
-                    }
-                    for row in z.chunks_exact(out) {
-                        acc.db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-                    }
-                    if let Some(dxb) = dx_blk {
-                        sgemm(
-                            Transpose::No,
-                            Transpose::No,
-                            rows,
-                            inputs,
-                            out,
-                            1.0,
-                            &z,
-                            out,
-                            ws,
-                            inputs,
-                            0.0,
-                            dxb,
-                            inputs,
-                        )?;
-                    }
+            .map(|(g, mut dx_group)| {
+                let mut acc = job.empty();
+                let first = g * group_rows;
+                for r0 in (first..n.min(first + group_rows)).step_by(BLOCK_ROWS) {
+                    let rows = BLOCK_ROWS.min(n - r0);
+                    let dx_blk =
+                        dx_group.as_deref_mut().map(|d| &mut d[(r0 - first) * inputs..(r0 - first + rows) * inputs]);
+                    job.block(r0, rows, dx_blk, &mut acc)?;
                 }
                 Ok(acc)
             })
-            .try_reduce(empty, |mut a, b| {
-                a.loss += b.loss;
-                a.dw.iter_mut().zip(&b.dw).for_each(|(x, y)| *x += y);
-                a.db.iter_mut().zip(&b.db).for_each(|(x, y)| *x += y);
-                Ok(a)
-            })?;
+            .collect::<Result<_>>()?;
+        let mut total = job.empty();
+        for p in &partials {
+            total.loss += p.loss;
+            total.dw.iter_mut().zip(&p.dw).for_each(|(x, y)| *x += y);
+            total.db.iter_mut().zip(&p.db).for_each(|(x, y)| *x += y);
+        }
         let value = Tensor::scalar((total.loss * scale as f64) as f32);
         if !grads {
             return Ok(Var::constant(value));

@@ -179,8 +179,11 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
                 format!("{} is larger than the {available} training images", t.batch_size),
             ));
         }
-        if t.save.is_empty() || t.save.contains('/') || t.save.contains('\\') {
-            return Err(at("train", "save", format!("'{}' must be a plain file name", t.save)));
+        for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
+        {
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+                return Err(at("train", key, format!("'{name}' must be a plain file name")));
+            }
         }
     }
     if let Some(s) = &p.sweep {

@@ -219,6 +219,20 @@ pub struct Train {
     /// Save the trained weights under this name in the output folder.
     #[serde(default = "default_save")]
     pub save: String,
+    /// File name of the learning-curve figure (named after the report's figure).
+    #[serde(default = "default_curve_figure")]
+    pub curve_figure: String,
+    /// File name of the figure of the first layer's weights.
+    #[serde(default = "default_weights_figure")]
+    pub weights_figure: String,
+}
+
+fn default_curve_figure() -> String {
+    "learning_curve.png".into()
+}
+
+fn default_weights_figure() -> String {
+    "weights.png".into()
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]

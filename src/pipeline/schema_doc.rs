@@ -37,6 +37,19 @@ pub fn render() -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn pipelines_readme_carries_the_current_schema() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/README.md")).unwrap();
+        let shifted: String = super::render()
+            .lines()
+            .map(|l| if l.starts_with('#') { format!("#{l}\n") } else { format!("{l}\n") })
+            .collect();
+        assert!(
+            readme.contains(&shifted),
+            "pipelines/README.md is stale: regenerate its Format section from `nabla schema`"
+        );
+    }
+
+    #[test]
     fn every_field_is_documented() {
         let doc = super::render();
         assert!(doc.contains("## Pipeline") && doc.contains("- `lr` (f32): Learning rate."), "{doc}");

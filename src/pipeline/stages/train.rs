@@ -176,11 +176,12 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     );
     let title = format!("Learning curve: lr {}, momentum {}", t.lr, t.momentum);
     let png = curve_chart(&title, &curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
-    ctx.write("learning_curve.png", &png)?;
-    ctx.report.figure("learning_curve.png", "Learning curve: training and validation accuracy");
+    ctx.write(&t.curve_figure, &png)?;
+    ctx.report.figure(&t.curve_figure, "Learning curve: training and validation accuracy");
     let png = weight_grid(&net, &params).png().map_err(|e| ctx.err("train", e))?;
-    ctx.write("weights.png", &png)?;
-    ctx.report.figure("weights.png", "Weights into each output (first layer for an MLP), blue negative, red positive");
+    ctx.write(&t.weights_figure, &png)?;
+    ctx.report
+        .figure(&t.weights_figure, "Weights into each output (first layer for an MLP), blue negative, red positive");
     ctx.write(&t.save, &params.to_safetensors())?;
     ctx.params = Some(params);
     Ok(())
