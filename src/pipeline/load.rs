@@ -54,7 +54,8 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Loaded, ConfigError> {
 pub fn check_paths(l: &Loaded) -> Result<(), ConfigError> {
     let err = |message: String| ConfigError { file: l.file.clone(), message };
     let p = &l.pipeline;
-    if !p.data.root.is_dir() {
+    let uses_data = p.samples.is_some() || p.model.is_some();
+    if uses_data && !p.data.root.is_dir() {
         return Err(err(format!("data.root: folder {} not found", p.data.root.display())));
     }
     if let Some(path) = p.model.as_ref().and_then(|m| m.load.as_ref()) {
@@ -137,6 +138,19 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
             "model",
             "a [model] section is needed by the gradcheck, sweep, train and contour stages".into(),
         ));
+    }
+    if let Some(s) = &p.scaling {
+        let sizes = s.depths.iter().chain(&s.widths).chain([&s.width_for_depths, &s.depth_for_widths]);
+        if s.depths.len() < 2 || s.widths.len() < 2 || sizes.into_iter().any(|&v| v == 0 || v > 4096) {
+            return Err(at(
+                "scaling",
+                "depths",
+                "need at least two depths and two widths, each between 1 and 4096".into(),
+            ));
+        }
+        if !(s.budget_seconds > 0.0 && s.budget_seconds.is_finite()) {
+            return Err(at("scaling", "budget_seconds", format!("must be positive, got {}", s.budget_seconds)));
+        }
     }
     if p.data.train_limit > 60000 {
         return Err(at(

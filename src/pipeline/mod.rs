@@ -12,8 +12,9 @@ mod report;
 mod run;
 pub mod schema;
 pub mod schema_doc;
-mod stages;
+pub mod stages;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use report::Report;
 pub use run::{run, RunError, RunOptions};
+pub use stages::scaling;

@@ -23,7 +23,8 @@ pub struct Pipeline {
     /// Seed of every random choice: initial weights, samples, mini-batches.
     #[serde(default)]
     pub seed: u64,
-    /// Where the examples come from.
+    /// Where the examples come from (not needed by the scaling stage).
+    #[serde(default)]
     pub data: Data,
     /// The network (needed by the gradcheck, train, sweep and contour stages).
     pub model: Option<Model>,
@@ -37,6 +38,9 @@ pub struct Pipeline {
     pub train: Option<Train>,
     /// Stage: the cost surface over two weights, with descent trajectories.
     pub contour: Option<Contour>,
+    /// Stage: time naive per-weight differentiation against backpropagation
+    /// as a network deepens and widens (report part 7; needs no data).
+    pub scaling: Option<Scaling>,
     /// The reference report's numbers, shown beside ours in `report.md`
     /// (e.g. `test_accuracy = 0.919`).
     #[serde(default)]
@@ -61,9 +65,16 @@ fn default_mnist_root() -> PathBuf {
     PathBuf::from("data/mnist")
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+impl Default for Data {
+    fn default() -> Data {
+        Data { dataset: Dataset::Mnist, root: default_mnist_root(), train_limit: 0 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Dataset {
+    #[default]
     Mnist,
 }
 
@@ -292,4 +303,38 @@ fn default_span() -> f32 {
 
 fn default_grid() -> usize {
     41
+}
+
+/// Chains of N fully connected layers of K neurons (tanh, softmax
+/// cross-entropy, a batch of K): the time to get every weight's gradient by
+/// naive path sums, by backpropagation on the tape, and by finite differences.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    /// Depths N to time, at K = `width_for_depths`.
+    pub depths: Vec<usize>,
+    /// K while the depth varies.
+    pub width_for_depths: usize,
+    /// Widths K to time, at N = `depth_for_widths`.
+    pub widths: Vec<usize>,
+    /// N while the width varies.
+    pub depth_for_widths: usize,
+    /// A method stops at the first point that takes (or, extrapolated, would
+    /// take) longer than this many seconds.
+    #[serde(default = "default_budget")]
+    pub budget_seconds: f64,
+    /// At least this many timed runs per point (the median is kept).
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
+    /// Also time central finite differences.
+    #[serde(default)]
+    pub finite_differences: bool,
+}
+
+fn default_budget() -> f64 {
+    1.0
+}
+
+fn default_repeats() -> usize {
+    5
 }

@@ -15,6 +15,9 @@ pub struct ImageGrid {
     pub colormap: ColorMap,
     /// Scale each image to its own range (else one range for all).
     pub per_image: bool,
+    /// With the diverging map, show each value relative to the image's mean
+    /// (weights that start from U[0, 1) carry an offset that hides the pattern).
+    pub centre_on_mean: bool,
     pub row_labels: Vec<String>,
     pub captions: Vec<String>,
     /// Pixels per image pixel.
@@ -23,13 +26,19 @@ pub struct ImageGrid {
 
 impl ImageGrid {
     /// Map an image's values to [0, 1] (Gray, Viridis) or [-1, 1] (Diverging).
+    /// Diverging maps are centred on `centre` (0, or each image's mean).
     fn normaliser(&self, values: &[f32]) -> impl Fn(f32) -> f64 {
-        let finite = values.iter().copied().filter(|v| v.is_finite());
-        let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = finite.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
         let diverging = self.colormap == ColorMap::Diverging;
-        let span = if diverging { lo.abs().max(hi.abs()) } else { hi - lo };
+        let centre = if diverging && self.centre_on_mean && !finite.is_empty() {
+            (finite.iter().map(|&v| v as f64).sum::<f64>() / finite.len() as f64) as f32
+        } else {
+            0.0
+        };
+        let span = if diverging { (lo - centre).abs().max((hi - centre).abs()) } else { hi - lo };
         let span = if span > 0.0 { span as f64 } else { 1.0 };
-        move |v: f32| if diverging { v as f64 / span } else { (v - lo) as f64 / span }
+        move |v: f32| if diverging { (v - centre) as f64 / span } else { (v - lo) as f64 / span }
     }
 
     pub fn png(&self) -> Result<Vec<u8>> {

@@ -39,6 +39,23 @@ pub(crate) fn encode_png(width: u32, height: u32, rgb: Vec<u8>) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Put PNG images side by side (tops aligned, white where heights differ).
+pub fn hstack_png(images: &[Vec<u8>]) -> crate::Result<Vec<u8>> {
+    let decoded: Vec<image::RgbImage> = images
+        .iter()
+        .map(|b| image::load_from_memory(b).map(|i| i.to_rgb8()).map_err(draw_err))
+        .collect::<crate::Result<_>>()?;
+    let width = decoded.iter().map(|i| i.width()).sum();
+    let height = decoded.iter().map(|i| i.height()).max().unwrap_or(1);
+    let mut out = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut x = 0;
+    for img in &decoded {
+        image::imageops::replace(&mut out, img, x as i64, 0);
+        x += img.width();
+    }
+    Ok(encode_png(width, height, out.into_raw()))
+}
+
 /// A drawing failure inside plotters, as text (they carry no file).
 pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> crate::Error {
     crate::Error::Invalid { op: "plot", message: format!("{e:?}") }

@@ -3,6 +3,7 @@
 mod contour;
 mod gradcheck;
 mod samples;
+pub mod scaling;
 mod softmax64;
 mod train;
 
@@ -148,6 +149,9 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
+    }
+    if let Some(s) = &p.scaling {
+        scaling::run(ctx, s)?;
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub(crate) fn run(ctx: &mut Ctx, s: &Samples) -> Result<(), RunError> {
         cols: s.per_class,
         colormap: ColorMap::Gray,
         per_image: false,
+        centre_on_mean: false,
         row_labels: (0..CLASSES).map(|d| d.to_string()).collect(),
         captions: vec![],
         zoom: 2,

@@ -147,6 +147,7 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
         Some(existing) => existing,
         None => fresh_params(ctx, &model, p.seed)?,
     };
+    let initial = params.clone();
     let started = std::time::Instant::now();
     let curve = train_loop(ctx, &net, &mut params, t, p.seed, "train")?;
     let seconds = started.elapsed().as_secs_f64();
@@ -178,33 +179,47 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     let png = curve_chart(&title, &curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.curve_figure, &png)?;
     ctx.report.figure(&t.curve_figure, "Learning curve: training and validation accuracy");
-    let png = weight_grid(&net, &params).png().map_err(|e| ctx.err("train", e))?;
+    let png = weight_grid(&net, &params, None).png().map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.weights_figure, &png)?;
-    ctx.report
-        .figure(&t.weights_figure, "Weights into each output (first layer for an MLP), blue negative, red positive");
+    ctx.report.figure(
+        &t.weights_figure,
+        "Weights into each output (first layer for an MLP): red above, blue below each image's mean weight",
+    );
+    // What training changed: random starts (the report's U[0, 1)) can hide it.
+    let learned = format!("{}_learned.png", t.weights_figure.trim_end_matches(".png"));
+    let png = weight_grid(&net, &params, Some(&initial)).png().map_err(|e| ctx.err("train", e))?;
+    ctx.write(&learned, &png)?;
+    ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
     ctx.write(&t.save, &params.to_safetensors())?;
     ctx.params = Some(params);
     Ok(())
 }
 
 /// First-layer weights as images (one per output unit).
-fn weight_grid(net: &Mlp, params: &Params) -> ImageGrid {
-    let w = params.get(&net.layers[0].weight_name()).expect("the first layer exists");
+/// With `since`, the change from those parameters.
+fn weight_grid(net: &Mlp, params: &Params, since: Option<&Params>) -> ImageGrid {
+    let name = net.layers[0].weight_name();
+    let w = params.get(&name).expect("the first layer exists");
+    let w = match since {
+        Some(p0) => w.sub(p0.get(&name).expect("same model")).expect("same shape"),
+        None => w.clone(),
+    };
     let units = w.shape()[0];
     let images: Vec<Vec<f32>> = w.data().chunks(PIXELS).map(<[f32]>::to_vec).collect();
     let linear = units == CLASSES && net.layers.len() == 1;
     ImageGrid {
-        title: if linear {
-            "Weights into each output".into()
-        } else {
-            format!("Weights into the {units} hidden units")
-        },
+        title: format!(
+            "{}eights into {}",
+            if since.is_some() { "Change of the w" } else { "W" },
+            if linear { "each output".to_string() } else { format!("the {units} hidden units") }
+        ),
         images,
         width: SIDE,
         height: SIDE,
         cols: if linear { CLASSES } else { (units as f64).sqrt().ceil() as usize },
         colormap: ColorMap::Diverging,
         per_image: true,
+        centre_on_mean: since.is_none(),
         row_labels: vec![],
         captions: (0..units).map(|u| if linear { format!("digit {u}") } else { format!("unit {}", u + 1) }).collect(),
         zoom: 3,
