@@ -217,7 +217,8 @@ fn broken_files_fail_cleanly_and_write_nothing() {
 fn check_reports_bad_files_and_paths() {
     let dir = temp("check");
     let file = dir.join("bad.toml");
-    std::fs::write(&file, "version = 1\nname = \"x\"\n[data]\ndataset = \"mnist\"\nroot = \"nowhere\"\n[samples]\n").unwrap();
+    std::fs::write(&file, "version = 1\nname = \"x\"\n[data]\ndataset = \"mnist\"\nroot = \"nowhere\"\n[samples]\n")
+        .unwrap();
     let o = nabla(&["check", file.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bad.toml: data.root: folder nowhere not found"), "{}", stderr(&o));
