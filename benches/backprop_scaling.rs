@@ -24,7 +24,7 @@ fn main() {
             }
         }
         let mut width_points = Vec::new();
-        for k in [2usize, 4, 8, 16, 32, 64, 128, 256] {
+        for k in [2usize, 4, 8, 16, 32, 64, 128, 256, 512] {
             let t = time_gradient(m, 3, k, 5);
             println!("bench=backprop_scaling method={} N=3 K={k} value={t:.4e} unit=s", m.name());
             width_points.push(((k as f64).ln(), t.ln()));
@@ -39,7 +39,8 @@ fn main() {
         }
         let (xs, ys): (Vec<f64>, Vec<f64>) = depth_points.iter().copied().unzip();
         let (per_layer, _) = fit_line(&xs, &ys);
-        let upper = &width_points[width_points.len() / 2..];
+        // Over the three largest K, where the products (not per-op costs) dominate.
+        let upper = &width_points[width_points.len().saturating_sub(3)..];
         let (xs, ys): (Vec<f64>, Vec<f64>) = upper.iter().copied().unzip();
         let (exponent, _) = fit_line(&xs, &ys);
         println!(

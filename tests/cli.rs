@@ -259,3 +259,28 @@ fn a_seed_gives_the_same_run_on_one_and_two_threads() {
     let result = one.0["sweep"]["results"].as_array().unwrap().iter().find(|r| r["value"] == chosen).unwrap().clone();
     assert_eq!(result["validation_accuracy"], one.0["validation_accuracy"]);
 }
+
+#[test]
+fn part7_measures_and_fits_the_growth() {
+    let out = temp("p7").join("out");
+    let o = nabla(&[
+        "pipelines/part7.toml",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "scaling.depths=[1, 2, 3, 4]",
+        "--set",
+        "scaling.widths=[2, 4, 8]",
+        "--set",
+        "scaling.repeats=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&out);
+    let naive = m["scaling_fits"]["naive"]["ln_time_per_layer"].as_f64().unwrap();
+    // Exponential in depth: at K = 6 each layer multiplies the time (ln 6 = 1.8);
+    // a loose bound, timing on a shared machine is noisy.
+    assert!(naive > 0.8, "naive grows only {naive} per layer");
+    assert!(m["naive_over_vectorised"]["ratio"].as_f64().unwrap() > 1.0);
+    assert!(out.join("scaling.png").is_file());
+}

@@ -63,6 +63,19 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Tick labels: short, and powers of ten on log axes.
+fn tick(v: f64, axis: Axis) -> String {
+    if axis == Axis::Log {
+        let e = v.log10();
+        if (e - e.round()).abs() < 1e-6 {
+            return format!("1e{}", e.round() as i32);
+        }
+        return format!("{v:.1e}");
+    }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 impl LineChart {
     /// Draw the chart as a PNG of `width` x `height` pixels.
     pub fn png(&self, width: u32, height: u32) -> Result<Vec<u8>> {
@@ -81,10 +94,14 @@ impl LineChart {
             macro_rules! draw {
                 ($xr:expr, $yr:expr) => {{
                     let mut chart = builder.build_cartesian_2d($xr, $yr).map_err(draw_err)?;
+                    let fx = |v: &f64| tick(*v, self.x_axis);
+                    let fy = |v: &f64| tick(*v, self.y_axis);
                     chart
                         .configure_mesh()
                         .x_desc(&self.x_label)
                         .y_desc(&self.y_label)
+                        .x_label_formatter(&fx)
+                        .y_label_formatter(&fy)
                         .label_style((FONT, 14))
                         .axis_desc_style((FONT, 16))
                         .draw()

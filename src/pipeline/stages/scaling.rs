@@ -86,23 +86,26 @@ pub(crate) fn run(ctx: &mut Ctx, s: &Scaling) -> Result<(), RunError> {
         for &(n, k, t) in d.iter().chain(&w) {
             rows += &format!("| {} | {n} | {k} | {t:.3e} |\n", m.name());
         }
-        // Growth with depth: slope of ln(time) per layer; with width: the
-        // exponent of K (slope of ln time against ln K) over the upper half.
-        let (sd, _) = fit_line(
-            &d.iter().map(|p| p.0 as f64).collect::<Vec<_>>(),
-            &d.iter().map(|p| p.2.ln()).collect::<Vec<_>>(),
-        );
-        let upper = &w[w.len() / 2..];
-        let (sw, _) = fit_line(
-            &upper.iter().map(|p| (p.1 as f64).ln()).collect::<Vec<_>>(),
-            &upper.iter().map(|p| p.2.ln()).collect::<Vec<_>>(),
-        );
-        fits.insert(
-            m.name().into(),
-            json!({ "ln_time_per_layer": sd, "exponent_of_k": sw, "depth_points": d.len(), "width_points": w.len() }),
-        );
+        // Growth with depth: slope of ln(time) per layer (exponential growth)
+        // and seconds per layer (linear growth); with width: the exponent of
+        // K, the slope of ln time against ln K over the three largest K.
+        let depths: Vec<f64> = d.iter().map(|p| p.0 as f64).collect();
+        let (sd, _) = fit_line(&depths, &d.iter().map(|p| p.2.ln()).collect::<Vec<_>>());
+        let (per_layer, _) = fit_line(&depths, &d.iter().map(|p| p.2).collect::<Vec<_>>());
+        let upper = &w[w.len().saturating_sub(3)..];
+        let log_k: Vec<f64> = upper.iter().map(|p| (p.1 as f64).ln()).collect();
+        let (sw, _) = fit_line(&log_k, &upper.iter().map(|p| p.2.ln()).collect::<Vec<_>>());
+        let fit = json!({
+            "ln_time_per_layer": sd, "seconds_per_layer": per_layer, "exponent_of_k": sw,
+            "depth_points": d.len(), "width_points": w.len(),
+        });
+        fits.insert(m.name().into(), fit);
         depth_series.push(Series {
-            name: format!("{}: ln t grows {sd:.2} per layer", m.name()),
+            name: if m == Method::Tape {
+                format!("{}: +{:.2} us per layer", m.name(), per_layer * 1e6)
+            } else {
+                format!("{}: ln t grows {sd:.2} per layer", m.name())
+            },
             points: d.iter().map(|p| (p.0 as f64, p.2)).collect(),
             style: SeriesStyle::LineAndPoints,
         });
@@ -152,15 +155,16 @@ pub(crate) fn run(ctx: &mut Ctx, s: &Scaling) -> Result<(), RunError> {
         format!(
             "Left: at K = {k}, each extra layer multiplies the naive method's time by e^{a:.2} = {ea:.1} (the theory: a factor \
              K = {k}, ln K = {ln_k:.2}), because the number of paths from a weight to the cost multiplies by K with every layer. \
-             The vectorised method's time grows by e^{b:.2} per layer: it does one more K x K x K product per layer, so its time is \
-             linear in N, and on a log scale its slope shrinks as N grows. Right: at N = {n}, the vectorised time grows as K^{c:.2} \
-             over the larger K (theory: 3 once the products dominate; at small K the tape's fixed costs per op hide the cubic term), \
+             The vectorised method adds {b:.2e} s per layer (one more K x K x K product forward and two backward): its time is \
+             linear in N, so on this log scale its curve flattens. Right: at N = {n}, the vectorised time grows as K^{c:.2} \
+             over the three largest K (theory: 3 once the products dominate; below K of about 32 the tape's fixed cost per op, \
+             microseconds, hides the cubic term), \
              while the naive method grows as K^{d:.2} (theory: K^(N+2) = K^{np2} with a batch of K). Finite differences sit between: \
              two forward passes per weight, K^{e:.2} (theory K^5).{ratio}\n\n{rows}",
             k = s.width_for_depths,
             a = f("naive", "ln_time_per_layer"),
             ea = f("naive", "ln_time_per_layer").exp(),
-            b = f("vectorised", "ln_time_per_layer"),
+            b = f("vectorised", "seconds_per_layer"),
             n = s.depth_for_widths,
             np2 = s.depth_for_widths + 2,
             c = f("vectorised", "exponent_of_k"),
