@@ -54,16 +54,22 @@ impl<'a> Cost64<'a> {
         self.split.images.data()[n * inputs + i] as f64
     }
 
+    /// Example `n`'s logits with `deltas` applied, and their maximum.
+    fn logits_with(&self, n: usize, deltas: &[Delta]) -> (Vec<f64>, f64) {
+        let mut z: Vec<f64> = self.logits[n * self.classes..(n + 1) * self.classes].to_vec();
+        for d in deltas {
+            z[d.class] += d.by * d.input.map_or(1.0, |i| self.x(n, i));
+        }
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (z, max)
+    }
+
     /// The cost with `deltas` added to the base parameters.
     pub fn cost(&self, deltas: &[Delta]) -> f64 {
         (0..self.split.len())
             .into_par_iter()
             .map(|n| {
-                let mut z: Vec<f64> = self.logits[n * self.classes..(n + 1) * self.classes].to_vec();
-                for d in deltas {
-                    z[d.class] += d.by * d.input.map_or(1.0, |i| self.x(n, i));
-                }
-                let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let (z, max) = self.logits_with(n, deltas);
                 let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
                 lse - z[self.split.labels[n]]
             })
@@ -76,11 +82,7 @@ impl<'a> Cost64<'a> {
         (0..self.split.len())
             .into_par_iter()
             .map(|n| {
-                let mut z: Vec<f64> = self.logits[n * self.classes..(n + 1) * self.classes].to_vec();
-                for d in deltas {
-                    z[d.class] += d.by * d.input.map_or(1.0, |i| self.x(n, i));
-                }
-                let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let (z, max) = self.logits_with(n, deltas);
                 let sum: f64 = z.iter().map(|v| (v - max).exp()).sum();
                 at.iter()
                     .map(|d| {
