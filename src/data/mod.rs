@@ -5,6 +5,7 @@
 //! - `mnist.rs`: MNIST split as in the report (train 60000; the 10000 test
 //!   images split into validation, odd indices, and test, even indices).
 
+pub mod faces;
 pub mod idx;
 pub mod mnist;
 
