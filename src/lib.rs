@@ -8,6 +8,7 @@
 //! - [`optim`]: SGD with momentum and Adam.
 
 pub mod error;
+pub mod fetch;
 pub mod gemm;
 pub mod tensor;
 

@@ -12,6 +12,9 @@ USAGE:
     nabla [OPTIONS] <pipeline.toml>...   run pipeline files in order
     nabla check <pipeline.toml>...       validate files without running them
     nabla schema                         print the pipeline file format
+    nabla fetch facescrub --list FILE --out DIR [--actors a,b] [--size 32] [--gray|--rgb]
+                         [--timeout SECONDS] [--jobs N]
+                                         download, check, crop and resize FaceScrub images
     nabla kernels                        list the SGEMM kernels this CPU runs
 
 OPTIONS:
@@ -57,8 +60,77 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
     Ok(a)
 }
 
+/// `nabla fetch facescrub ...`
+fn fetch(raw: &[String]) -> Result<(), String> {
+    let mut it = raw.iter();
+    if it.next().map(String::as_str) != Some("facescrub") {
+        return Err(
+            "usage: nabla fetch facescrub --list FILE --out DIR [--actors a,b] [--size 32] [--gray|--rgb]".into()
+        );
+    }
+    let mut opts = nabla::fetch::FetchOptions {
+        list: PathBuf::new(),
+        actors: vec![],
+        out: PathBuf::new(),
+        size: 32,
+        gray: true,
+        timeout: std::time::Duration::from_secs(10),
+        jobs: 8,
+        progress: true,
+    };
+    let number = |flag: &str, v: Option<&String>| -> Result<u64, String> {
+        v.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} needs a positive whole number"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--list" => opts.list = PathBuf::from(it.next().ok_or("--list needs a file")?),
+            "--out" => opts.out = PathBuf::from(it.next().ok_or("--out needs a folder")?),
+            "--actors" => {
+                opts.actors =
+                    it.next().ok_or("--actors needs names")?.split(',').map(|a| a.trim().to_ascii_lowercase()).collect()
+            }
+            "--size" => opts.size = number("--size", it.next())?.clamp(1, 4096) as u32,
+            "--timeout" => opts.timeout = std::time::Duration::from_secs(number("--timeout", it.next())?.max(1)),
+            "--jobs" => opts.jobs = number("--jobs", it.next())? as usize,
+            "--gray" => opts.gray = true,
+            "--rgb" => opts.gray = false,
+            "--quiet" | "-q" => opts.progress = false,
+            other => return Err(format!("fetch: unknown option '{other}'")),
+        }
+    }
+    if opts.list.as_os_str().is_empty() || opts.out.as_os_str().is_empty() {
+        return Err("fetch: --list and --out are required".into());
+    }
+    let s = nabla::fetch::fetch(&opts)?;
+    println!(
+        "fetched {}, already present {}, failed {} (into {})",
+        s.fetched,
+        s.already_present,
+        s.failed.len(),
+        opts.out.display()
+    );
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, _, r) in &s.failed {
+        *reasons.entry(r.split(':').next().unwrap_or(r).to_string()).or_default() += 1;
+    }
+    for (r, n) in reasons {
+        println!("  {n} x {r}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1).collect()) {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("fetch") {
+        return match fetch(&raw[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match parse_args(raw) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("nabla: {e}\n\n{HELP}");

@@ -65,6 +65,20 @@ pub struct Faces {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+impl Faces {
+    pub fn into_dataset(self, side: usize, color: Color) -> super::Dataset {
+        let split = |s: FaceSplit| super::Split { images: s.images, labels: s.labels };
+        super::Dataset {
+            train: split(self.train),
+            validation: split(self.validation),
+            test: split(self.test),
+            class_names: self.actors,
+            channels: if color == Color::Gray { 1 } else { 3 },
+            side,
+        }
+    }
+}
+
 /// `baldwin12.jpg` -> ("baldwin", 12).
 fn parse_name(path: &Path) -> Option<(String, u64)> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
@@ -102,7 +116,8 @@ pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
 /// Decode one image to `side x side` values per channel, scaled by `scale`.
 pub fn read_image(path: &Path, side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| DataError::format(path, format!("cannot decode the image: {e}")))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| DataError::format(path, format!("cannot decode the image: {e}")))?;
     let img = if img.width() as usize != side || img.height() as usize != side {
         img.resize_exact(side as u32, side as u32, image::imageops::FilterType::Triangle)
     } else {
@@ -138,7 +153,9 @@ pub fn load(
     let mut parts: [(Vec<f32>, Vec<usize>, Vec<PathBuf>); 3] = Default::default();
     let mut skipped = Vec::new();
     for (label, actor) in actors.iter().enumerate() {
-        let files = all.get(actor).ok_or_else(|| DataError::format(dir, format!("no images of actor '{actor}' (files named {actor}<n>.jpg)")))?;
+        let files = all.get(actor).ok_or_else(|| {
+            DataError::format(dir, format!("no images of actor '{actor}' (files named {actor}<n>.jpg)"))
+        })?;
         // Decode first, so that skipped files do not leave holes in a split.
         let mut good = Vec::new();
         for f in files {
@@ -159,7 +176,11 @@ pub fn load(
                     "actor '{actor}' has {} usable images, but the split needs {train} train + {} test{}",
                     good.len(),
                     split.test,
-                    if split.validation_exact { format!(" + exactly {} validation", split.validation) } else { String::new() }
+                    if split.validation_exact {
+                        format!(" + exactly {} validation", split.validation)
+                    } else {
+                        String::new()
+                    }
                 ),
             ));
         }
@@ -197,8 +218,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..8u8 {
-            image::GrayImage::from_pixel(32, 32, image::Luma([i * 30])).save(dir.join(format!("alpha{i}.jpg"))).unwrap();
-            image::RgbImage::from_pixel(40, 40, image::Rgb([255, i, 0])).save(dir.join(format!("beta{i}.png"))).unwrap();
+            image::GrayImage::from_pixel(32, 32, image::Luma([i * 30]))
+                .save(dir.join(format!("alpha{i}.jpg")))
+                .unwrap();
+            image::RgbImage::from_pixel(40, 40, image::Rgb([255, i, 0]))
+                .save(dir.join(format!("beta{i}.png")))
+                .unwrap();
         }
         image::RgbaImage::from_pixel(64, 64, image::Rgba([10, 20, 30, 255])).save(dir.join("beta8.png")).unwrap();
         std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
@@ -234,8 +259,15 @@ mod tests {
         let actors = vec!["alpha".to_string()];
         let exact = SplitSpec { validation_exact: true, ..spec(4) };
         let err = load(&dir, &actors, 32, Color::Gray, 1.0, &exact, 1, OnBadImage::Fail).unwrap_err().to_string();
-        assert!(err.contains("actor 'alpha' has 8 usable images, but the split needs 4 train + 2 test + exactly 3 validation"), "{err}");
-        let err = load(&dir, &["gamma".to_string()], 32, Color::Gray, 1.0, &spec(1), 1, OnBadImage::Fail).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "actor 'alpha' has 8 usable images, but the split needs 4 train + 2 test + exactly 3 validation"
+            ),
+            "{err}"
+        );
+        let err = load(&dir, &["gamma".to_string()], 32, Color::Gray, 1.0, &spec(1), 1, OnBadImage::Fail)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no images of actor 'gamma'"), "{err}");
         std::fs::write(dir.join("alpha9.jpg"), b"").unwrap();
         let err = load(&dir, &actors, 32, Color::Gray, 1.0, &spec(4), 1, OnBadImage::Fail).unwrap_err().to_string();
@@ -250,7 +282,8 @@ mod tests {
         if !dir.is_dir() {
             return; // the shared data is not on this machine
         }
-        let actors: Vec<String> = ["hader", "carell", "baldwin", "harmon", "bracco", "gilpin"].map(String::from).to_vec();
+        let actors: Vec<String> =
+            ["hader", "carell", "baldwin", "harmon", "bracco", "gilpin"].map(String::from).to_vec();
         let split = SplitSpec {
             train: 70,
             train_for: [("gilpin".to_string(), 37)].into(),

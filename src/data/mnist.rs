@@ -2,46 +2,14 @@
 //! the 10000 test images split into validation (odd indices) and test (even
 //! indices), 5000 each. Pixels are scaled to [0, 1].
 
-use super::{idx, DataError};
+pub use super::Split;
+use super::{idx, DataError, Dataset};
 use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
 pub const CLASSES: usize = 10;
 pub const SIDE: usize = 28;
 pub const PIXELS: usize = SIDE * SIDE;
-
-/// Images `[n, 784]` in [0, 1] and their labels.
-#[derive(Clone, Debug)]
-pub struct Split {
-    pub images: Tensor,
-    pub labels: Vec<usize>,
-}
-
-impl Split {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The rows at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Split {
-        let src = self.images.data();
-        let mut pixels = Vec::with_capacity(indices.len() * PIXELS);
-        for &i in indices {
-            pixels.extend_from_slice(&src[i * PIXELS..(i + 1) * PIXELS]);
-        }
-        let images = Tensor::from_vec(pixels, &[indices.len(), PIXELS]).expect("rows of 784");
-        Split { images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
-    }
-
-    /// The first `n` rows (or all, if fewer).
-    pub fn head(&self, n: usize) -> Split {
-        self.select(&(0..n.min(self.len())).collect::<Vec<_>>())
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Mnist {
@@ -86,6 +54,19 @@ fn read_pair(root: &Path, images: &str, labels: &str) -> Result<Split, DataError
     let pixels: Vec<f32> = img.data.iter().map(|&p| p as f32 / 255.0).collect();
     let images = Tensor::from_vec(pixels, &[img.dims[0], PIXELS]).expect("checked dimensions");
     Ok(Split { images, labels: lab.data.iter().map(|&l| l as usize).collect() })
+}
+
+impl Mnist {
+    pub fn into_dataset(self) -> Dataset {
+        Dataset {
+            train: self.train,
+            validation: self.validation,
+            test: self.test,
+            class_names: (0..CLASSES).map(|d| d.to_string()).collect(),
+            channels: 1,
+            side: SIDE,
+        }
+    }
 }
 
 /// Load MNIST from `root` (holding the four IDX files, gzipped or not).

@@ -9,7 +9,66 @@ pub mod faces;
 pub mod idx;
 pub mod mnist;
 
+use crate::tensor::Tensor;
 use std::path::PathBuf;
+
+/// Examples `[n, inputs]` and their class indices.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Vec<usize>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let width = self.images.shape()[1];
+        let src = self.images.data();
+        let mut rows = Vec::with_capacity(indices.len() * width);
+        for &i in indices {
+            rows.extend_from_slice(&src[i * width..(i + 1) * width]);
+        }
+        let images = Tensor::from_vec(rows, &[indices.len(), width]).expect("whole rows");
+        Split { images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+    }
+
+    /// The first `n` rows (or all, if fewer).
+    pub fn head(&self, n: usize) -> Split {
+        self.select(&(0..n.min(self.len())).collect::<Vec<_>>())
+    }
+}
+
+/// A classification data set split three ways, with what the figures need
+/// to know about its images.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+    /// One name per class ("0".."9", or the actors).
+    pub class_names: Vec<String>,
+    /// Image channels (1 or 3) and side; inputs = channels * side * side.
+    pub channels: usize,
+    pub side: usize,
+}
+
+impl Dataset {
+    pub fn inputs(&self) -> usize {
+        self.channels * self.side * self.side
+    }
+
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+}
 
 /// A data file that could not be used, with the file and the reason.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! wrong types are errors with the line), then `--set` overrides, then value
 //! ranges. Every error names the file, the key and what was wrong.
 
-use super::schema::{ModelKind, Pipeline};
+use super::schema::{Dataset, ModelKind, Pipeline};
 use std::path::{Path, PathBuf};
 
 /// A pipeline file that cannot be run, and why.
@@ -55,8 +55,9 @@ pub fn check_paths(l: &Loaded) -> Result<(), ConfigError> {
     let err = |message: String| ConfigError { file: l.file.clone(), message };
     let p = &l.pipeline;
     let uses_data = p.samples.is_some() || p.model.is_some();
-    if uses_data && !p.data.root.is_dir() {
-        return Err(err(format!("data.root: folder {} not found", p.data.root.display())));
+    let root = p.data.resolved_root();
+    if uses_data && !root.is_dir() {
+        return Err(err(format!("data.root: folder {} not found", root.display())));
     }
     if let Some(path) = p.model.as_ref().and_then(|m| m.load.as_ref()) {
         if !path.is_file() {
@@ -131,7 +132,8 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
     if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(at("", "name", format!("'{}' must be non-empty letters, digits, '-', '_' or '.'", p.name)));
     }
-    let needs_model = p.gradcheck.is_some() || p.sweep.is_some() || p.train.is_some() || p.contour.is_some();
+    let needs_model =
+        p.gradcheck.is_some() || p.sweep.is_some() || p.train.is_some() || p.contour.is_some() || p.units.is_some();
     if needs_model && p.model.is_none() {
         return Err(at(
             "",
@@ -151,6 +153,37 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
         if !(s.budget_seconds > 0.0 && s.budget_seconds.is_finite()) {
             return Err(at("scaling", "budget_seconds", format!("must be positive, got {}", s.budget_seconds)));
         }
+    }
+    if p.data.dataset == Dataset::Faces {
+        if p.data.actors.is_empty() {
+            return Err(at("data", "actors", "faces need at least one actor".into()));
+        }
+        if p.data.size == 0 || p.data.size > 1024 {
+            return Err(at("data", "size", format!("{} is not between 1 and 1024", p.data.size)));
+        }
+        if !(p.data.scale > 0.0 && p.data.scale.is_finite()) {
+            return Err(at("data", "scale", format!("must be positive, got {}", p.data.scale)));
+        }
+        if p.data.split.train == 0 {
+            return Err(at("data", "split", "split.train must be at least 1".into()));
+        }
+    }
+    if let Some(c) = &p.crossval {
+        if c.seeds.is_empty() || p.train.is_none() {
+            return Err(at("crossval", "seeds", "needs at least one seed and a [train] section".into()));
+        }
+    }
+    for t in &p.trials {
+        if p.train.is_none() {
+            return Err(at("", "trials", "trials need a [train] section".into()));
+        }
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (key, v) in &t.set {
+            set_path(&mut table, key, v.clone()).map_err(|m| at("", "trials", format!("{}: {m}", t.name)))?;
+        }
+        let tried = from_table(&table).map_err(|m| at("", "trials", format!("trial '{}': {m}", t.name)))?;
+        validate(&Pipeline { trials: vec![], ..tried }, text)
+            .map_err(|m| at("", "trials", format!("trial '{}': {m}", t.name)))?;
     }
     if p.data.train_limit > 60000 {
         return Err(at(
@@ -179,14 +212,21 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
         if !(0.0..1.0).contains(&t.momentum) {
             return Err(at("train", "momentum", format!("{} is not in [0, 1)", t.momentum)));
         }
-        if t.iterations == 0 {
+        if t.iterations == 0 && t.epochs == 0 {
             return Err(at("train", "iterations", "must be at least 1".into()));
+        }
+        if t.epochs > 0 && (t.batches_per_epoch == 0 || t.steps_per_batch == 0) {
+            return Err(at(
+                "train",
+                "batches_per_epoch",
+                "batches_per_epoch and steps_per_batch must be at least 1".into(),
+            ));
         }
         if t.eval_every == 0 {
             return Err(at("train", "eval_every", "must be at least 1".into()));
         }
         let available = if p.data.train_limit > 0 { p.data.train_limit } else { 60000 };
-        if t.batch_size > available {
+        if p.data.dataset == Dataset::Mnist && t.batch_size > available {
             return Err(at(
                 "train",
                 "batch_size",

@@ -36,6 +36,15 @@ pub struct Pipeline {
     pub sweep: Option<Sweep>,
     /// Stage: train the model, draw learning curves and weights, save weights.
     pub train: Option<Train>,
+    /// Train once per data seed (a new split each) and report each and the mean.
+    pub crossval: Option<Crossval>,
+    /// Stage, before `train`: try each trial's settings (cross-validated when
+    /// `[crossval]` is present), keep the best mean validation accuracy.
+    #[serde(default)]
+    pub trials: Vec<Trial>,
+    /// Stage: the first layer's weights as images and the class each hidden
+    /// unit favours (report part 9).
+    pub units: Option<Units>,
     /// Stage: the cost surface over two weights, with descent trajectories.
     pub contour: Option<Contour>,
     /// Stage: time naive per-weight differentiation against backpropagation
@@ -51,23 +60,84 @@ pub struct Pipeline {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
-    /// The data set: "mnist".
+    /// The data set: "mnist" or "faces" (FaceScrub crops, never committed).
     pub dataset: Dataset,
-    /// Folder holding the data set's files.
-    #[serde(default = "default_mnist_root")]
-    pub root: PathBuf,
+    /// Folder holding the data set's files: the four MNIST IDX files, or the
+    /// face crops. Default: `data/mnist`; for faces, `facescrub/cropped<size>`
+    /// under `$NABLA_DATA_ROOT` if set, else under `data/` if it holds them,
+    /// else under `../shared/data`.
+    pub root: Option<PathBuf>,
     /// Use only the first N training examples (0 = all); for quick runs.
     #[serde(default)]
     pub train_limit: usize,
+    /// Faces: the actors (file name prefixes), in class order.
+    #[serde(default)]
+    pub actors: Vec<String>,
+    /// Faces: image side in pixels; files of another size are resized.
+    #[serde(default = "default_side")]
+    pub size: usize,
+    /// Faces: "gray" or "rgb" (channels first).
+    #[serde(default)]
+    pub color: ColorName,
+    /// Faces: pixels are multiplied by this; 1/255 puts them in [0, 1] (the
+    /// report's code divided by 255 twice: 1/65025).
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// Faces: images per actor in each split.
+    #[serde(default)]
+    pub split: SplitCounts,
+    /// Faces: a file that cannot be decoded is "fail" (an error naming it) or
+    /// "skip" (counted in `metrics.json`).
+    #[serde(default)]
+    pub on_bad_image: BadImage,
+    /// Faces: seed of the per-actor shuffle that makes the split (the
+    /// report's data seed; `[crossval]` varies it).
+    #[serde(default)]
+    pub seed: u64,
 }
 
-fn default_mnist_root() -> PathBuf {
-    PathBuf::from("data/mnist")
+fn default_side() -> usize {
+    32
+}
+
+impl Data {
+    /// The folder the data set is read from (see `root`).
+    pub fn resolved_root(&self) -> PathBuf {
+        if let Some(root) = &self.root {
+            return root.clone();
+        }
+        match self.dataset {
+            Dataset::Mnist => PathBuf::from("data/mnist"),
+            Dataset::Faces => {
+                let sub = PathBuf::from("facescrub").join(format!("cropped{}", self.size));
+                let from_env = std::env::var_os("NABLA_DATA_ROOT").map(PathBuf::from);
+                let candidates = from_env.into_iter().chain([PathBuf::from("data"), PathBuf::from("../shared/data")]);
+                let mut candidates = candidates.map(|r| r.join(&sub)).peekable();
+                let first = candidates.peek().cloned().expect("at least one candidate");
+                candidates.find(|c| c.is_dir()).unwrap_or(first)
+            }
+        }
+    }
+}
+
+fn default_scale() -> f32 {
+    1.0 / 255.0
 }
 
 impl Default for Data {
     fn default() -> Data {
-        Data { dataset: Dataset::Mnist, root: default_mnist_root(), train_limit: 0 }
+        Data {
+            dataset: Dataset::Mnist,
+            root: None,
+            train_limit: 0,
+            actors: vec![],
+            size: default_side(),
+            color: ColorName::default(),
+            scale: default_scale(),
+            split: SplitCounts::default(),
+            on_bad_image: BadImage::default(),
+            seed: 0,
+        }
     }
 }
 
@@ -76,6 +146,49 @@ impl Default for Data {
 pub enum Dataset {
     #[default]
     Mnist,
+    Faces,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorName {
+    #[default]
+    Gray,
+    Rgb,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BadImage {
+    #[default]
+    Fail,
+    Skip,
+}
+
+/// Images per actor: after a shuffle with the data seed, the first `train`,
+/// the next `test`, then up to (or, with `exact_validation`, exactly)
+/// `validation`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SplitCounts {
+    /// Training images per actor.
+    pub train: usize,
+    /// Actors with another training count, e.g. `{ gilpin = 37 }`.
+    #[serde(default)]
+    pub train_for: BTreeMap<String, usize>,
+    /// Test images per actor.
+    pub test: usize,
+    /// Validation images per actor.
+    pub validation: usize,
+    /// Fail unless every actor has all `validation` images left.
+    #[serde(default)]
+    pub exact_validation: bool,
+}
+
+impl Default for SplitCounts {
+    fn default() -> SplitCounts {
+        SplitCounts { train: 70, train_for: BTreeMap::new(), test: 10, validation: 20, exact_validation: false }
+    }
 }
 
 /// The network.
@@ -216,8 +329,21 @@ pub struct Train {
     /// Momentum of "sgd" (0 = plain gradient descent).
     #[serde(default)]
     pub momentum: f32,
-    /// Optimiser steps.
+    /// Optimiser steps (when `epochs` is 0).
+    #[serde(default)]
     pub iterations: usize,
+    /// Epochs of the report's faces schedule: each epoch shuffles the training
+    /// set into `batches_per_epoch` mini-batches and takes `steps_per_batch`
+    /// steps on each, measuring accuracies after each mini-batch. 0 = use
+    /// `iterations` instead.
+    #[serde(default)]
+    pub epochs: usize,
+    /// Mini-batches per epoch (with `epochs`).
+    #[serde(default = "one")]
+    pub batches_per_epoch: usize,
+    /// Steps on each mini-batch (with `epochs`).
+    #[serde(default = "one")]
+    pub steps_per_batch: usize,
     /// Examples per step (0 = the whole training set every step).
     #[serde(default)]
     pub batch_size: usize,
@@ -266,6 +392,10 @@ fn default_loss() -> LossReduction {
 
 fn fifty() -> usize {
     50
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_save() -> String {
@@ -336,5 +466,36 @@ fn default_budget() -> f64 {
 }
 
 fn default_repeats() -> usize {
+    5
+}
+
+/// The data seeds to cross-validate over.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Crossval {
+    /// One training run per seed, e.g. [0, 1, 2, 3].
+    pub seeds: Vec<u64>,
+}
+
+/// One set of hyper-parameters to try, as `section.key` overrides.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trial {
+    /// A label for the report.
+    pub name: String,
+    /// Overrides, e.g. `{ "model.hidden" = [25], "train.lr" = 1e-3 }`.
+    pub set: BTreeMap<String, toml::Value>,
+}
+
+/// Hidden units of an MLP's first layer, drawn as images.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Units {
+    /// Images per row of the grid.
+    #[serde(default = "five")]
+    pub columns: usize,
+}
+
+fn five() -> usize {
     5
 }

@@ -44,12 +44,13 @@ fn trajectory(
 }
 
 pub(crate) fn run(ctx: &mut Ctx, c: &Contour) -> Result<(), RunError> {
-    let data = ctx.mnist()?;
-    let net = network(ctx.pipeline().model.as_ref().expect("validated"));
+    let data = ctx.data()?;
+    let net = network(ctx.pipeline().model.as_ref().expect("validated"), &data);
     let (wname, bname) = (net.layers[0].weight_name(), net.layers[0].bias_name());
     let params = params(ctx)?.clone();
     let cost = Cost64::new(&data.train, &params, &wname, &bname).map_err(|e| ctx.err("contour", e))?;
-    let weight = |w: [usize; 2]| params.get(&wname).map(|t| t.data()[w[1] * 784 + w[0]] as f64).unwrap_or(f64::NAN);
+    let inputs = data.inputs();
+    let weight = |w: [usize; 2]| params.get(&wname).map(|t| t.data()[w[1] * inputs + w[0]] as f64).unwrap_or(f64::NAN);
     let name = |w: [usize; 2]| format!("W[{}, {}]", w[0], w[1]);
     let (span, grid) = (c.span as f64, c.grid);
     let draw = |ctx: &Ctx, w: [[usize; 2]; 2], title: String, paths: Vec<Path2>| {

@@ -5,16 +5,16 @@
 use super::softmax64::{Cost64, Delta};
 use super::{network, params, Ctx};
 use crate::autodiff::{Reduction, Tape, Targets, Var};
-use crate::data::mnist::{CLASSES, PIXELS};
 use crate::pipeline::run::RunError;
 use crate::pipeline::schema::Gradcheck;
 use crate::tensor::Rng;
 use serde_json::json;
 
 pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
-    let data = ctx.mnist()?;
+    let data = ctx.data()?;
     let model = ctx.pipeline().model.clone().expect("validated");
-    let net = network(&model);
+    let net = network(&model, &data);
+    let (inputs, classes) = (data.inputs(), data.classes());
     let (wname, bname) = (net.layers[0].weight_name(), net.layers[0].bias_name());
     let seed = ctx.pipeline().seed;
     let params = params(ctx)?.clone();
@@ -39,11 +39,11 @@ pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
         .collect();
     let mut rng = Rng::new(seed ^ 0x6772_6164);
     for _ in 0..g.random {
-        let (i, j) = (rng.below(PIXELS), rng.below(CLASSES));
+        let (i, j) = (rng.below(inputs), rng.below(classes));
         entries.push((format!("W[{i}, {j}] (random)"), Delta { class: j, input: Some(i), by: 0.0 }));
     }
     if g.random > 0 {
-        entries.extend((0..CLASSES).map(|j| (format!("b[{j}]"), Delta { class: j, input: None, by: 0.0 })));
+        entries.extend((0..classes).map(|j| (format!("b[{j}]"), Delta { class: j, input: None, by: 0.0 })));
     }
 
     // Numeric: central differences in f64.
@@ -58,7 +58,7 @@ pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
         let minus = cost.cost(&[Delta { by: -g.eps, ..*d }]);
         let numeric = (plus - minus) / (2.0 * g.eps);
         let analytic = match d.input {
-            Some(i) => gw[d.class * PIXELS + i],
+            Some(i) => gw[d.class * inputs + i],
             None => gb[d.class],
         } as f64;
         let abs = (analytic - numeric).abs();

@@ -6,17 +6,21 @@ mod samples;
 pub mod scaling;
 mod softmax64;
 mod train;
+mod units;
 
 use super::load::Loaded;
 use super::output::Outputs;
 use super::report::Report;
 use super::run::RunError;
-use super::schema::{ActivationName, InitSpec, Model, ModelKind, Pipeline};
-use crate::data::mnist::{self, Mnist};
+use super::schema::{
+    ActivationName, BadImage, ColorName, Data, Dataset as DatasetName, InitSpec, Model, ModelKind, Pipeline,
+};
+use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
+use crate::data::{mnist, Dataset};
 use crate::nn::{Activation, Init, Mlp, Params};
 use crate::tensor::Rng;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What the stages of one run share: the file, the outputs, the report, and
@@ -49,25 +53,59 @@ impl<'a> Ctx<'a> {
         RunError::Stage { file: self.loaded.file.clone(), stage, message: message.to_string() }
     }
 
-    /// MNIST, loaded once per process and root; `train_limit` applied.
-    pub fn mnist(&self) -> Result<Arc<Mnist>, RunError> {
-        static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Mnist>>>> = OnceLock::new();
-        let data = &self.pipeline().data;
-        let key = (data.root.clone(), data.train_limit);
+    /// The data set `d` describes, loaded once per process and settings;
+    /// `train_limit` applied.
+    pub fn data_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Dataset>>>> = OnceLock::new();
+        let root = d.resolved_root();
+        let key = format!(
+            "{}|{}",
+            root.display(),
+            serde_json::to_string(&Data { train_limit: 0, ..d.clone() }).expect("serialises")
+        );
         let cache = CACHE.get_or_init(Default::default);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        let full = match cache.get(&key.0) {
+        let full = match cache.get(&key) {
             Some(m) => m.clone(),
             None => {
-                let m = Arc::new(mnist::load(&key.0).map_err(|e| self.err("data", e))?);
-                cache.insert(key.0.clone(), m.clone());
+                let loaded = match d.dataset {
+                    DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
+                    DatasetName::Faces => {
+                        let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
+                        let split = SplitSpec {
+                            train: d.split.train,
+                            train_for: d.split.train_for.clone(),
+                            test: d.split.test,
+                            validation: d.split.validation,
+                            validation_exact: d.split.exact_validation,
+                        };
+                        let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
+                        faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
+                            if !f.skipped.is_empty() {
+                                eprintln!(
+                                    "warning: skipped {} unreadable images in {}",
+                                    f.skipped.len(),
+                                    root.display()
+                                );
+                            }
+                            f.into_dataset(d.size, color)
+                        })
+                    }
+                };
+                let m = Arc::new(loaded.map_err(|e| self.err("data", e))?);
+                cache.insert(key, m.clone());
                 m
             }
         };
-        if key.1 == 0 {
+        if d.train_limit == 0 {
             return Ok(full);
         }
-        Ok(Arc::new(Mnist { train: full.train.head(key.1), ..(*full).clone() }))
+        Ok(Arc::new(Dataset { train: full.train.head(d.train_limit), ..(*full).clone() }))
+    }
+
+    /// The data set of this pipeline.
+    pub fn data(&self) -> Result<Arc<Dataset>, RunError> {
+        self.data_for(&self.pipeline().data)
     }
 
     /// Stage a file in the output folder.
@@ -76,13 +114,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The network a `[model]` section describes, for MNIST's 784 -> 10.
-pub(crate) fn network(m: &Model) -> Mlp {
-    let mut widths = vec![mnist::PIXELS];
+/// The network a `[model]` section describes, for `data`'s inputs and classes.
+pub(crate) fn network(m: &Model, data: &Dataset) -> Mlp {
+    let mut widths = vec![data.inputs()];
     if m.kind == ModelKind::Mlp {
         widths.extend(&m.hidden);
     }
-    widths.push(mnist::CLASSES);
+    widths.push(data.classes());
     let act = match m.activation {
         ActivationName::Relu => Activation::Relu,
         ActivationName::Tanh => Activation::Tanh,
@@ -101,8 +139,8 @@ pub(crate) fn init(spec: InitSpec) -> Init {
 }
 
 /// Fresh parameters for `m` from `seed`, or the file `m.load` names.
-pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, seed: u64) -> Result<Params, RunError> {
-    let net = network(m);
+pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, data: &Dataset, seed: u64) -> Result<Params, RunError> {
+    let net = network(m, data);
     let mut params = Params::new();
     net.init(&mut params, init(m.weight_init), init(m.bias_init), &mut Rng::new(seed));
     if let Some(path) = &m.load {
@@ -126,7 +164,8 @@ pub(crate) fn params<'c>(ctx: &'c mut Ctx) -> Result<&'c mut Params, RunError> {
     if ctx.params.is_none() {
         let m = ctx.pipeline().model.clone().expect("validated: stages with a model have [model]");
         let seed = ctx.pipeline().seed;
-        ctx.params = Some(fresh_params(ctx, &m, seed)?);
+        let data = ctx.data()?;
+        ctx.params = Some(fresh_params(ctx, &m, &data, seed)?);
     }
     Ok(ctx.params.as_mut().expect("just set"))
 }
@@ -144,11 +183,17 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     if let Some(s) = &p.sweep {
         chosen = train::sweep(ctx, s)?;
     }
+    if !p.trials.is_empty() {
+        chosen = train::trials(ctx, &p.trials)?;
+    }
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
+    }
+    if let Some(u) = &p.units {
+        units::run(ctx, u)?;
     }
     if let Some(s) = &p.scaling {
         scaling::run(ctx, s)?;

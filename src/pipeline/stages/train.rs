@@ -1,14 +1,15 @@
-//! Training (report parts 4-5, 8) and sweeps over any field.
+//! Training (report parts 4-5, 8), cross-validation over data seeds, and
+//! the two ways of choosing settings: sweeps over one field and trials.
 
 use super::{fresh_params, network, Ctx};
 use crate::autodiff::{Reduction, Tape, Targets, Var};
-use crate::data::mnist::{Split, CLASSES, PIXELS, SIDE};
+use crate::data::{Dataset, Split};
 use crate::nn::{Mlp, Params};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::pipeline::load::{from_table, set_path};
 use crate::pipeline::report::fmt_metric;
 use crate::pipeline::run::RunError;
-use crate::pipeline::schema::{LossReduction, OptimizerName, Pipeline, SelectMetric, Sweep, Train};
+use crate::pipeline::schema::{LossReduction, OptimizerName, Pipeline, SelectMetric, Sweep, Train, Trial};
 use crate::plot::{ColorMap, ImageGrid, LineChart, Series, SeriesStyle};
 use crate::tensor::Rng;
 use serde_json::json;
@@ -33,13 +34,13 @@ pub(crate) fn accuracy(net: &Mlp, params: &Params, split: &Split) -> crate::Resu
 /// Train `params` in place as `t` says; returns the learning curve.
 fn train_loop(
     ctx: &Ctx,
+    data: &Dataset,
     net: &Mlp,
     params: &mut Params,
     t: &Train,
     seed: u64,
     label: &str,
 ) -> Result<Vec<EvalPoint>, RunError> {
-    let data = ctx.mnist()?;
     let fail = |e: crate::Error| ctx.err("train", e);
     let mut opt: Box<dyn Optimizer> = match t.optimizer {
         OptimizerName::Sgd => Box::new(Sgd::new(t.lr, t.momentum).map_err(fail)?),
@@ -49,8 +50,14 @@ fn train_loop(
         LossReduction::Sum => Reduction::Sum,
         LossReduction::Mean => Reduction::Mean,
     };
+    // The faces schedule: epochs of `batches_per_epoch` shuffled mini-batches,
+    // `steps_per_batch` steps on each, accuracies after each mini-batch.
+    let epochs = t.epochs > 0;
+    let total = if epochs { t.epochs * t.batches_per_epoch * t.steps_per_batch } else { t.iterations };
+    let eval_every = if epochs { t.steps_per_batch } else { t.eval_every };
+    let mut epoch_batches: Vec<(Var, Targets)> = Vec::new();
     let bar = if ctx.progress && std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(t.iterations as u64);
+        let b = indicatif::ProgressBar::new(total as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
                 .expect("valid template")
@@ -77,9 +84,24 @@ fn train_loop(
     };
     let mut curve = vec![evaluate(params, 0, f64::NAN)?];
     let tape = Tape::new();
-    for it in 1..=t.iterations {
+    for it in 1..=total {
         let batch;
-        let (x, y) = if full {
+        let (x, y) = if epochs {
+            let block = (it - 1) / t.steps_per_batch;
+            if block.is_multiple_of(t.batches_per_epoch) && (it - 1).is_multiple_of(t.steps_per_batch) {
+                rng.shuffle(&mut order);
+                let n = order.len();
+                epoch_batches = (0..t.batches_per_epoch)
+                    .map(|b| {
+                        let part =
+                            data.train.select(&order[b * n / t.batches_per_epoch..(b + 1) * n / t.batches_per_epoch]);
+                        (Var::constant(part.images), Targets::Classes(part.labels))
+                    })
+                    .collect();
+            }
+            let (x, y) = &epoch_batches[block % t.batches_per_epoch];
+            (x, y)
+        } else if full {
             (&x_full, &y_full)
         } else {
             // Epochs of shuffled, disjoint mini-batches.
@@ -106,7 +128,7 @@ fn train_loop(
         // Clear the tape first so the update writes the parameters in place.
         tape.clear();
         opt.step(params, &grads).map_err(fail)?;
-        if it % t.eval_every == 0 || it == t.iterations {
+        if it % eval_every == 0 || it == total {
             let p = evaluate(params, it, loss)?;
             bar.set_message(format!("loss {loss:.4e} train {:.3} val {:.3}", p.train, p.validation));
             curve.push(p);
@@ -139,47 +161,116 @@ fn summary(curve: &[EvalPoint]) -> (EvalPoint, EvalPoint) {
     (last, best)
 }
 
-/// The training stage: train, save weights, draw the curve and the weights.
-pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError> {
-    let model = p.model.clone().expect("validated");
-    let net = network(&model);
-    let mut params = match ctx.params.take() {
-        Some(existing) => existing,
-        None => fresh_params(ctx, &model, p.seed)?,
+/// One training run of `p`: its data (with its data seed), its network,
+/// parameters from `start` or fresh from `p.seed`.
+pub(crate) struct Run {
+    pub net: Mlp,
+    pub data: std::sync::Arc<Dataset>,
+    pub initial: Params,
+    pub params: Params,
+    pub curve: Vec<EvalPoint>,
+    pub seconds: f64,
+}
+
+pub(crate) fn train_once(ctx: &Ctx, p: &Pipeline, label: &str, start: Option<Params>) -> Result<Run, RunError> {
+    let (model, t) = (p.model.clone().expect("validated"), p.train.clone().expect("validated"));
+    let data = ctx.data_for(&p.data)?;
+    let net = network(&model, &data);
+    let mut params = match start {
+        Some(s) => s,
+        None => fresh_params(ctx, &model, &data, p.seed)?,
     };
     let initial = params.clone();
     let started = std::time::Instant::now();
-    let curve = train_loop(ctx, &net, &mut params, t, p.seed, "train")?;
-    let seconds = started.elapsed().as_secs_f64();
-    let (last, best) = summary(&curve);
+    let curve = train_loop(ctx, &data, &net, &mut params, &t, p.seed, label)?;
+    Ok(Run { net, data, initial, params, curve, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The data seeds a pipeline trains on: `[crossval]`'s, or its own.
+fn seeds(p: &Pipeline) -> Vec<u64> {
+    p.crossval.as_ref().map_or_else(|| vec![p.data.seed], |c| c.seeds.clone())
+}
+
+fn with_seed(p: &Pipeline, seed: u64) -> Pipeline {
+    let mut q = p.clone();
+    q.data.seed = seed;
+    q
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The training stage: train (once per cross-validation seed), report the
+/// mean, save the first run's weights and draw its curve and weights.
+pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError> {
+    let seeds = seeds(p);
+    let mut runs = Vec::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        // A stage before (a loaded model) may have left parameters to start from.
+        let start = if i == 0 { ctx.params.take() } else { None };
+        let label = if seeds.len() > 1 { format!("train, data seed {seed}") } else { "train".into() };
+        runs.push(train_once(ctx, &with_seed(p, seed), &label, start)?);
+    }
+    let lasts: Vec<(EvalPoint, EvalPoint)> = runs.iter().map(|r| summary(&r.curve)).collect();
+    let (last, best) = lasts[0];
     let r = &mut ctx.report;
-    r.set("train_accuracy", last.train);
-    r.set("validation_accuracy", last.validation);
-    r.set("test_accuracy", last.test);
-    r.set("final_loss", last.loss);
-    r.set("train_seconds", seconds);
-    r.set("iterations", t.iterations);
+    r.set("train_accuracy", mean(lasts.iter().map(|l| l.0.train)));
+    r.set("validation_accuracy", mean(lasts.iter().map(|l| l.0.validation)));
+    r.set("test_accuracy", mean(lasts.iter().map(|l| l.0.test)));
+    r.set("final_loss", mean(lasts.iter().map(|l| l.0.loss)));
+    r.set("train_seconds", mean(runs.iter().map(|x| x.seconds)));
+    r.set("steps", if t.epochs > 0 { t.epochs * t.batches_per_epoch * t.steps_per_batch } else { t.iterations });
     r.set("best_validation", json!({ "iteration": best.iteration, "train_accuracy": best.train, "validation_accuracy": best.validation, "test_accuracy": best.test }));
-    r.set("learning_curve", serde_json::to_value(&curve).expect("points serialise"));
+    r.set("learning_curve", serde_json::to_value(&runs[0].curve).expect("points serialise"));
+    let schedule = if t.epochs > 0 {
+        format!("{} epochs of {} mini-batches x {} steps", t.epochs, t.batches_per_epoch, t.steps_per_batch)
+    } else if t.batch_size == 0 {
+        format!("{} iterations, full batch", t.iterations)
+    } else {
+        format!("{} iterations, batches of {}", t.iterations, t.batch_size)
+    };
+    let mut table = String::from("| data seed | train | validation | test | best validation (step) | seconds |\n| --- | --- | --- | --- | --- | --- |\n");
+    for ((seed, (l, b)), run) in seeds.iter().zip(&lasts).zip(&runs) {
+        table += &format!(
+            "| {seed} | {} | {} | {} | {} ({}) | {:.1} |\n",
+            fmt_metric(l.train),
+            fmt_metric(l.validation),
+            fmt_metric(l.test),
+            fmt_metric(b.validation),
+            b.iteration,
+            run.seconds
+        );
+    }
+    if seeds.len() > 1 {
+        table += &format!(
+            "| **mean** | {} | {} | {} | | |\n",
+            fmt_metric(mean(lasts.iter().map(|l| l.0.train))),
+            fmt_metric(mean(lasts.iter().map(|l| l.0.validation))),
+            fmt_metric(mean(lasts.iter().map(|l| l.0.test)))
+        );
+        r.set("per_seed", json!(seeds.iter().zip(&lasts).map(|(s, (l, _))| json!({ "seed": s, "train_accuracy": l.train, "validation_accuracy": l.validation, "test_accuracy": l.test })).collect::<Vec<_>>()));
+    }
     r.section(
         "Training",
         format!(
-            "{} for {} iterations (lr {}, momentum {}, {} loss, {}), {:.1} s.\n\n| | train | validation | test |\n| --- | --- | --- | --- |\n\
-             | final (iteration {}) | {} | {} | {} |\n| best validation (iteration {}) | {} | {} | {} |",
+            "{} (lr {}, momentum {}, {} loss), {schedule}. Final numbers per data seed{}; the figures and saved weights are \
+             from data seed {}.\n\n{table}",
             match t.optimizer { OptimizerName::Sgd => "Gradient descent", OptimizerName::Adam => "Adam" },
-            t.iterations, t.lr, t.momentum,
+            t.lr, t.momentum,
             match t.loss { LossReduction::Sum => "summed", LossReduction::Mean => "mean" },
-            if t.batch_size == 0 { "full batch".to_string() } else { format!("batches of {}", t.batch_size) },
-            seconds,
-            last.iteration, fmt_metric(last.train), fmt_metric(last.validation), fmt_metric(last.test),
-            best.iteration, fmt_metric(best.train), fmt_metric(best.validation), fmt_metric(best.test),
+            if seeds.len() > 1 { " and their mean" } else { "" },
+            seeds[0],
         ),
     );
+    let _ = last;
+    let first = runs.swap_remove(0);
     let title = format!("Learning curve: lr {}, momentum {}", t.lr, t.momentum);
-    let png = curve_chart(&title, &curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
+    let png = curve_chart(&title, &first.curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.curve_figure, &png)?;
     ctx.report.figure(&t.curve_figure, "Learning curve: training and validation accuracy");
-    let png = weight_grid(&net, &params, None).png().map_err(|e| ctx.err("train", e))?;
+    let png = weight_grid(&first.net, &first.data, &first.params, None).png().map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.weights_figure, &png)?;
     ctx.report.figure(
         &t.weights_figure,
@@ -187,17 +278,18 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     );
     // What training changed: random starts (the report's U[0, 1)) can hide it.
     let learned = format!("{}_learned.png", t.weights_figure.trim_end_matches(".png"));
-    let png = weight_grid(&net, &params, Some(&initial)).png().map_err(|e| ctx.err("train", e))?;
+    let png = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial))
+        .png()
+        .map_err(|e| ctx.err("train", e))?;
     ctx.write(&learned, &png)?;
     ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
-    ctx.write(&t.save, &params.to_safetensors())?;
-    ctx.params = Some(params);
+    ctx.write(&t.save, &first.params.to_safetensors())?;
+    ctx.params = Some(first.params);
     Ok(())
 }
 
-/// First-layer weights as images (one per output unit).
 /// With `since`, the change from those parameters.
-fn weight_grid(net: &Mlp, params: &Params, since: Option<&Params>) -> ImageGrid {
+fn weight_grid(net: &Mlp, data: &Dataset, params: &Params, since: Option<&Params>) -> ImageGrid {
     let name = net.layers[0].weight_name();
     let w = params.get(&name).expect("the first layer exists");
     let w = match since {
@@ -205,8 +297,10 @@ fn weight_grid(net: &Mlp, params: &Params, since: Option<&Params>) -> ImageGrid 
         None => w.clone(),
     };
     let units = w.shape()[0];
-    let images: Vec<Vec<f32>> = w.data().chunks(PIXELS).map(<[f32]>::to_vec).collect();
-    let linear = units == CLASSES && net.layers.len() == 1;
+    // One image per unit: its weights on the first channel's pixels.
+    let plane = data.side * data.side;
+    let images: Vec<Vec<f32>> = w.data().chunks(data.inputs()).map(|u| u[..plane].to_vec()).collect();
+    let linear = net.layers.len() == 1;
     ImageGrid {
         title: format!(
             "{}eights into {}",
@@ -214,14 +308,16 @@ fn weight_grid(net: &Mlp, params: &Params, since: Option<&Params>) -> ImageGrid 
             if linear { "each output".to_string() } else { format!("the {units} hidden units") }
         ),
         images,
-        width: SIDE,
-        height: SIDE,
-        cols: if linear { CLASSES } else { (units as f64).sqrt().ceil() as usize },
+        width: data.side,
+        height: data.side,
+        cols: if linear { units } else { (units as f64).sqrt().ceil() as usize },
         colormap: ColorMap::Diverging,
         per_image: true,
         centre_on_mean: since.is_none(),
         row_labels: vec![],
-        captions: (0..units).map(|u| if linear { format!("digit {u}") } else { format!("unit {}", u + 1) }).collect(),
+        captions: (0..units)
+            .map(|u| if linear { data.class_names[u].clone() } else { format!("unit {}", u + 1) })
+            .collect(),
         zoom: 3,
     }
 }
@@ -243,10 +339,7 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
     for v in &s.values {
         set_path(&mut table, &s.key, v.clone()).map_err(|m| ctx.err("sweep", m))?;
         let p = from_table(&table).map_err(|m| ctx.err("sweep", m))?;
-        let (model, t) = (p.model.clone().expect("validated"), p.train.clone().expect("validated"));
-        let net = network(&model);
-        let mut params = fresh_params(ctx, &model, p.seed)?;
-        let curve = train_loop(ctx, &net, &mut params, &t, p.seed, &format!("{} = {v}", s.key))?;
+        let curve = train_once(ctx, &p, &format!("{} = {v}", s.key), None)?.curve;
         let (last, best) = summary(&curve);
         let file = format!("sweep_{}_{}.png", s.key.replace('.', "_"), v.to_string().trim_matches('"'));
         let png = curve_chart(&format!("{} = {v}", s.key), &curve).png(640, 400).map_err(|e| ctx.err("sweep", e))?;
@@ -283,4 +376,57 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
         format!("Each value trained from the same start; chosen by {:?}: **{} = {value}**.\n\n{rows}", s.select, s.key),
     );
     Ok(Pipeline { sweep: None, ..chosen })
+}
+
+/// The trials stage (the report's `optimize_params`): each trial's settings,
+/// trained on every cross-validation seed; the best mean validation accuracy
+/// wins and is returned for the training stage.
+pub(crate) fn trials(ctx: &mut Ctx, trials: &[Trial]) -> Result<Pipeline, RunError> {
+    let base = ctx.pipeline().clone();
+    let mut rows = String::from(
+        "| trial | settings | mean train | mean validation | mean test |\n| --- | --- | --- | --- | --- |\n",
+    );
+    let mut scored = Vec::new();
+    for trial in trials {
+        let mut table = match toml::Value::try_from(&base).map_err(|e| ctx.err("trials", e))? {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("a pipeline serialises to a table"),
+        };
+        for (key, v) in &trial.set {
+            set_path(&mut table, key, v.clone()).map_err(|m| ctx.err("trials", m))?;
+        }
+        let p = Pipeline { trials: vec![], ..from_table(&table).map_err(|m| ctx.err("trials", m))? };
+        let mut lasts = Vec::new();
+        for seed in seeds(&p) {
+            let run = train_once(ctx, &with_seed(&p, seed), &format!("{}, data seed {seed}", trial.name), None)?;
+            lasts.push(summary(&run.curve).0);
+        }
+        let m = |f: fn(&EvalPoint) -> f64| mean(lasts.iter().map(f));
+        let settings = trial.set.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        rows += &format!(
+            "| {} | {settings} | {} | {} | {} |\n",
+            trial.name,
+            fmt_metric(m(|e| e.train)),
+            fmt_metric(m(|e| e.validation)),
+            fmt_metric(m(|e| e.test))
+        );
+        scored.push((trial.name.clone(), m(|e| e.validation), m(|e| e.test), p));
+    }
+    let best = (0..scored.len()).fold(0, |b, i| if scored[i].1 > scored[b].1 { i } else { b });
+    ctx.report.set(
+        "trials",
+        json!(scored
+            .iter()
+            .map(|(n, v, t, _)| json!({ "name": n, "mean_validation_accuracy": v, "mean_test_accuracy": t }))
+            .collect::<Vec<_>>()),
+    );
+    ctx.report.set("chosen_trial", scored[best].0.clone());
+    ctx.report.section(
+        "Trials",
+        format!(
+            "Each trial trained on every data seed; chosen on mean validation accuracy: **{}**.\n\n{rows}",
+            scored[best].0
+        ),
+    );
+    Ok(scored.swap_remove(best).3)
 }

@@ -1,0 +1,207 @@
+//! `nabla fetch facescrub`: the report's download step (`get_data.py`).
+//!
+//! Reads a FaceScrub list (tab-separated: name, image id, face id, URL,
+//! bounding box `x1,y1,x2,y2`, SHA-256), and for each entry of the chosen
+//! actors downloads the image with a timeout, checks its SHA-256, crops the
+//! box, converts to grayscale or RGB, resizes to `size x size` and saves
+//! `<surname><n>.png`, n counting that actor's entries in list order, so a
+//! second run finds the same names and skips what is already there. Failures
+//! are logged with their reason and counted; a few workers fetch at once.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Images larger than this are refused (no unbounded downloads).
+const MAX_BYTES: u64 = 32 << 20;
+
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    pub list: PathBuf,
+    /// Surnames, lower case (e.g. "baldwin"); empty = every actor in the list.
+    pub actors: Vec<String>,
+    pub out: PathBuf,
+    pub size: u32,
+    pub gray: bool,
+    pub timeout: Duration,
+    pub jobs: usize,
+    pub progress: bool,
+}
+
+/// One line of the list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub surname: String,
+    pub url: String,
+    pub bbox: [u32; 4],
+    pub sha256: String,
+    /// The file this entry is saved as.
+    pub file: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub fetched: usize,
+    pub already_present: usize,
+    /// (file, url, reason)
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// Parse the list, keeping the actors asked for, naming each entry's file.
+pub fn parse_list(path: &Path, text: &str, actors: &[String]) -> Result<Vec<Entry>, String> {
+    let mut counters: BTreeMap<String, usize> = BTreeMap::new();
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with("name\t") {
+            continue;
+        }
+        let at = |what: String| format!("{}: line {}: {what}", path.display(), n + 1);
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() < 6 {
+            return Err(at(format!("expected 6 tab-separated fields, found {}", fields.len())));
+        }
+        let surname = fields[0].split_whitespace().last().unwrap_or("").to_ascii_lowercase();
+        if !actors.is_empty() && !actors.contains(&surname) {
+            continue;
+        }
+        let bbox: Vec<u32> = fields[4]
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| at(format!("bad bounding box '{}'", fields[4])))?;
+        let bbox: [u32; 4] =
+            bbox.try_into().map_err(|_| at(format!("bounding box '{}' needs 4 numbers", fields[4])))?;
+        if bbox[2] <= bbox[0] || bbox[3] <= bbox[1] {
+            return Err(at(format!("empty bounding box '{}'", fields[4])));
+        }
+        let sha = fields[5].trim().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(at(format!("'{}' is not a SHA-256 (64 hex digits)", fields[5].trim())));
+        }
+        let count = counters.entry(surname.clone()).or_default();
+        let file = format!("{surname}{count}.png");
+        *count += 1;
+        entries.push(Entry { surname, url: fields[3].trim().to_string(), bbox, sha256: sha, file });
+    }
+    Ok(entries)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Download, check, crop, convert, resize and save one entry.
+fn fetch_one(agent: &ureq::Agent, e: &Entry, opts: &FetchOptions) -> Result<(), String> {
+    let mut response = agent.get(&e.url).call().map_err(|err| format!("download failed: {err}"))?;
+    let mut bytes = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("download interrupted: {err}"))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(format!("larger than {} MiB", MAX_BYTES >> 20));
+    }
+    let got = hex(&Sha256::digest(&bytes));
+    if got != e.sha256 {
+        return Err(format!("SHA-256 mismatch: got {got}"));
+    }
+    let img = image::load_from_memory(&bytes).map_err(|err| format!("cannot decode the image: {err}"))?;
+    let [x1, y1, x2, y2] = e.bbox;
+    if x2 > img.width() || y2 > img.height() {
+        return Err(format!(
+            "bounding box {x1},{y1},{x2},{y2} lies outside the {}x{} image",
+            img.width(),
+            img.height()
+        ));
+    }
+    let face = img.crop_imm(x1, y1, x2 - x1, y2 - y1).resize_exact(
+        opts.size,
+        opts.size,
+        image::imageops::FilterType::Triangle,
+    );
+    let face = if opts.gray {
+        image::DynamicImage::ImageLuma8(face.to_luma8())
+    } else {
+        image::DynamicImage::ImageRgb8(face.to_rgb8())
+    };
+    // Write beside the target and rename, so a killed run leaves no half file.
+    let target = opts.out.join(&e.file);
+    let temp = opts.out.join(format!(".{}.partial", e.file));
+    face.save_with_format(&temp, image::ImageFormat::Png)
+        .map_err(|err| format!("cannot write {}: {err}", temp.display()))?;
+    std::fs::rename(&temp, &target).map_err(|err| format!("cannot write {}: {err}", target.display()))
+}
+
+/// Fetch every listed entry of the chosen actors into `opts.out`.
+pub fn fetch(opts: &FetchOptions) -> Result<Summary, String> {
+    let text = std::fs::read_to_string(&opts.list)
+        .map_err(|e| format!("{}: cannot read the list: {e}", opts.list.display()))?;
+    let entries = parse_list(&opts.list, &text, &opts.actors)?;
+    if entries.is_empty() {
+        return Err(format!("{}: no entries for actors {:?}", opts.list.display(), opts.actors));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: cannot create the folder: {e}", opts.out.display()))?;
+    let todo: Vec<&Entry> = entries.iter().filter(|e| !opts.out.join(&e.file).is_file()).collect();
+    let summary = Mutex::new(Summary { already_present: entries.len() - todo.len(), ..Summary::default() });
+    let config = ureq::Agent::config_builder().timeout_global(Some(opts.timeout)).http_status_as_error(true).build();
+    let agent: ureq::Agent = config.into();
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(todo.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, 32).min(todo.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(e) = todo.get(i) else { break };
+                let result = fetch_one(&agent, e, opts);
+                let mut sum = summary.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(()) => sum.fetched += 1,
+                    Err(reason) => {
+                        bar.suspend(|| eprintln!("skipped {} ({}): {reason}", e.file, e.url));
+                        sum.failed.push((e.file.clone(), e.url.clone(), reason));
+                    }
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.failed.sort();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_lines_name_files_and_reject_bad_fields() {
+        let sha = "a".repeat(64);
+        let text = format!("Alec Baldwin\t1\t2\thttp://x/a.jpg\t1,2,30,40\t{sha}\nLorraine Bracco\t1\t2\thttp://x/b.jpg\t0,0,9,9\t{sha}\nAlec Baldwin\t3\t4\thttp://x/c.jpg\t1,2,30,40\t{sha}\n");
+        let p = Path::new("l.txt");
+        let all = parse_list(p, &text, &[]).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.file.as_str()).collect::<Vec<_>>(),
+            ["baldwin0.png", "bracco0.png", "baldwin1.png"]
+        );
+        let some = parse_list(p, &text, &["bracco".into()]).unwrap();
+        assert_eq!(some.len(), 1);
+        let err = parse_list(p, "Alec Baldwin\t1\t2\thttp://x\t1,2,3\tabc\n", &[]).unwrap_err();
+        assert_eq!(err, "l.txt: line 1: bounding box '1,2,3' needs 4 numbers");
+        let err = parse_list(p, &format!("A B\t1\t2\thttp://x\t5,5,1,1\t{sha}\n"), &[]).unwrap_err();
+        assert!(err.contains("empty bounding box"), "{err}");
+        assert!(parse_list(p, "A B\t1\t2\thttp://x\t1,1,5,5\tnothex\n", &[]).unwrap_err().contains("not a SHA-256"));
+        assert!(parse_list(p, "just one field\n", &[]).unwrap_err().contains("expected 6 tab-separated fields"));
+    }
+}
