@@ -44,4 +44,24 @@ fn main() {
     println!("bench=face_mlp impl=nabla case=adam_step_1024x25x6_batch65 value={:.2} unit=us", per_step * 1e6);
     let seed = median_seconds(3, || (0..30_000).for_each(|i| step(i / 1000)));
     println!("bench=face_mlp impl=nabla case=one_seed_30000_steps value={seed:.3} unit=s");
+
+    // PyTorch side by side, when it is installed.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/face_mlp.py");
+    let out = std::process::Command::new("python3").arg(&script).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                println!("{line}");
+                let value =
+                    line.split_whitespace().find_map(|f| f.strip_prefix("value=")).and_then(|v| v.parse::<f64>().ok());
+                if let Some(v) = value {
+                    println!(
+                        "bench=face_mlp impl=ratio-vs-torch case=one_seed_30000_steps value={:.2} unit=x",
+                        v / seed
+                    );
+                }
+            }
+        }
+        _ => eprintln!("# python3 with torch not found: peer skipped (pip install torch)"),
+    }
 }

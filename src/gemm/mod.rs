@@ -23,6 +23,9 @@ use kernel::Kernel;
 use pack::View;
 use std::sync::OnceLock;
 
+/// Operands up to this many floats (512 KiB) may take the skinny kernels.
+const SKINNY_MAX_ELEMS: usize = 1 << 17;
+
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transpose {
@@ -166,6 +169,39 @@ pub fn sgemm_with(
     check_operand("C", m, n, ldc, c.len())?;
     if !kernel.is_available() {
         return Err(GemmError::KernelUnavailable(kernel.name()));
+    }
+    // Products with at most a few dozen outputs on operands that fit in L2
+    // go to the skinny kernels, which need no packing (see skinny.rs).
+    let small = |elems: usize| elems <= SKINNY_MAX_ELEMS;
+    if alpha == 1.0 && k > 0 && m > 0 && n > 0 {
+        let (max_x_wt, max_dt_x) = (skinny::x_wt_max_out(kernel), skinny::dt_x_max_out(kernel));
+        if ta == Transpose::No
+            && tb == Transpose::Yes
+            && beta == 0.0
+            && n <= max_x_wt
+            && lda == k
+            && ldb == k
+            && ldc == n
+            && small(m * k)
+        {
+            skinny::x_wt(kernel, &a[..m * k], m, k, &b[..n * k], n, &mut c[..m * n]);
+            return Ok(());
+        }
+        if ta == Transpose::Yes
+            && tb == Transpose::No
+            && (beta == 0.0 || beta == 1.0)
+            && m <= max_dt_x
+            && lda == m
+            && ldb == n
+            && ldc == n
+            && small(k * n)
+        {
+            if beta == 0.0 {
+                c[..m * n].fill(0.0);
+            }
+            skinny::dt_x(kernel, &a[..k * m], k, m, &b[..k * n], n, &mut c[..m * n]);
+            return Ok(());
+        }
     }
     // Transposes become strides: packing reads op(A) and op(B) directly.
     let view = |ptr: *const f32, ld: usize, t: Transpose| match t {
