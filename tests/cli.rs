@@ -284,3 +284,45 @@ fn part7_measures_and_fits_the_growth() {
     assert!(m["naive_over_vectorised"]["ratio"].as_f64().unwrap() > 1.0);
     assert!(out.join("scaling.png").is_file());
 }
+
+#[test]
+fn part8_and_part9_run_on_the_shared_faces() {
+    if !Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/facescrub/cropped32").is_dir() {
+        return; // no faces on this machine (they are never committed)
+    }
+    let dir = temp("p89");
+    let (p8, p9) = (dir.join("p8"), dir.join("p9"));
+    let o = nabla(&[
+        "pipelines/part8.toml",
+        "--quiet",
+        "--out",
+        p8.to_str().unwrap(),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.steps_per_batch=50",
+        "--set",
+        "crossval.seeds=[0, 1]",
+        "--set",
+        "trials=[]",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&p8);
+    assert_eq!(m["per_seed"].as_array().unwrap().len(), 2);
+    assert!(m["train_accuracy"].as_f64().unwrap() > 0.3, "{}", m["train_accuracy"]);
+    let load = format!("model.load={}", p8.join("weights.safetensors").display());
+    let o = nabla(&["pipelines/part9.toml", "--quiet", "--out", p9.to_str().unwrap(), "--set", &load]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics(&p9)["units_favour"].as_array().unwrap().len(), 25);
+    assert!(p9.join("figure8_hidden_units.png").is_file());
+    // A split the data cannot meet is an error naming the actor.
+    let o = nabla(&[
+        "pipelines/part8.toml",
+        "--quiet",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+        "--set",
+        "data.split.train=200",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("actor 'hader' has"), "{}", stderr(&o));
+}

@@ -75,6 +75,7 @@ impl Faces {
             class_names: self.actors,
             channels: if color == Color::Gray { 1 } else { 3 },
             side,
+            skipped: self.skipped.len(),
         }
     }
 }

@@ -65,6 +65,7 @@ impl Mnist {
             class_names: (0..CLASSES).map(|d| d.to_string()).collect(),
             channels: 1,
             side: SIDE,
+            skipped: 0,
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Dataset {
     /// Image channels (1 or 3) and side; inputs = channels * side * side.
     pub channels: usize,
     pub side: usize,
+    /// Files left out because they could not be read (when asked to skip).
+    pub skipped: usize,
 }
 
 impl Dataset {

@@ -221,6 +221,7 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     r.set("test_accuracy", mean(lasts.iter().map(|l| l.0.test)));
     r.set("final_loss", mean(lasts.iter().map(|l| l.0.loss)));
     r.set("train_seconds", mean(runs.iter().map(|x| x.seconds)));
+    r.set("data_skipped_files", runs[0].data.skipped);
     r.set("steps", if t.epochs > 0 { t.epochs * t.batches_per_epoch * t.steps_per_batch } else { t.iterations });
     r.set("best_validation", json!({ "iteration": best.iteration, "train_accuracy": best.train, "validation_accuracy": best.validation, "test_accuracy": best.test }));
     r.set("learning_curve", serde_json::to_value(&runs[0].curve).expect("points serialise"));
