@@ -15,6 +15,7 @@ pub mod tensor;
 pub use error::{Error, Result};
 pub use tensor::{Rng, Tensor};
 pub mod autodiff;
+pub mod conv;
 pub mod data;
 pub mod nn;
 pub mod optim;

@@ -6,11 +6,14 @@
 //! Each rule turns the node's output gradient `g` into gradients for its
 //! parents and **adds** them to what the parents already have.
 
+use super::conv::ConvGeom;
 use super::op::{Input, Op, Reduction, Targets};
 use super::tape::{NodeId, Tape, Var};
+use crate::conv::{col2im, max_pool2d_backward};
 use crate::error::{Error, Result};
-use crate::gemm::Transpose;
+use crate::gemm::{sgemm, Transpose};
 use crate::tensor::{BinaryOp, Tensor};
+use rayon::prelude::*;
 
 /// Gradients of the leaves of a tape, by node and by parameter name.
 #[derive(Debug)]
@@ -83,6 +86,79 @@ impl Tape {
         }
         Ok(Grads { grads, names })
     }
+}
+
+/// Images per partial weight gradient: fixed, so that the sum over the batch
+/// has the same order on any number of threads.
+const CONV_GROUP_IMAGES: usize = 4;
+
+/// conv2d: dW = sum over images of dY cols^T, dX = col2im(W^T dY), db = the
+/// sums of dY over batch and pixels.
+fn conv2d_backward(
+    x: &Input,
+    w: &Input,
+    b: Option<NodeId>,
+    geom: &ConvGeom,
+    g: &Tensor,
+    grads: &mut [Option<Tensor>],
+) -> Result<()> {
+    let ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win } = *geom;
+    let (ocg, pix, rows) = (oc / groups, oh * ow, geom.col_rows());
+    let image = c * h * wd;
+    let (xs, ws, gs) = (x.value.data(), w.value.data(), g.data());
+    if b.is_some() {
+        let mut db = vec![0.0f32; oc];
+        for img in gs.chunks(oc * pix) {
+            for (d, plane) in db.iter_mut().zip(img.chunks(pix)) {
+                *d += plane.iter().sum::<f32>();
+            }
+        }
+        accumulate(grads, b, Tensor::from_vec(db, &[oc])?)?;
+    }
+    if w.id.is_some() {
+        let partials: Vec<Vec<f32>> = (0..n.div_ceil(CONV_GROUP_IMAGES))
+            .into_par_iter()
+            .map(|grp| -> Result<Vec<f32>> {
+                let mut dw = vec![0.0f32; w.value.numel()];
+                let mut buf = Vec::new();
+                for i in grp * CONV_GROUP_IMAGES..n.min((grp + 1) * CONV_GROUP_IMAGES) {
+                    for gi in 0..groups {
+                        let cols = geom.columns(&xs[i * image..(i + 1) * image], gi, &mut buf);
+                        let dy = &gs[(i * oc + gi * ocg) * pix..(i * oc + (gi + 1) * ocg) * pix];
+                        let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
+                        sgemm(Transpose::No, Transpose::Yes, ocg, rows, pix, 1.0, dy, pix, cols, pix, 1.0, dwg, rows)?;
+                    }
+                }
+                Ok(dw)
+            })
+            .collect::<Result<_>>()?;
+        let mut dw = vec![0.0f32; w.value.numel()];
+        for p in &partials {
+            dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        accumulate(grads, w.id, Tensor::from_vec(dw, w.value.shape())?)?;
+    }
+    if x.id.is_some() {
+        let mut dx = vec![0.0f32; n * image];
+        dx.par_chunks_mut(image).enumerate().try_for_each(|(i, dxi)| -> Result<()> {
+            let mut dcols = vec![0.0f32; rows * pix];
+            let cg = c / groups;
+            for gi in 0..groups {
+                let dy = &gs[(i * oc + gi * ocg) * pix..(i * oc + (gi + 1) * ocg) * pix];
+                let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
+                let plane = &mut dxi[gi * cg * h * wd..(gi + 1) * cg * h * wd];
+                if win.is_pointwise() {
+                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy, pix, 0.0, plane, pix)?;
+                } else {
+                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy, pix, 0.0, &mut dcols, pix)?;
+                    col2im(&dcols, &geom.planes(), plane);
+                }
+            }
+            Ok(())
+        })?;
+        accumulate(grads, x.id, Tensor::from_vec(dx, x.value.shape())?)?;
+    }
+    Ok(())
 }
 
 /// The backward rule of one op: `g` is the gradient of the op's output.
@@ -195,6 +271,18 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             };
             accumulate(grads, Some(*x), d.scale(per * g.item()?))?
         }
+        Op::Conv2d { x, w, b, geom } => conv2d_backward(x, w, *b, geom, g, grads)?,
+        Op::MaxPool2d { x, in_shape, arg } => {
+            // Each output's gradient goes to the input that was its maximum.
+            let (plane_in, plane_out) = (in_shape[2] * in_shape[3], g.shape()[2] * g.shape()[3]);
+            let mut dx = vec![0.0f32; in_shape.iter().product()];
+            dx.par_chunks_mut(plane_in)
+                .zip(g.data().par_chunks(plane_out))
+                .zip(arg.par_chunks(plane_out))
+                .for_each(|((d, gy), a)| max_pool2d_backward(gy, a, d));
+            accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
+        }
+        Op::Dropout { x, mask } => accumulate(grads, Some(*x), g.mul(mask)?)?,
         Op::LinearCrossEntropy { x, w, b, dx, dw, db } => {
             // The forward pass computed these for an output gradient of 1.
             let g = g.item()?;

@@ -12,6 +12,7 @@
 //! with central finite differences.
 
 mod backward;
+mod conv;
 mod fused;
 pub mod gradcheck;
 mod op;

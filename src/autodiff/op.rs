@@ -100,6 +100,22 @@ pub(crate) enum Op {
         targets: Targets,
         reduction: Reduction,
     },
+    Conv2d {
+        x: Input,
+        w: Input,
+        b: Option<NodeId>,
+        geom: super::conv::ConvGeom,
+    },
+    MaxPool2d {
+        x: NodeId,
+        in_shape: Vec<usize>,
+        /// Index within its plane of each output's maximum.
+        arg: std::sync::Arc<Vec<u32>>,
+    },
+    Dropout {
+        x: NodeId,
+        mask: Tensor,
+    },
     /// The fused last layer (`fused.rs`): gradients already computed for a
     /// unit output gradient.
     LinearCrossEntropy {

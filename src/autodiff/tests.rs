@@ -147,6 +147,39 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_strides_paddings_groups(
+        n in 1usize..3, groups in 1usize..3, cpg in 1usize..3, opg in 1usize..3,
+        h in 1usize..8, w in 1usize..8, k in 1usize..5, stride in 1usize..4, padding in 0usize..3,
+        bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        prop_assume!(h + 2 * padding >= k && w + 2 * padding >= k);
+        let x = rand(&[n, groups * cpg, h, w], -1.0, 1.0, seed);
+        let wt = rand(&[groups * opg, cpg, k, k], -1.0, 1.0, seed ^ 12);
+        let b = rand(&[groups * opg], -1.0, 1.0, seed ^ 13);
+        let f = |t: &Tape, v: &[Var]| t.conv2d(&v[0], &v[1], if bias { Some(&v[2]) } else { None }, stride, padding, groups);
+        assert_grads(f, &[x, wt, b]);
+    }
+
+    #[test]
+    fn max_pool2d_without_ties(n in 1usize..3, c in 1usize..3, h in 1usize..8, w in 1usize..8, k in 1usize..4, stride in 1usize..4, padding in 0usize..2, seed in any::<u64>()) {
+        prop_assume!(2 * padding <= k && h + 2 * padding >= k && w + 2 * padding >= k);
+        // Distinct values 0.05 apart: a step of eps = 0.01 never changes
+        // which input is the maximum (no kinks inside the difference).
+        let count = n * c * h * w;
+        let mut order: Vec<usize> = (0..count).collect();
+        Rng::new(seed).shuffle(&mut order);
+        let x = Tensor::from_vec(order.iter().map(|&i| i as f32 * 0.05 - 1.0).collect(), &[n, c, h, w]).unwrap();
+        assert_grads(|t, v| t.max_pool2d(&v[0], k, stride, padding), &[x]);
+    }
+
+    #[test]
+    fn dropout_in_training(r in 1usize..5, c in 1usize..6, p in 0.0f32..0.9, seed in any::<u64>()) {
+        let x = rand(&[r, c], -1.0, 1.0, seed);
+        // The same mask on every evaluation: the rng is made inside.
+        assert_grads(move |t, v| t.dropout(&v[0], p, true, &mut Rng::new(seed)), &[x]);
+    }
+
+    #[test]
     fn two_layer_network_with_fan_out(n in 1usize..4, seed in any::<u64>()) {
         // x is used twice (fan-out) and the hidden layer feeds two branches.
         let x = rand(&[n, 3], -1.0, 1.0, seed);
@@ -209,6 +242,42 @@ fn checker_catches_a_one_percent_error() {
     };
     let report = gradcheck(wrong, &[x], &opts()).unwrap();
     assert!(!report.passed(), "a 1% error went unnoticed: {report}");
+}
+
+#[test]
+fn conv_fan_out_and_a_small_cnn() {
+    // x feeds two convolutions; pooling and a linear head on top.
+    let x = rand(&[2, 2, 7, 6], -1.0, 1.0, 1);
+    let w1 = rand(&[3, 2, 3, 3], -0.5, 0.5, 2);
+    let w2 = rand(&[3, 2, 1, 1], -0.5, 0.5, 3);
+    let head = rand(&[5, 3 * 4 * 3], -0.5, 0.5, 4);
+    let f = |t: &Tape, v: &[Var]| {
+        let a = t.conv2d(&v[0], &v[1], None, 1, 1, 1)?;
+        let b = t.conv2d(&v[0], &v[2], None, 1, 0, 1)?;
+        let h = t.tanh(&t.add(&a, &b)?);
+        let p = t.max_pool2d(&h, 3, 2, 1)?;
+        let flat = t.reshape(&p, &[2, 36])?;
+        t.matmul_t(&flat, Transpose::No, &v[3], Transpose::Yes)
+    };
+    let report = gradcheck(f, &[x, w1, w2, head], &GradcheckOptions { skip_kinks: true, ..opts() }).unwrap();
+    assert!(report.passed() && report.checked > 100, "{report}");
+}
+
+#[test]
+fn conv_and_pool_shapes_and_errors() {
+    let tape = Tape::inference();
+    let x = Var::constant(Tensor::zeros(&[1, 3, 227, 227]));
+    let w = Var::constant(Tensor::zeros(&[64, 3, 11, 11]));
+    let y = tape.conv2d(&x, &w, None, 4, 2, 1).unwrap();
+    assert_eq!(y.shape(), &[1, 64, 56, 56]);
+    assert_eq!(tape.max_pool2d(&y, 3, 2, 0).unwrap().shape(), &[1, 64, 27, 27]);
+    let err = tape.conv2d(&x, &Var::constant(Tensor::zeros(&[64, 2, 11, 11])), None, 4, 2, 1).unwrap_err();
+    assert!(err.to_string().contains("conv2d: shape mismatch"), "{err}");
+    let small = Var::constant(Tensor::zeros(&[1, 1, 2, 2]));
+    let err = tape.max_pool2d(&small, 3, 1, 0).unwrap_err();
+    assert!(err.to_string().contains("does not fit a 2x2 input"), "{err}");
+    assert!(tape.max_pool2d(&small, 2, 1, 2).is_err());
+    assert!(tape.dropout(&small, 1.0, true, &mut Rng::new(0)).is_err());
 }
 
 #[test]

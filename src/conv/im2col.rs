@@ -1,0 +1,90 @@
+//! Receptive fields as columns, and back.
+
+use super::Planes;
+
+/// Lay out the receptive fields of one image `[c, h, w]` as the columns of
+/// `cols [c * kh * kw, oh * ow]`: row `(ci, i, j)`, column `(oy, ox)` holds
+/// pixel `(ci, oy * stride + i - padding, ox * stride + j - padding)`, or 0
+/// outside the image.
+pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
+    let Planes { c, h, w, win, oh, ow } = *g;
+    let (s, p) = (win.stride as isize, win.padding as isize);
+    let mut row = 0;
+    for ci in 0..c {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
+        for i in 0..win.kh {
+            for j in 0..win.kw {
+                let out = &mut cols[row * oh * ow..(row + 1) * oh * ow];
+                for oy in 0..oh {
+                    let y = oy as isize * s + i as isize - p;
+                    let dst = &mut out[oy * ow..(oy + 1) * ow];
+                    if y < 0 || y >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[y as usize * w..(y as usize + 1) * w];
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        let xx = ox as isize * s + j as isize - p;
+                        *d = if xx < 0 || xx >= w as isize { 0.0 } else { src[xx as usize] };
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: add each column entry back onto its pixel of
+/// `dx [c, h, w]` (overlapping windows add up).
+pub fn col2im(cols: &[f32], g: &Planes, dx: &mut [f32]) {
+    let Planes { c, h, w, win, oh, ow } = *g;
+    let (s, p) = (win.stride as isize, win.padding as isize);
+    let mut row = 0;
+    for ci in 0..c {
+        let plane = &mut dx[ci * h * w..(ci + 1) * h * w];
+        for i in 0..win.kh {
+            for j in 0..win.kw {
+                let src = &cols[row * oh * ow..(row + 1) * oh * ow];
+                for oy in 0..oh {
+                    let y = oy as isize * s + i as isize - p;
+                    if y < 0 || y >= h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
+                    for (ox, &v) in src[oy * ow..(oy + 1) * ow].iter().enumerate() {
+                        let xx = ox as isize * s + j as isize - p;
+                        if xx >= 0 && xx < w as isize {
+                            dst[xx as usize] += v;
+                        }
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> for random x, y.
+        let mut r = crate::tensor::Rng::new(3);
+        for (c, h, w, k, s, p) in [(2, 5, 7, 3, 2, 1), (1, 4, 4, 2, 1, 0), (3, 6, 5, 4, 3, 2), (1, 3, 3, 5, 1, 2)] {
+            let win = super::super::Window::square(k, s, p);
+            let (oh, ow) = win.output("t", h, w).unwrap();
+            let g = Planes { c, h, w, win, oh, ow };
+            let x: Vec<f32> = (0..c * h * w).map(|_| r.normal()).collect();
+            let y: Vec<f32> = (0..c * k * k * oh * ow).map(|_| r.normal()).collect();
+            let mut cols = vec![0.0; y.len()];
+            im2col(&x, &g, &mut cols);
+            let mut back = vec![0.0; x.len()];
+            col2im(&y, &g, &mut back);
+            let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+        }
+    }
+}
