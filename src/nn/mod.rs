@@ -3,6 +3,7 @@
 //! checkpoints and weight files all see the same flat, named set, as in
 //! PyTorch's `state_dict`.
 
+pub mod alexnet;
 pub mod chain;
 mod init;
 mod linear;

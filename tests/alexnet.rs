@@ -1,0 +1,64 @@
+//! AlexNet against PyTorch: a small AlexNet-shaped network (same kernels,
+//! strides, paddings and names, fewer channels) with the weights, input,
+//! features, logits and gradients that `tests/fixtures/gen_alexnet.py` wrote
+//! with PyTorch.
+
+use nabla::autodiff::{Tape, Var};
+use nabla::nn::alexnet::AlexNet;
+use nabla::nn::Params;
+use nabla::Tensor;
+
+fn fixture() -> Vec<(String, Tensor)> {
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_small.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            (name, Tensor::from_vec(data, view.shape()).unwrap())
+        })
+        .collect()
+}
+
+fn get<'a>(all: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
+    &all.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("fixture lacks {name}")).1
+}
+
+/// |a - b| <= tol * (max |b| over the tensor): a relative error on the scale
+/// of the tensor, as sums of thousands of f32 terms warrant.
+fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let scale = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-9, "{what}: the fixture is all zero, the comparison would prove nothing");
+    let nonzero = want.data().iter().filter(|v| v.abs() > 1e-6 * scale).count();
+    assert!(nonzero * 10 > want.numel(), "{what}: fewer than 10% nonzero values");
+    for (i, (a, b)) in got.data().iter().zip(want.data()).enumerate() {
+        assert!((a - b).abs() <= tol * scale, "{what}[{i}]: {a} vs PyTorch {b} (scale {scale})");
+    }
+}
+
+#[test]
+fn matches_pytorch_forward_and_backward() {
+    let all = fixture();
+    let net = AlexNet { channels: [4, 6, 8, 6, 6], hidden: 16, classes: 3, dropout: 0.5 };
+    let mut params = Params::new();
+    for (name, _) in net.shapes() {
+        params.insert(&name, get(&all, &name).clone());
+    }
+    net.check(&params).unwrap();
+    let tape = Tape::new();
+    let x = tape.leaf(get(&all, "input").clone());
+    let features = net.features(&tape, &params, &x).unwrap();
+    assert_close("features", features.value(), get(&all, "features"), 1e-5);
+    let logits = net.classify(&tape, &params, &features, false, &mut nabla::Rng::new(0)).unwrap();
+    assert_close("logits", logits.value(), get(&all, "logits"), 1e-5);
+
+    let cot = Var::constant(get(&all, "cotangent").clone());
+    let loss = tape.sum(&tape.mul(&logits, &cot).unwrap());
+    let grads = tape.backward(&loss).unwrap();
+    assert_close("grad.input", grads.get(&x).unwrap(), get(&all, "grad.input"), 1e-4);
+    for (name, _) in net.shapes() {
+        assert_close(&format!("grad.{name}"), grads.by_name(&name).unwrap(), get(&all, &format!("grad.{name}")), 1e-4);
+    }
+}
