@@ -11,6 +11,7 @@ pub mod error;
 pub mod fetch;
 pub mod gemm;
 pub mod tensor;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use tensor::{Rng, Tensor};

@@ -62,3 +62,50 @@ fn matches_pytorch_forward_and_backward() {
         assert_close(&format!("grad.{name}"), grads.by_name(&name).unwrap(), get(&all, &format!("grad.{name}")), 1e-4);
     }
 }
+
+#[test]
+fn reads_torch_save_checkpoints_without_python() {
+    let pth = nabla::weights::read(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/alexnet_small.pth"
+    )))
+    .unwrap();
+    let all = fixture();
+    let net = AlexNet { channels: [4, 6, 8, 6, 6], hidden: 16, classes: 3, dropout: 0.5 };
+    net.check(&pth).unwrap();
+    for (name, _) in net.shapes() {
+        assert_eq!(pth.get(&name).unwrap(), get(&all, &name), "{name}");
+    }
+}
+
+/// A zip holding one `archive/data.pkl` with `pickle` in it.
+fn zip_with(pickle: &[u8]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut out);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    z.start_file("archive/data.pkl", opts).unwrap();
+    std::io::Write::write_all(&mut z, pickle).unwrap();
+    z.finish().unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn hostile_or_broken_checkpoints_are_clear_errors() {
+    let good = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_small.pth")).unwrap();
+    let err = nabla::weights::read_pth(&good[..good.len() / 2]).unwrap_err();
+    assert!(err.contains("zip"), "{err}");
+    // A pickle that would run os.system('ls') in Python.
+    let evil = zip_with(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.");
+    let err = nabla::weights::read_pth(&evil).unwrap_err();
+    assert!(err.contains("refusing to call os.system"), "{err}");
+    let odd = zip_with(b"\x80\x02\xff.");
+    assert!(nabla::weights::read_pth(&odd).unwrap_err().contains("unsupported opcode 0xff"));
+    let truncated = zip_with(b"\x80\x02X\xff\xff\xff\x7f");
+    assert!(nabla::weights::read_pth(&truncated).unwrap_err().contains("truncated"));
+    // A storage that claims far more data than the archive holds.
+    let huge = zip_with(
+        b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuJ\xff\xff\xff\x7ftQK\x00K\x01\x85K\x01\x85\x89tRs.",
+    );
+    let err = nabla::weights::read_pth(&huge).unwrap_err();
+    assert!(err.contains("data/0"), "{err}");
+}
