@@ -326,3 +326,35 @@ fn part8_and_part9_run_on_the_shared_faces() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("actor 'hader' has"), "{}", stderr(&o));
 }
+
+#[test]
+fn part10_runs_on_random_weights_and_says_so() {
+    if !Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/facescrub/cropped227").is_dir() {
+        return; // no faces on this machine
+    }
+    let dir = temp("p10");
+    let out = dir.join("out");
+    let cache = format!("backbone.cache={}", dir.join("cache").display());
+    let args = ["--quiet", "--set", "train.epochs=1", "--set", "train.steps_per_batch=5", "--set", &cache];
+    let mut run = vec!["pipelines/part10.toml", "--out", out.to_str().unwrap()];
+    run.extend(args);
+    let o = nabla(&run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("WARNING: backbone weights"), "no loud warning: {}", stderr(&o));
+    assert_eq!(metrics(&out)["weights"], "random-init");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("random weights"));
+    // The second run reads the cached features.
+    let o = nabla(&run);
+    assert!(stderr(&o).contains("features from cache"), "{}", stderr(&o));
+    // Without the fallback, a missing file stops the run and says where to get it.
+    let o = nabla(&[
+        "pipelines/part10.toml",
+        "--quiet",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+        "--set",
+        "backbone.if_missing=error",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("alexnet-owt-7be5be79.pth"), "{}", stderr(&o));
+    assert!(!dir.join("x").exists());
+}

@@ -40,6 +40,19 @@ impl Split {
         Split { images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
     }
 
+    /// Subtract each row's mean and divide by its largest absolute value.
+    pub fn normalize_per_row(&mut self) {
+        let width = self.images.shape()[1];
+        for row in self.images.data_mut().chunks_mut(width) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width.max(1) as f64;
+            row.iter_mut().for_each(|v| *v -= mean as f32);
+            let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            if max > 0.0 {
+                row.iter_mut().for_each(|v| *v /= max);
+            }
+        }
+    }
+
     /// The first `n` rows (or all, if fewer).
     pub fn head(&self, n: usize) -> Split {
         self.select(&(0..n.min(self.len())).collect::<Vec<_>>())

@@ -28,6 +28,8 @@ pub struct Pipeline {
     pub data: Data,
     /// The network (needed by the gradcheck, train, sweep and contour stages).
     pub model: Option<Model>,
+    /// A fixed network the examples pass through first (report part 10).
+    pub backbone: Option<Backbone>,
     /// Stage: a grid of random training samples, one row per class.
     pub samples: Option<Samples>,
     /// Stage: the tape's gradient against finite differences in f64.
@@ -94,6 +96,52 @@ pub struct Data {
     /// report's data seed; `[crossval]` varies it).
     #[serde(default)]
     pub seed: u64,
+    /// Per-image normalisation after scaling: "none", or "mean_max_abs"
+    /// (subtract the image's mean, divide by its largest absolute value, as
+    /// the report's part 10 fed AlexNet).
+    #[serde(default)]
+    pub normalize: Normalize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    #[default]
+    None,
+    MeanMaxAbs,
+}
+
+/// A fixed network whose outputs replace the images as the examples: the
+/// model then trains on them (report part 10: AlexNet's 9216 conv features).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backbone {
+    /// "alexnet" (torchvision's, features after the last max-pool).
+    pub kind: BackboneKind,
+    /// Pretrained weights: torchvision's `alexnet-owt-7be5be79.pth` (a
+    /// `torch.save` zip) or a safetensors file with torchvision's names.
+    pub weights: Option<PathBuf>,
+    /// When `weights` is absent: "error" (stop, saying where to get it) or
+    /// "random" (warn loudly, use seeded random weights, and say so in
+    /// `metrics.json` and `report.md`).
+    #[serde(default)]
+    pub if_missing: IfMissing,
+    /// Folder caching extracted features, keyed by weights and image content.
+    pub cache: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackboneKind {
+    Alexnet,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IfMissing {
+    #[default]
+    Error,
+    Random,
 }
 
 fn default_side() -> usize {
@@ -137,6 +185,7 @@ impl Default for Data {
             split: SplitCounts::default(),
             on_bad_image: BadImage::default(),
             seed: 0,
+            normalize: Normalize::None,
         }
     }
 }

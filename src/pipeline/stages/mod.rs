@@ -1,5 +1,6 @@
 //! The stages a pipeline can have, and what they share.
 
+mod backbone;
 mod contour;
 mod gradcheck;
 mod samples;
@@ -13,7 +14,7 @@ use super::output::Outputs;
 use super::report::Report;
 use super::run::RunError;
 use super::schema::{
-    ActivationName, BadImage, ColorName, Data, Dataset as DatasetName, InitSpec, Model, ModelKind, Pipeline,
+    ActivationName, BadImage, ColorName, Data, Dataset as DatasetName, InitSpec, Model, ModelKind, Normalize, Pipeline,
 };
 use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
 use crate::data::{mnist, Dataset};
@@ -32,6 +33,8 @@ pub(crate) struct Ctx<'a> {
     pub report: &'a mut Report,
     pub progress: bool,
     pub params: Option<Params>,
+    /// Where the backbone's weights came from, once loaded.
+    pub backbone_source: Mutex<Option<String>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -41,7 +44,7 @@ impl<'a> Ctx<'a> {
         report: &'a mut Report,
         progress: bool,
     ) -> Result<Ctx<'a>, RunError> {
-        Ok(Ctx { loaded, out, report, progress, params: None })
+        Ok(Ctx { loaded, out, report, progress, params: None, backbone_source: Mutex::new(None) })
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -92,7 +95,18 @@ impl<'a> Ctx<'a> {
                         })
                     }
                 };
-                let m = Arc::new(loaded.map_err(|e| self.err("data", e))?);
+                let mut ds = loaded.map_err(|e| self.err("data", e))?;
+                if d.normalize == Normalize::MeanMaxAbs {
+                    for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
+                        s.normalize_per_row();
+                    }
+                }
+                if let Some(b) = &self.pipeline().backbone {
+                    let (features, source) = backbone::extract(self, b, &ds)?;
+                    *self.backbone_source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+                    ds = features;
+                }
+                let m = Arc::new(ds);
                 cache.insert(key, m.clone());
                 m
             }
@@ -197,6 +211,23 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(s) = &p.scaling {
         scaling::run(ctx, s)?;
+    }
+    let source = ctx.backbone_source.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(source) = source {
+        let random = source == "random-init";
+        ctx.report.set("weights", if random { "random-init".to_string() } else { source.clone() });
+        ctx.report.section(
+            "Backbone",
+            if random {
+                "**The AlexNet backbone ran with seeded random weights** (`weights = \"random-init\"`): the pretrained \
+                 file was not found and the pipeline says `if_missing = \"random\"`. These are features of an untrained \
+                 network, so the accuracies say how well the head does on random convolutional features, not what the \
+                 report measured."
+                    .to_string()
+            } else {
+                format!("AlexNet features (9216 per image) from pretrained weights, {source}.")
+            },
+        );
     }
     Ok(())
 }

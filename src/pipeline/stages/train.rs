@@ -149,7 +149,11 @@ fn curve_chart(title: &str, curve: &[EvalPoint]) -> LineChart {
         title: title.into(),
         x_label: "iteration".into(),
         y_label: "accuracy".into(),
-        series: vec![series("training", |p| p.train), series("validation", |p| p.validation)],
+        series: vec![
+            series("training", |p| p.train),
+            series("validation", |p| p.validation),
+            series("test", |p| p.test),
+        ],
         ..Default::default()
     }
 }
@@ -270,20 +274,23 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     let title = format!("Learning curve: lr {}, momentum {}", t.lr, t.momentum);
     let png = curve_chart(&title, &first.curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.curve_figure, &png)?;
-    ctx.report.figure(&t.curve_figure, "Learning curve: training and validation accuracy");
-    let png = weight_grid(&first.net, &first.data, &first.params, None).png().map_err(|e| ctx.err("train", e))?;
-    ctx.write(&t.weights_figure, &png)?;
-    ctx.report.figure(
-        &t.weights_figure,
-        "Weights into each output (first layer for an MLP): red above, blue below each image's mean weight",
-    );
-    // What training changed: random starts (the report's U[0, 1)) can hide it.
-    let learned = format!("{}_learned.png", t.weights_figure.trim_end_matches(".png"));
-    let png = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial))
-        .png()
-        .map_err(|e| ctx.err("train", e))?;
-    ctx.write(&learned, &png)?;
-    ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
+    ctx.report.figure(&t.curve_figure, "Learning curve: training, validation and test accuracy");
+    // Weight images only where the inputs are images (not backbone features).
+    if first.data.side >= 16 {
+        let png = weight_grid(&first.net, &first.data, &first.params, None).png().map_err(|e| ctx.err("train", e))?;
+        ctx.write(&t.weights_figure, &png)?;
+        ctx.report.figure(
+            &t.weights_figure,
+            "Weights into each output (first layer for an MLP): red above, blue below each image's mean weight",
+        );
+        // What training changed: random starts (the report's U[0, 1)) can hide it.
+        let learned = format!("{}_learned.png", t.weights_figure.trim_end_matches(".png"));
+        let png = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial))
+            .png()
+            .map_err(|e| ctx.err("train", e))?;
+        ctx.write(&learned, &png)?;
+        ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
+    }
     ctx.write(&t.save, &first.params.to_safetensors())?;
     ctx.params = Some(first.params);
     Ok(())
