@@ -59,9 +59,13 @@ impl ConvGeom {
         if self.win.is_pointwise() {
             return plane;
         }
-        buf.resize(self.col_rows() * self.oh * self.ow, 0.0);
-        im2col(plane, &self.planes(), buf);
-        buf
+        // im2col writes every element: grow without clearing.
+        let need = self.col_rows() * self.oh * self.ow;
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        im2col(plane, &self.planes(), &mut buf[..need]);
+        &buf[..need]
     }
 }
 

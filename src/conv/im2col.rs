@@ -1,38 +1,44 @@
 //! Receptive fields as columns, and back.
 
 use super::Planes;
+use rayon::prelude::*;
 
 /// Lay out the receptive fields of one image `[c, h, w]` as the columns of
 /// `cols [c * kh * kw, oh * ow]`: row `(ci, i, j)`, column `(oy, ox)` holds
 /// pixel `(ci, oy * stride + i - padding, ox * stride + j - padding)`, or 0
 /// outside the image.
 pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
-    let Planes { c, h, w, win, oh, ow } = *g;
+    let Planes { h, w, win, oh, ow, .. } = *g;
     let (s, p) = (win.stride as isize, win.padding as isize);
-    let mut row = 0;
-    for ci in 0..c {
+    let rows = &mut cols[..g.c * win.kh * win.kw * oh * ow];
+    // One row per (channel, i, j); large images fill rows on every thread
+    // (a batch of one has no other parallelism to use).
+    let fill = |(row, out): (usize, &mut [f32])| {
+        let (ci, i, j) = (row / (win.kh * win.kw), row / win.kw % win.kh, row % win.kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
-        for i in 0..win.kh {
-            for j in 0..win.kw {
-                let out = &mut cols[row * oh * ow..(row + 1) * oh * ow];
-                for oy in 0..oh {
-                    let y = oy as isize * s + i as isize - p;
-                    let dst = &mut out[oy * ow..(oy + 1) * ow];
-                    if y < 0 || y >= h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[y as usize * w..(y as usize + 1) * w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let xx = ox as isize * s + j as isize - p;
-                        *d = if xx < 0 || xx >= w as isize { 0.0 } else { src[xx as usize] };
-                    }
-                }
-                row += 1;
+        for oy in 0..oh {
+            let y = oy as isize * s + i as isize - p;
+            let dst = &mut out[oy * ow..(oy + 1) * ow];
+            if y < 0 || y >= h as isize {
+                dst.fill(0.0);
+                continue;
+            }
+            let src = &plane[y as usize * w..(y as usize + 1) * w];
+            for (ox, d) in dst.iter_mut().enumerate() {
+                let xx = ox as isize * s + j as isize - p;
+                *d = if xx < 0 || xx >= w as isize { 0.0 } else { src[xx as usize] };
             }
         }
+    };
+    if rows.len() >= PARALLEL_MIN {
+        rows.par_chunks_mut(oh * ow).enumerate().for_each(fill);
+    } else {
+        rows.chunks_mut(oh * ow).enumerate().for_each(fill);
     }
 }
+
+/// Column matrices at least this large (floats) are filled in parallel.
+const PARALLEL_MIN: usize = 1 << 18;
 
 /// The adjoint of [`im2col`]: add each column entry back onto its pixel of
 /// `dx [c, h, w]` (overlapping windows add up).
