@@ -16,6 +16,12 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
     let fill = |(row, out): (usize, &mut [f32])| {
         let (ci, i, j) = (row / (win.kh * win.kw), row / win.kw % win.kh, row % win.kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
+        // Columns whose pixel lies inside the row: ox in lo..hi.
+        let j = j as isize;
+        let lo = ((p - j).max(0) + s - 1) / s;
+        let lo = lo.min(ow as isize);
+        let hi = ((w as isize - 1 + p - j).div_euclid(s) + 1).clamp(lo, ow as isize);
+        let (lo, hi) = (lo as usize, hi as usize);
         for oy in 0..oh {
             let y = oy as isize * s + i as isize - p;
             let dst = &mut out[oy * ow..(oy + 1) * ow];
@@ -24,9 +30,18 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
                 continue;
             }
             let src = &plane[y as usize * w..(y as usize + 1) * w];
-            for (ox, d) in dst.iter_mut().enumerate() {
-                let xx = ox as isize * s + j as isize - p;
-                *d = if xx < 0 || xx >= w as isize { 0.0 } else { src[xx as usize] };
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if hi == lo {
+                continue;
+            }
+            let first = (lo as isize * s + j - p) as usize;
+            if s == 1 {
+                dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+            } else {
+                for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s as usize)) {
+                    *d = v;
+                }
             }
         }
     };

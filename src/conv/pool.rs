@@ -11,11 +11,13 @@ pub fn max_pool2d(x: &[f32], g: &Planes, out: &mut [f32], arg: &mut [u32]) {
         // Every window lies inside the plane: no bounds to test.
         for oy in 0..oh {
             for ox in 0..ow {
-                let (mut best, mut at) = (f32::NEG_INFINITY, u32::MAX);
+                let first = oy * win.stride * w + ox * win.stride;
+                let (mut best, mut at) = (x[first], first as u32);
                 for i in 0..win.kh {
                     let start = (oy * win.stride + i) * w + ox * win.stride;
                     for (j, &v) in x[start..start + win.kw].iter().enumerate() {
-                        if v > best || at == u32::MAX || v.is_nan() {
+                        // `!(v <= best)`: larger, or NaN (which then sticks, as in PyTorch).
+                        if !(v <= best) && !best.is_nan() {
                             best = v;
                             at = (start + j) as u32;
                         }
