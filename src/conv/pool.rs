@@ -16,8 +16,8 @@ pub fn max_pool2d(x: &[f32], g: &Planes, out: &mut [f32], arg: &mut [u32]) {
                 for i in 0..win.kh {
                     let start = (oy * win.stride + i) * w + ox * win.stride;
                     for (j, &v) in x[start..start + win.kw].iter().enumerate() {
-                        // `!(v <= best)`: larger, or NaN (which then sticks, as in PyTorch).
-                        if !(v <= best) && !best.is_nan() {
+                        // Larger, or NaN (which then sticks, as in PyTorch).
+                        if (v > best || v.is_nan()) && !best.is_nan() {
                             best = v;
                             at = (start + j) as u32;
                         }
