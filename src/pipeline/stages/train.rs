@@ -218,7 +218,7 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
         runs.push(train_once(ctx, &with_seed(p, seed), &label, start)?);
     }
     let lasts: Vec<(EvalPoint, EvalPoint)> = runs.iter().map(|r| summary(&r.curve)).collect();
-    let (last, best) = lasts[0];
+    let best = lasts[0].1;
     let r = &mut ctx.report;
     r.set("train_accuracy", mean(lasts.iter().map(|l| l.0.train)));
     r.set("validation_accuracy", mean(lasts.iter().map(|l| l.0.validation)));
@@ -269,7 +269,6 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
             seeds[0],
         ),
     );
-    let _ = last;
     let first = runs.swap_remove(0);
     let title = format!("Learning curve: lr {}, momentum {}", t.lr, t.momentum);
     let png = curve_chart(&title, &first.curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
