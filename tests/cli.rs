@@ -357,4 +357,21 @@ fn part10_runs_on_random_weights_and_says_so() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("alexnet-owt-7be5be79.pth"), "{}", stderr(&o));
     assert!(!dir.join("x").exists());
+    // The whole network trains end to end (one epoch on a few images here).
+    let ft = dir.join("ft");
+    let o = nabla(&[
+        "pipelines/part10_finetune.toml",
+        "--quiet",
+        "--out",
+        ft.to_str().unwrap(),
+        "--set",
+        "finetune.epochs=1",
+        "--set",
+        "finetune.batch_size=8",
+        "--set",
+        "data.train_limit=16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(metrics(&ft)["final_loss"].as_f64().unwrap().is_finite());
+    assert!(ft.join("finetune_curve.png").is_file() && ft.join("alexnet.safetensors").is_file());
 }

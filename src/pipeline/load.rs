@@ -168,6 +168,19 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
             return Err(at("data", "split", "split.train must be at least 1".into()));
         }
     }
+    if let Some(f) = &p.finetune {
+        let positive = |x: f32| x > 0.0 && x.is_finite();
+        if f.epochs == 0 || f.batch_size == 0 || !positive(f.lr) || !(0.0..1.0).contains(&f.momentum) {
+            return Err(at(
+                "finetune",
+                "epochs",
+                "need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= momentum < 1".into(),
+            ));
+        }
+        if p.backbone.is_some() {
+            return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
+        }
+    }
     if let Some(c) = &p.crossval {
         if c.seeds.is_empty() || p.train.is_none() {
             return Err(at("crossval", "seeds", "needs at least one seed and a [train] section".into()));

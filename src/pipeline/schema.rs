@@ -47,6 +47,9 @@ pub struct Pipeline {
     /// Stage: the first layer's weights as images and the class each hidden
     /// unit favours (report part 9).
     pub units: Option<Units>,
+    /// Stage: train a whole AlexNet end to end on the images (report part 10,
+    /// beyond the report: every convolution through our backward rules).
+    pub finetune: Option<Finetune>,
     /// Stage: the cost surface over two weights, with descent trajectories.
     pub contour: Option<Contour>,
     /// Stage: time naive per-weight differentiation against backpropagation
@@ -547,4 +550,35 @@ pub struct Units {
 
 fn five() -> usize {
     5
+}
+
+/// Train torchvision's AlexNet, every layer, from seeded random weights.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Finetune {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per step.
+    #[serde(default = "default_finetune_batch")]
+    pub batch_size: usize,
+    /// "sgd" (with momentum) or "adam".
+    #[serde(default = "default_finetune_optimizer")]
+    pub optimizer: OptimizerName,
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum of SGD.
+    #[serde(default = "default_finetune_momentum")]
+    pub momentum: f32,
+}
+
+fn default_finetune_optimizer() -> OptimizerName {
+    OptimizerName::Sgd
+}
+
+fn default_finetune_batch() -> usize {
+    32
+}
+
+fn default_finetune_momentum() -> f32 {
+    0.9
 }

@@ -2,6 +2,7 @@
 
 mod backbone;
 mod contour;
+mod finetune;
 mod gradcheck;
 mod samples;
 pub mod scaling;
@@ -205,6 +206,9 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
+    }
+    if let Some(f) = &p.finetune {
+        finetune::run(ctx, f)?;
     }
     if let Some(u) = &p.units {
         units::run(ctx, u)?;

@@ -1,0 +1,141 @@
+//! Report part 10, beyond the report: train a whole AlexNet end to end on the
+//! faces (every convolution, pooling and dropout through the tape), from
+//! seeded random weights, with SGD and momentum; accuracies after each epoch.
+
+use super::Ctx;
+use crate::autodiff::{Reduction, Tape, Targets, Var};
+use crate::data::Split;
+use crate::nn::alexnet::AlexNet;
+use crate::nn::Params;
+use crate::optim::{Adam, Optimizer, Sgd};
+use crate::pipeline::report::fmt_metric;
+use crate::pipeline::run::RunError;
+use crate::pipeline::schema::{Finetune, OptimizerName};
+use crate::plot::{LineChart, Series, SeriesStyle};
+use crate::tensor::{Rng, Tensor};
+use serde_json::json;
+
+const EVAL_BATCH: usize = 32;
+
+fn accuracy(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<f64> {
+    let width = split.images.shape()[1];
+    let mut right = 0;
+    for start in (0..split.len()).step_by(EVAL_BATCH) {
+        let rows = EVAL_BATCH.min(split.len() - start);
+        let x = Tensor::from_vec(
+            split.images.data()[start * width..(start + rows) * width].to_vec(),
+            &[rows, 3, 227, 227],
+        )?;
+        let logits = net.forward(&Tape::inference(), params, &Var::constant(x))?;
+        let pred = logits.value().argmax_axis(1)?;
+        right += pred.iter().zip(&split.labels[start..start + rows]).filter(|(p, y)| p == y).count();
+    }
+    Ok(right as f64 / split.len().max(1) as f64)
+}
+
+pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
+    let data = ctx.data()?;
+    if data.channels != 3 || data.side != 227 {
+        return Err(ctx.err(
+            "finetune",
+            format!("AlexNet needs 3 x 227 x 227 images; data gives {} x {} x {}", data.channels, data.side, data.side),
+        ));
+    }
+    let fail = |e: crate::Error| ctx.err("finetune", e);
+    let net = AlexNet::torchvision(data.classes());
+    let mut rng = Rng::new(ctx.pipeline().seed);
+    let mut params = net.init(&mut rng);
+    let mut opt: Box<dyn Optimizer> = match f.optimizer {
+        OptimizerName::Sgd => Box::new(Sgd::new(f.lr, f.momentum).map_err(fail)?),
+        OptimizerName::Adam => Box::new(Adam::new(f.lr).map_err(fail)?),
+    };
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut curve = Vec::new();
+    let started = std::time::Instant::now();
+    for epoch in 1..=f.epochs {
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(f.batch_size) {
+            let batch = data.train.select(chunk);
+            let x = Var::constant(batch.images.reshape(&[chunk.len(), 3, 227, 227]).map_err(fail)?);
+            let tape = Tape::new();
+            let grads = {
+                let feats = net.features(&tape, &params, &x).map_err(fail)?;
+                let logits = net.classify(&tape, &params, &feats, true, &mut rng).map_err(fail)?;
+                let loss = tape
+                    .softmax_cross_entropy(&logits, &Targets::Classes(batch.labels.clone()), Reduction::Mean)
+                    .map_err(fail)?;
+                let v = loss.value().item().map_err(fail)? as f64;
+                if !v.is_finite() {
+                    return Err(ctx.err(
+                        "finetune",
+                        format!("training diverged in epoch {epoch} with learning rate {:?}: the loss is {v}", f.lr),
+                    ));
+                }
+                loss_sum += v * chunk.len() as f64;
+                tape.backward(&loss).map_err(fail)?
+            };
+            drop(tape);
+            opt.step(&mut params, &grads).map_err(fail)?;
+        }
+        let point = (
+            epoch,
+            loss_sum / data.train.len() as f64,
+            accuracy(&net, &params, &data.train).map_err(fail)?,
+            accuracy(&net, &params, &data.validation).map_err(fail)?,
+            accuracy(&net, &params, &data.test).map_err(fail)?,
+        );
+        eprintln!(
+            "finetune epoch {epoch}: loss {:.4} train {:.3} validation {:.3} test {:.3}",
+            point.1, point.2, point.3, point.4
+        );
+        curve.push(point);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let last = *curve.last().expect("at least one epoch");
+    let r = &mut ctx.report;
+    r.set("train_accuracy", last.2);
+    r.set("validation_accuracy", last.3);
+    r.set("test_accuracy", last.4);
+    r.set("final_loss", last.1);
+    r.set("train_seconds", seconds);
+    r.set("seconds_per_epoch", seconds / f.epochs as f64);
+    r.set(
+        "epochs",
+        json!(curve
+            .iter()
+            .map(|c| json!({ "epoch": c.0, "loss": c.1, "train": c.2, "validation": c.3, "test": c.4 }))
+            .collect::<Vec<_>>()),
+    );
+    let mut table =
+        String::from("| epoch | mean loss | train | validation | test |\n| --- | --- | --- | --- | --- |\n");
+    for c in &curve {
+        table +=
+            &format!("| {} | {:.4} | {} | {} | {} |\n", c.0, c.1, fmt_metric(c.2), fmt_metric(c.3), fmt_metric(c.4));
+    }
+    r.section(
+        "Training the whole AlexNet",
+        format!(
+            "torchvision's AlexNet ({} classes), seeded random weights, {:?} lr {} (momentum {} for SGD), batches of {}, \
+             dropout 0.5, {} epochs over {} images in {:.0} s ({:.1} s per epoch, with evaluation).\n\n{table}",
+            data.classes(), f.optimizer, f.lr, f.momentum, f.batch_size, f.epochs, data.train.len(), seconds, seconds / f.epochs as f64
+        ),
+    );
+    let series = |name: &str, k: fn(&(usize, f64, f64, f64, f64)) -> f64| Series {
+        name: name.into(),
+        points: curve.iter().map(|c| (c.0 as f64, k(c))).collect(),
+        style: SeriesStyle::LineAndPoints,
+    };
+    let chart = LineChart {
+        title: "AlexNet trained end to end".into(),
+        x_label: "epoch".into(),
+        y_label: "accuracy".into(),
+        series: vec![series("training", |c| c.2), series("validation", |c| c.3), series("test", |c| c.4)],
+        ..Default::default()
+    };
+    let png = chart.png(800, 500).map_err(|e| ctx.err("finetune", e))?;
+    ctx.write("finetune_curve.png", &png)?;
+    ctx.report.figure("finetune_curve.png", "Training, validation and test accuracy after each epoch");
+    ctx.write("alexnet.safetensors", &params.to_safetensors())?;
+    Ok(())
+}
