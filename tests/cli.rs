@@ -370,6 +370,8 @@ fn part10_runs_on_random_weights_and_says_so() {
         "finetune.batch_size=8",
         "--set",
         "data.train_limit=16",
+        "--set",
+        "finetune.save=alexnet.safetensors",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(metrics(&ft)["final_loss"].as_f64().unwrap().is_finite());

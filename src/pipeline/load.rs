@@ -180,6 +180,11 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
         if p.backbone.is_some() {
             return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
         }
+        if let Some(name) = &f.save {
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+                return Err(at("finetune", "save", format!("'{name}' must be a plain file name")));
+            }
+        }
     }
     if let Some(c) = &p.crossval {
         if c.seeds.is_empty() || p.train.is_none() {

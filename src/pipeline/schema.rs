@@ -569,6 +569,9 @@ pub struct Finetune {
     /// Momentum of SGD.
     #[serde(default = "default_finetune_momentum")]
     pub momentum: f32,
+    /// Save the trained network under this name in the output folder (it is
+    /// 228 MB with torchvision's sizes, so only when asked).
+    pub save: Option<String>,
 }
 
 fn default_finetune_optimizer() -> OptimizerName {

@@ -136,6 +136,8 @@ pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
     let png = chart.png(800, 500).map_err(|e| ctx.err("finetune", e))?;
     ctx.write("finetune_curve.png", &png)?;
     ctx.report.figure("finetune_curve.png", "Training, validation and test accuracy after each epoch");
-    ctx.write("alexnet.safetensors", &params.to_safetensors())?;
+    if let Some(name) = &f.save {
+        ctx.write(name, &params.to_safetensors())?;
+    }
     Ok(())
 }
