@@ -14,10 +14,7 @@ fn fixture() -> Vec<(String, Tensor)> {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     file.tensors()
         .into_iter()
-        .map(|(name, view)| {
-            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            (name, Tensor::from_vec(data, view.shape()).unwrap())
-        })
+        .map(|(name, view)| (name, Tensor::from_le_bytes(view.data(), view.shape()).unwrap()))
         .collect()
 }
 

@@ -98,9 +98,7 @@ impl Params {
                     expected.shape()
                 )),
                 Ok(view) => {
-                    let data =
-                        view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                    loaded.insert(name.clone(), Tensor::from_vec(data, view.shape())?);
+                    loaded.insert(name.clone(), Tensor::from_le_bytes(view.data(), view.shape())?);
                 }
             }
         }

@@ -99,10 +99,23 @@ pub fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Resul
     Ok(())
 }
 
+/// A pipeline as an editable table (the inverse of [`from_table`]).
+pub fn to_table(p: &Pipeline) -> Result<toml::Table, String> {
+    match toml::Value::try_from(p).map_err(|e| e.to_string())? {
+        toml::Value::Table(t) => Ok(t),
+        _ => unreachable!("a pipeline serialises to a table"),
+    }
+}
+
 /// Deserialize a pipeline from an edited table.
 pub fn from_table(table: &toml::Table) -> Result<Pipeline, String> {
     let text = toml::to_string(table).map_err(|e| e.to_string())?;
     toml::from_str(&text).map_err(|e| one_line(&e.to_string()))
+}
+
+/// A name that stays inside the output folder: no separators, not hidden.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.contains('\\') && !name.starts_with('.')
 }
 
 /// The line of `key` in `[section]` of `text`, for messages ("line 12").
@@ -181,7 +194,7 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
             return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
         }
         if let Some(name) = &f.save {
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            if !plain_file_name(name) {
                 return Err(at("finetune", "save", format!("'{name}' must be a plain file name")));
             }
         }
@@ -253,7 +266,7 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
         }
         for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
         {
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            if !plain_file_name(name) {
                 return Err(at("train", key, format!("'{name}' must be a plain file name")));
             }
         }

@@ -103,6 +103,12 @@ impl Tensor {
         }
     }
 
+    /// A tensor from little-endian f32 bytes (safetensors and torch storages).
+    pub fn from_le_bytes(bytes: &[u8], shape: &[usize]) -> Result<Tensor> {
+        let data = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Tensor::from_vec(data, shape)
+    }
+
     /// Same storage, another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if shape.iter().product::<usize>() != self.numel() {

@@ -28,8 +28,8 @@ pub fn read(path: &Path) -> Result<Params, String> {
         if view.dtype() != safetensors::Dtype::F32 {
             return Err(named(format!("tensor '{name}' is {:?}; only F32 is read", view.dtype())));
         }
-        let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        params.insert(&name, crate::Tensor::from_vec(data, view.shape()).map_err(|e| named(e.to_string()))?);
+        params
+            .insert(&name, crate::Tensor::from_le_bytes(view.data(), view.shape()).map_err(|e| named(e.to_string()))?);
     }
     Ok(params)
 }

@@ -76,11 +76,8 @@ pub fn read_pth(bytes: &[u8]) -> Result<Params, String> {
         if !dense || offset + count > numel {
             return Err(format!("'{name}': a view (size {size:?}, stride {stride:?}, offset {offset}) that is not a dense slice of its storage"));
         }
-        let data = raw[offset * 4..(offset + count) * 4]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        params.insert(&name, Tensor::from_vec(data, &size).map_err(|e| e.to_string())?);
+        let tensor = Tensor::from_le_bytes(&raw[offset * 4..(offset + count) * 4], &size).map_err(|e| e.to_string())?;
+        params.insert(&name, tensor);
     }
     Ok(params)
 }

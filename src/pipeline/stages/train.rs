@@ -6,7 +6,7 @@ use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::data::{Dataset, Split};
 use crate::nn::{Mlp, Params};
 use crate::optim::{Adam, Optimizer, Sgd};
-use crate::pipeline::load::{from_table, set_path};
+use crate::pipeline::load::{from_table, set_path, to_table};
 use crate::pipeline::report::fmt_metric;
 use crate::pipeline::run::RunError;
 use crate::pipeline::schema::{LossReduction, OptimizerName, Pipeline, SelectMetric, Sweep, Train, Trial};
@@ -334,10 +334,7 @@ fn weight_grid(net: &Mlp, data: &Dataset, params: &Params, since: Option<&Params
 pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
     let base = ctx.pipeline().clone();
     // From the resolved pipeline, so `--set` overrides carry into the sweep.
-    let mut table = match toml::Value::try_from(&base).map_err(|e| ctx.err("sweep", e))? {
-        toml::Value::Table(t) => t,
-        _ => unreachable!("a pipeline serialises to a table"),
-    };
+    let mut table = to_table(&base).map_err(|e| ctx.err("sweep", e))?;
     let mut results = Vec::new();
     let mut rows = format!(
         "| {} | final loss | train | validation | test | best validation (iteration) |\n| --- | --- | --- | --- | --- | --- |\n",
@@ -395,10 +392,7 @@ pub(crate) fn trials(ctx: &mut Ctx, trials: &[Trial]) -> Result<Pipeline, RunErr
     );
     let mut scored = Vec::new();
     for trial in trials {
-        let mut table = match toml::Value::try_from(&base).map_err(|e| ctx.err("trials", e))? {
-            toml::Value::Table(t) => t,
-            _ => unreachable!("a pipeline serialises to a table"),
-        };
+        let mut table = to_table(&base).map_err(|e| ctx.err("trials", e))?;
         for (key, v) in &trial.set {
             set_path(&mut table, key, v.clone()).map_err(|m| ctx.err("trials", m))?;
         }
