@@ -81,9 +81,17 @@ impl AlexNet {
     /// Check that `params` has exactly this network's tensors and shapes,
     /// listing every difference.
     pub fn check(&self, params: &Params) -> Result<()> {
+        self.check_part(params, "")
+    }
+
+    /// [`AlexNet::check`] for the tensors whose names start with `prefix`
+    /// (`"features."`: the convolutional part alone, as a backbone uses it).
+    pub fn check_part(&self, params: &Params, prefix: &str) -> Result<()> {
+        let shapes: Vec<(String, Vec<usize>)> =
+            self.shapes().into_iter().filter(|(n, _)| n.starts_with(prefix)).collect();
         let mut problems = Vec::new();
-        for (name, shape) in self.shapes() {
-            match params.get(&name) {
+        for (name, shape) in &shapes {
+            match params.get(name) {
                 Err(_) => problems.push(format!("missing tensor '{name}' {shape:?}")),
                 Ok(t) if t.shape() != shape.as_slice() => {
                     problems.push(format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape()))
@@ -91,11 +99,10 @@ impl AlexNet {
                 Ok(_) => {}
             }
         }
-        let names: Vec<String> = self.shapes().into_iter().map(|(n, _)| n).collect();
         problems.extend(
             params
                 .iter()
-                .filter(|(n, _)| !names.iter().any(|m| m == n))
+                .filter(|(n, _)| n.starts_with(prefix) && !shapes.iter().any(|(m, _)| m == n))
                 .map(|(n, _)| format!("unexpected tensor '{n}'")),
         );
         if problems.is_empty() {

@@ -26,18 +26,8 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params,
             for (name, t) in params.iter().filter(|(n, _)| n.starts_with("features.")) {
                 features.insert(name, t.clone());
             }
-            let wanted = AlexNet { classes: net.classes, ..net.clone() };
-            for (name, shape) in wanted.shapes().into_iter().filter(|(n, _)| n.starts_with("features.")) {
-                let got = features
-                    .get(&name)
-                    .map_err(|_| ctx.err("backbone", format!("{}: missing tensor '{name}'", path.display())))?;
-                if got.shape() != shape.as_slice() {
-                    return Err(ctx.err(
-                        "backbone",
-                        format!("{}: '{name}' has shape {:?}, expected {shape:?}", path.display(), got.shape()),
-                    ));
-                }
-            }
+            net.check_part(&features, "features.")
+                .map_err(|e| ctx.err("backbone", format!("{}: {e}", path.display())))?;
             Ok((features, format!("file {}", path.display())))
         }
         other if b.if_missing == IfMissing::Random => {
