@@ -20,5 +20,6 @@ pub mod conv;
 pub mod data;
 pub mod nn;
 pub mod optim;
+pub mod parsers;
 pub mod pipeline;
 pub mod plot;

@@ -117,8 +117,24 @@ pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
 /// Decode one image to `side x side` values per channel, scaled by `scale`.
 pub fn read_image(path: &Path, side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::format(path, format!("cannot decode the image: {e}")))?;
+    decode_image(path, &bytes, side, color, scale)
+}
+
+/// The largest width or height an image file may declare.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// Decode image bytes (`path` only names them in errors); see [`read_image`].
+pub fn decode_image(path: &Path, bytes: &[u8], side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
+    let bad = |e: image::ImageError| DataError::format(path, format!("cannot decode the image: {e}"));
+    let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.into()))?;
+    // A header may claim any size; a crop never needs more than this, and the
+    // decoder checks the claim before it allocates.
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader.decode().map_err(bad)?;
     let img = if img.width() as usize != side || img.height() as usize != side {
         img.resize_exact(side as u32, side as u32, image::imageops::FilterType::Triangle)
     } else {

@@ -16,20 +16,23 @@ use std::path::Path;
 /// Read every tensor of a `.pth` or `.safetensors` file (by its contents).
 pub fn read(path: &Path) -> Result<Params, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let named = |e: String| format!("{}: {e}", path.display());
+    parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Read every tensor of a weights file already in memory.
+pub fn parse(bytes: &[u8]) -> Result<Params, String> {
     if bytes.starts_with(b"PK\x03\x04") {
-        return read_pth(&bytes).map_err(named);
+        return read_pth(bytes);
     }
     // safetensors: an 8-byte header length, then a JSON header.
-    let file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| named(format!("neither a torch zip checkpoint nor a safetensors file ({e})")))?;
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| format!("neither a torch zip checkpoint nor a safetensors file ({e})"))?;
     let mut params = Params::new();
     for (name, view) in file.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(named(format!("tensor '{name}' is {:?}; only F32 is read", view.dtype())));
+            return Err(format!("tensor '{name}' is {:?}; only F32 is read", view.dtype()));
         }
-        params
-            .insert(&name, crate::Tensor::from_le_bytes(view.data(), view.shape()).map_err(|e| named(e.to_string()))?);
+        params.insert(&name, crate::Tensor::from_le_bytes(view.data(), view.shape()).map_err(|e| e.to_string())?);
     }
     Ok(params)
 }
