@@ -36,10 +36,5 @@ pub fn facescrub_list(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Every target by name, for the fuzz crate and the replay test.
-pub const TARGETS: [(&str, fn(&[u8]) -> Result<(), String>); 5] = [
-    ("pipeline", pipeline),
-    ("idx", idx),
-    ("weights", weights),
-    ("image", image),
-    ("facescrub_list", facescrub_list),
-];
+pub const TARGETS: [(&str, fn(&[u8]) -> Result<(), String>); 5] =
+    [("pipeline", pipeline), ("idx", idx), ("weights", weights), ("image", image), ("facescrub_list", facescrub_list)];

@@ -126,7 +126,8 @@ pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// Decode image bytes (`path` only names them in errors); see [`read_image`].
 pub fn decode_image(path: &Path, bytes: &[u8], side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
     let bad = |e: image::ImageError| DataError::format(path, format!("cannot decode the image: {e}"));
-    let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.into()))?;
+    let mut reader =
+        image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.into()))?;
     // A header may claim any size; a crop never needs more than this, and the
     // decoder checks the claim before it allocates.
     let mut limits = image::io::Limits::default();

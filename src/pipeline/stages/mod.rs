@@ -115,6 +115,17 @@ impl<'a> Ctx<'a> {
         if d.train_limit == 0 {
             return Ok(full);
         }
+        if d.train_limit > full.train.len() {
+            return Err(self.err(
+                "data",
+                format!(
+                    "data.train_limit: {} is larger than the {} training images in {}",
+                    d.train_limit,
+                    full.train.len(),
+                    root.display()
+                ),
+            ));
+        }
         Ok(Arc::new(Dataset { train: full.train.head(d.train_limit), ..(*full).clone() }))
     }
 

@@ -42,6 +42,12 @@ fn train_loop(
     label: &str,
 ) -> Result<Vec<EvalPoint>, RunError> {
     let fail = |e: crate::Error| ctx.err("train", e);
+    if t.batch_size > data.train.len() {
+        return Err(ctx.err(
+            "train",
+            format!("train.batch_size: {} is larger than the {} training images", t.batch_size, data.train.len()),
+        ));
+    }
     let mut opt: Box<dyn Optimizer> = match t.optimizer {
         OptimizerName::Sgd => Box::new(Sgd::new(t.lr, t.momentum).map_err(fail)?),
         OptimizerName::Adam => Box::new(Adam::new(t.lr).map_err(fail)?),
