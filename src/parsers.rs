@@ -35,6 +35,9 @@ pub fn facescrub_list(bytes: &[u8]) -> Result<(), String> {
     crate::fetch::parse_list(Path::new("fuzz.txt"), text, &[]).map(drop)
 }
 
+/// A parser's front door: bytes in, its error message out.
+pub type Parser = fn(&[u8]) -> Result<(), String>;
+
 /// Every target by name, for the fuzz crate and the replay test.
-pub const TARGETS: [(&str, fn(&[u8]) -> Result<(), String>); 5] =
+pub const TARGETS: [(&str, Parser); 5] =
     [("pipeline", pipeline), ("idx", idx), ("weights", weights), ("image", image), ("facescrub_list", facescrub_list)];
