@@ -21,6 +21,8 @@ OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
     --out DIR                 output folder (default resources/<name>; one file only)
     --quiet                   no progress bars
+    --resume                  continue from the last checkpoint of an interrupted run
+                              (stages with checkpoint_every set save them)
     -h, --help                this help
     -V, --version             the version
 
@@ -39,16 +41,18 @@ struct Args {
     sets: Vec<String>,
     out: Option<PathBuf>,
     quiet: bool,
+    resume: bool,
 }
 
 fn parse_args(raw: Vec<String>) -> Result<Args, String> {
-    let mut a = Args { command: None, files: vec![], sets: vec![], out: None, quiet: false };
+    let mut a = Args { command: None, files: vec![], sets: vec![], out: None, quiet: false, resume: false };
     let mut it = raw.into_iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--set" => a.sets.push(it.next().ok_or("--set needs section.key=value")?),
             "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
             "--quiet" | "-q" => a.quiet = true,
+            "--resume" => a.resume = true,
             "-h" | "--help" | "-V" | "--version" => a.command = Some(arg),
             s if s.starts_with("--set=") => a.sets.push(s["--set=".len()..].to_string()),
             s if s.starts_with("--out=") => a.out = Some(PathBuf::from(&s["--out=".len()..])),
@@ -182,7 +186,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let opts = RunOptions { out: args.out.clone(), progress: !args.quiet };
+            let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
             for l in &loaded {
                 eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
                 match pipeline::run(l, &opts) {

@@ -61,6 +61,11 @@ impl Params {
 
     /// The parameters as a safetensors file (f32, little-endian).
     pub fn to_safetensors(&self) -> Vec<u8> {
+        self.to_safetensors_with(None)
+    }
+
+    /// The same, with text metadata in the header.
+    pub fn to_safetensors_with(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Vec<u8> {
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -74,7 +79,7 @@ impl Params {
                 (n.clone(), view)
             })
             .collect();
-        safetensors::serialize(views, None).expect("serialising to memory cannot fail")
+        safetensors::serialize(views, metadata).expect("serialising to memory cannot fail")
     }
 
     /// Replace every parameter with the tensor of the same name in the

@@ -2,7 +2,7 @@
 //! `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
 //! `w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
 
-use super::Optimizer;
+use super::{Optimizer, State};
 use crate::autodiff::Grads;
 use crate::error::{Error, Result};
 use crate::nn::Params;
@@ -62,6 +62,35 @@ impl Optimizer for Adam {
             let (ms, vs, ps) = (m.data_mut(), v.data_mut(), p.data_mut());
             update(ms, vs, ps, g.data(), [b1, b2, step, inv_sqrt_c2, self.eps]);
         }
+        Ok(())
+    }
+
+    fn state(&self) -> State {
+        let mut tensors = Params::new();
+        for (name, (m, v)) in &self.moments {
+            tensors.insert(&format!("m/{name}"), m.clone());
+            tensors.insert(&format!("v/{name}"), v.clone());
+        }
+        State { tensors, steps: self.t }
+    }
+
+    fn restore(&mut self, state: State) -> Result<()> {
+        let (mut m, mut v) = (super::tensors_of(&state, "m"), super::tensors_of(&state, "v"));
+        let same_names = m.len() == v.len() && m.keys().eq(v.keys()) && 2 * m.len() == state.tensors.len();
+        if !same_names {
+            return Err(Error::Invalid { op: "adam", message: "the saved state is not an Adam optimiser's".into() });
+        }
+        self.moments = m
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|n| {
+                let pair = (m.remove(&n).expect("listed"), v.remove(&n).expect("same names"));
+                (n, pair)
+            })
+            .collect();
+        self.t = state.steps;
         Ok(())
     }
 }

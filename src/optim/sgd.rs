@@ -2,7 +2,7 @@
 //! `v = momentum * v + lr * grad; w -= v`. With momentum 0 this is plain
 //! gradient descent (section 4).
 
-use super::Optimizer;
+use super::{Optimizer, State};
 use crate::autodiff::Grads;
 use crate::error::{Error, Result};
 use crate::nn::Params;
@@ -45,6 +45,22 @@ impl Optimizer for Sgd {
             let vs = v.data_mut();
             vs.iter_mut().zip(g.data()).for_each(|(v, &g)| *v = self.momentum * *v + self.lr * g);
             p.axpy(-1.0, v)?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> State {
+        let mut tensors = Params::new();
+        for (name, v) in &self.velocity {
+            tensors.insert(&format!("velocity/{name}"), v.clone());
+        }
+        State { tensors, steps: 0 }
+    }
+
+    fn restore(&mut self, state: State) -> Result<()> {
+        self.velocity = super::tensors_of(&state, "velocity");
+        if self.velocity.len() != state.tensors.len() {
+            return Err(Error::Invalid { op: "sgd", message: "the saved state is not an SGD optimiser's".into() });
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! `contour.rs`), each adding figures and numbers to a [`Report`]; `output.rs`
 //! stages every file and moves them into place only when the run succeeded.
 
+pub mod checkpoint;
 pub mod load;
 pub mod output;
 mod report;

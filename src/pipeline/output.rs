@@ -28,6 +28,7 @@ impl Outputs {
             _ => PathBuf::from("."),
         };
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        remove_abandoned(&parent, &format!(".{name}.partial-"));
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         std::fs::create_dir_all(&staging).map_err(|e| OutputError {
             path: staging.clone(),
@@ -72,6 +73,22 @@ impl Outputs {
             written.push(to);
         }
         Ok(written)
+    }
+}
+
+/// Remove staging folders `<prefix><pid>` of runs that were killed (their
+/// process is gone). Only where `/proc` tells which processes live.
+fn remove_abandoned(parent: &Path, prefix: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

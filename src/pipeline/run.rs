@@ -1,6 +1,7 @@
 //! Running a loaded pipeline: its stages in order, then `metrics.json`,
 //! `report.md` and the figures, committed together.
 
+use super::checkpoint::Checkpoints;
 use super::load::{ConfigError, Loaded};
 use super::output::{OutputError, Outputs};
 use super::report::{provenance, Report};
@@ -14,6 +15,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Show progress bars (only drawn on a terminal).
     pub progress: bool,
+    /// Continue from the checkpoints an interrupted run left.
+    pub resume: bool,
 }
 
 /// Why a run stopped. Nothing is written to the output folder in any case.
@@ -34,12 +37,15 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError>
     let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("resources").join(&p.name));
     let mut out = Outputs::new(&dir)?;
     let mut report = Report::default();
-    let mut ctx = Ctx::new(loaded, &mut out, &mut report, opts.progress)?;
+    let checkpoints = Checkpoints::beside(&dir, opts.resume);
+    let mut ctx = Ctx::new(loaded, &mut out, &mut report, opts.progress, checkpoints.clone())?;
     stages::run_all(&mut ctx)?;
     drop(ctx);
     let config = serde_json::to_value(p).expect("a pipeline serialises");
     let metrics = report.metrics_json(provenance(p.seed, started.elapsed().as_secs_f64(), config));
     out.write("metrics.json", metrics.as_bytes())?;
     out.write("report.md", report.markdown(&p.name, &p.description, &p.reference).as_bytes())?;
-    Ok(out.commit()?)
+    let written = out.commit()?;
+    checkpoints.remove();
+    Ok(written)
 }

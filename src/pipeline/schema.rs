@@ -414,6 +414,10 @@ pub struct Train {
     /// File name of the figure of the first layer's weights.
     #[serde(default = "default_weights_figure")]
     pub weights_figure: String,
+    /// Save a checkpoint (weights, optimiser and loop state) every N steps,
+    /// so `nabla FILE --resume` continues an interrupted run (0: never).
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 fn default_curve_figure() -> String {
@@ -572,6 +576,10 @@ pub struct Finetune {
     /// Save the trained network under this name in the output folder (it is
     /// 228 MB with torchvision's sizes, so only when asked).
     pub save: Option<String>,
+    /// Save a checkpoint (weights, optimiser and loop state) every N steps,
+    /// so `nabla FILE --resume` continues an interrupted run (0: never).
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 fn default_finetune_optimizer() -> OptimizerName {

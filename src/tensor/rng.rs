@@ -10,7 +10,8 @@
 //! scheduling.
 
 /// A seeded SplitMix64 stream.
-#[derive(Clone, Debug)]
+/// Serialisable, so a checkpoint can continue the same stream.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: u64,
     spare_normal: Option<f64>,

@@ -8,6 +8,7 @@ use crate::data::Split;
 use crate::nn::alexnet::AlexNet;
 use crate::nn::Params;
 use crate::optim::{Adam, Optimizer, Sgd};
+use crate::pipeline::checkpoint::Saved;
 use crate::pipeline::report::fmt_metric;
 use crate::pipeline::run::RunError;
 use crate::pipeline::schema::{Finetune, OptimizerName};
@@ -16,6 +17,20 @@ use crate::tensor::{Rng, Tensor};
 use serde_json::json;
 
 const EVAL_BATCH: usize = 32;
+
+/// Where the loop is, besides weights and optimiser, for `--resume`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoopState {
+    epoch: usize,
+    /// The first mini-batch of `epoch` not yet taken.
+    next_batch: usize,
+    rng: Rng,
+    /// This epoch's shuffled order.
+    order: Vec<usize>,
+    loss_sum: f64,
+    /// (epoch, mean loss, train, validation, test) of the finished epochs.
+    curve: Vec<(usize, f64, f64, f64, f64)>,
+}
 
 fn accuracy(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<f64> {
     let width = split.images.shape()[1];
@@ -52,10 +67,30 @@ pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
     let mut order: Vec<usize> = (0..data.train.len()).collect();
     let mut curve = Vec::new();
     let started = std::time::Instant::now();
-    for epoch in 1..=f.epochs {
-        rng.shuffle(&mut order);
-        let mut loss_sum = 0.0;
-        for chunk in order.chunks(f.batch_size) {
+    // Resume: the settings that define the run (not how often it checkpoints).
+    let settings = (ctx.pipeline().data.clone(), Finetune { checkpoint_every: 0, save: None, ..f.clone() });
+    let settings = (settings, ctx.pipeline().seed);
+    let (mut first_epoch, mut first_batch, mut loss_sum) = (1, 0, 0.0);
+    let ck = &ctx.checkpoints;
+    if let Some(s) = ck.load::<LoopState>("finetune", &settings).map_err(|e| ctx.err("finetune", e))? {
+        params = s.params;
+        opt.restore(s.optim).map_err(fail)?;
+        let l = s.looped;
+        (rng, order, curve) = (l.rng, l.order, l.curve);
+        (first_epoch, first_batch, loss_sum) = (l.epoch, l.next_batch, l.loss_sum);
+        eprintln!("finetune: resuming from the checkpoint at epoch {first_epoch}, batch {first_batch}");
+    }
+    let batches = order.len().div_ceil(f.batch_size);
+    for epoch in first_epoch..=f.epochs {
+        // A resumed epoch keeps the order its shuffle made.
+        let resumed = epoch == first_epoch && first_batch > 0;
+        if !resumed {
+            rng.shuffle(&mut order);
+            loss_sum = 0.0;
+        }
+        let skip = if resumed { first_batch } else { 0 };
+        for b in skip..batches {
+            let chunk = &order[b * f.batch_size..((b + 1) * f.batch_size).min(order.len())];
             let batch = data.train.select(chunk);
             let x = Var::constant(batch.images.reshape(&[chunk.len(), 3, 227, 227]).map_err(fail)?);
             let tape = Tape::new();
@@ -77,6 +112,19 @@ pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
             };
             drop(tape);
             opt.step(&mut params, &grads).map_err(fail)?;
+            let step = (epoch - 1) * batches + b + 1;
+            if f.checkpoint_every > 0 && step.is_multiple_of(f.checkpoint_every) {
+                let looped = LoopState {
+                    epoch,
+                    next_batch: b + 1,
+                    rng: rng.clone(),
+                    order: order.clone(),
+                    loss_sum,
+                    curve: curve.clone(),
+                };
+                let state = Saved { params: params.clone(), optim: opt.state(), looped };
+                ck.save("finetune", &settings, &state).map_err(|e| ctx.err("finetune", e))?;
+            }
         }
         let point = (
             epoch,

@@ -10,6 +10,7 @@ mod softmax64;
 mod train;
 mod units;
 
+use super::checkpoint::Checkpoints;
 use super::load::Loaded;
 use super::output::Outputs;
 use super::report::Report;
@@ -36,6 +37,7 @@ pub(crate) struct Ctx<'a> {
     pub params: Option<Params>,
     /// Where the backbone's weights came from, once loaded.
     pub backbone_source: Mutex<Option<String>>,
+    pub checkpoints: Checkpoints,
 }
 
 impl<'a> Ctx<'a> {
@@ -44,8 +46,9 @@ impl<'a> Ctx<'a> {
         out: &'a mut Outputs,
         report: &'a mut Report,
         progress: bool,
+        checkpoints: Checkpoints,
     ) -> Result<Ctx<'a>, RunError> {
-        Ok(Ctx { loaded, out, report, progress, params: None, backbone_source: Mutex::new(None) })
+        Ok(Ctx { loaded, out, report, progress, params: None, backbone_source: Mutex::new(None), checkpoints })
     }
 
     pub fn pipeline(&self) -> &Pipeline {

@@ -6,6 +6,7 @@ use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::data::{Dataset, Split};
 use crate::nn::{Mlp, Params};
 use crate::optim::{Adam, Optimizer, Sgd};
+use crate::pipeline::checkpoint::Saved;
 use crate::pipeline::load::{from_table, set_path, to_table};
 use crate::pipeline::report::fmt_metric;
 use crate::pipeline::run::RunError;
@@ -16,13 +17,41 @@ use serde_json::json;
 use std::io::IsTerminal;
 
 /// Accuracies and loss at one point of training.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EvalPoint {
     pub iteration: usize,
+    /// NaN before the first step (JSON null).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     pub train: f64,
     pub validation: f64,
     pub test: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// What a training loop needs, besides weights and optimiser, to continue
+/// exactly where it stopped.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoopState {
+    /// Steps done.
+    iteration: usize,
+    rng: Rng,
+    /// The training set's order after the last shuffle, and the next
+    /// mini-batch's start in it.
+    order: Vec<usize>,
+    cursor: usize,
+    curve: Vec<EvalPoint>,
+}
+
+/// Which training run a loop is: its label (for messages and checkpoint
+/// names), seed, and the settings that define it.
+struct RunId<'a> {
+    label: &'a str,
+    seed: u64,
+    settings: &'a Pipeline,
 }
 
 pub(crate) fn accuracy(net: &Mlp, params: &Params, split: &Split) -> crate::Result<f64> {
@@ -38,9 +67,9 @@ fn train_loop(
     net: &Mlp,
     params: &mut Params,
     t: &Train,
-    seed: u64,
-    label: &str,
+    run: &RunId,
 ) -> Result<Vec<EvalPoint>, RunError> {
+    let (seed, label) = (run.seed, run.label);
     let fail = |e: crate::Error| ctx.err("train", e);
     if t.batch_size > data.train.len() {
         return Err(ctx.err(
@@ -88,22 +117,42 @@ fn train_loop(
             test: accuracy(net, params, &data.test).map_err(fail)?,
         })
     };
-    let mut curve = vec![evaluate(params, 0, f64::NAN)?];
+    // An epoch's mini-batches: `order` cut into `batches_per_epoch` parts.
+    let batches_of = |order: &[usize]| -> Vec<(Var, Targets)> {
+        let (n, k) = (order.len(), t.batches_per_epoch);
+        (0..k)
+            .map(|b| {
+                let part = data.train.select(&order[b * n / k..(b + 1) * n / k]);
+                (Var::constant(part.images), Targets::Classes(part.labels))
+            })
+            .collect()
+    };
+    let ck = &ctx.checkpoints;
+    let saved = ck.load::<LoopState>(label, run.settings).map_err(|e| ctx.err("train", e))?;
+    let (mut curve, first) = match saved {
+        Some(s) => {
+            *params = s.params;
+            opt.restore(s.optim).map_err(fail)?;
+            let l = s.looped;
+            (rng, order, cursor) = (l.rng, l.order, l.cursor);
+            if epochs {
+                // The current epoch's mini-batches, as its shuffle made them.
+                epoch_batches = batches_of(&order);
+            }
+            eprintln!("{label}: resuming from the checkpoint at step {} of {total}", l.iteration);
+            bar.set_position(l.iteration as u64);
+            (l.curve, l.iteration + 1)
+        }
+        None => (vec![evaluate(params, 0, f64::NAN)?], 1),
+    };
     let tape = Tape::new();
-    for it in 1..=total {
+    for it in first..=total {
         let batch;
         let (x, y) = if epochs {
             let block = (it - 1) / t.steps_per_batch;
             if block.is_multiple_of(t.batches_per_epoch) && (it - 1).is_multiple_of(t.steps_per_batch) {
                 rng.shuffle(&mut order);
-                let n = order.len();
-                epoch_batches = (0..t.batches_per_epoch)
-                    .map(|b| {
-                        let part =
-                            data.train.select(&order[b * n / t.batches_per_epoch..(b + 1) * n / t.batches_per_epoch]);
-                        (Var::constant(part.images), Targets::Classes(part.labels))
-                    })
-                    .collect();
+                epoch_batches = batches_of(&order);
             }
             let (x, y) = &epoch_batches[block % t.batches_per_epoch];
             (x, y)
@@ -140,6 +189,12 @@ fn train_loop(
             curve.push(p);
         }
         bar.inc(1);
+        if t.checkpoint_every > 0 && (it.is_multiple_of(t.checkpoint_every) || it == total) {
+            let looped =
+                LoopState { iteration: it, rng: rng.clone(), order: order.clone(), cursor, curve: curve.clone() };
+            let state = Saved { params: params.clone(), optim: opt.state(), looped };
+            ck.save(label, run.settings, &state).map_err(|e| ctx.err("train", e))?;
+        }
     }
     bar.finish_and_clear();
     Ok(curve)
@@ -192,7 +247,13 @@ pub(crate) fn train_once(ctx: &Ctx, p: &Pipeline, label: &str, start: Option<Par
     };
     let initial = params.clone();
     let started = std::time::Instant::now();
-    let curve = train_loop(ctx, &data, &net, &mut params, &t, p.seed, label)?;
+    // The settings that define this run; how often it checkpoints does not.
+    let mut settings = p.clone();
+    if let Some(t) = settings.train.as_mut() {
+        t.checkpoint_every = 0;
+    }
+    let run = RunId { label, seed: p.seed, settings: &settings };
+    let curve = train_loop(ctx, &data, &net, &mut params, &t, &run)?;
     Ok(Run { net, data, initial, params, curve, seconds: started.elapsed().as_secs_f64() })
 }
 
