@@ -145,10 +145,16 @@ impl Tape {
         let (oh, ow) = win.output(op, h, w)?;
         let planes = Planes { c: 1, h, w, win, oh, ow };
         let mut out = vec![0.0f32; n * c * oh * ow];
-        let mut arg = vec![0u32; n * c * oh * ow];
         let xs = x.value.data();
+        let plane = |p: usize| &xs[p * h * w..(p + 1) * h * w];
+        // The argmax positions only when a backward pass will route through them.
+        if !self.is_recording() || x.id.is_none() {
+            out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, o)| max_pool2d(plane(p), &planes, o, None));
+            return Ok(Var::constant(Tensor::from_vec(out, &[n, c, oh, ow])?));
+        }
+        let mut arg = vec![0u32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow).zip(arg.par_chunks_mut(oh * ow)).enumerate().for_each(|(p, (o, a))| {
-            max_pool2d(&xs[p * h * w..(p + 1) * h * w], &planes, o, a);
+            max_pool2d(plane(p), &planes, o, Some(a));
         });
         let value = Tensor::from_vec(out, &[n, c, oh, ow])?;
         let in_shape = x.shape().to_vec();
