@@ -115,18 +115,72 @@ fn conv2d_backward(
         }
         accumulate(grads, b, Tensor::from_vec(db, &[oc])?)?;
     }
+    // Chunks of images as the forward pass made them: one product each.
+    let per = geom.images_per_product();
+    let chunks: Vec<(usize, usize)> = (0..n).step_by(per).map(|i| (i, per.min(n - i))).collect();
+    // dY of group `gi` of a chunk as one `[ocg, count * pix]` matrix (borrowed
+    // for a single image).
+    let dy_of = |(i0, count): (usize, usize), gi: usize, buf: &'_ mut Vec<f32>| -> Vec<f32> {
+        let ld = count * pix;
+        buf.resize(ocg * ld, 0.0);
+        for j in 0..count {
+            for o in 0..ocg {
+                let src = ((i0 + j) * oc + gi * ocg + o) * pix;
+                buf[o * ld + j * pix..o * ld + (j + 1) * pix].copy_from_slice(&gs[src..src + pix]);
+            }
+        }
+        std::mem::take(buf)
+    };
     if w.id.is_some() {
-        let partials: Vec<Vec<f32>> = (0..n.div_ceil(CONV_GROUP_IMAGES))
-            .into_par_iter()
-            .map(|grp| -> Result<Vec<f32>> {
+        // Partial sums over fixed groups of chunks, added in order: the same
+        // bits on any number of threads.
+        let groups_of = CONV_GROUP_IMAGES.div_ceil(per).max(1);
+        let partials: Vec<Vec<f32>> = chunks
+            .par_chunks(groups_of)
+            .map(|run| -> Result<Vec<f32>> {
                 let mut dw = vec![0.0f32; w.value.numel()];
-                let mut buf = Vec::new();
-                for i in grp * CONV_GROUP_IMAGES..n.min((grp + 1) * CONV_GROUP_IMAGES) {
+                let (mut buf, mut dybuf) = (Vec::new(), Vec::new());
+                for &(i0, count) in run {
+                    let ld = count * pix;
                     for gi in 0..groups {
-                        let cols = geom.columns(&xs[i * image..(i + 1) * image], gi, &mut buf);
-                        let dy = &gs[(i * oc + gi * ocg) * pix..(i * oc + (gi + 1) * ocg) * pix];
+                        let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, &mut buf);
                         let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
-                        sgemm(Transpose::No, Transpose::Yes, ocg, rows, pix, 1.0, dy, pix, cols, pix, 1.0, dwg, rows)?;
+                        if count == 1 {
+                            let dy = &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
+                            sgemm(
+                                Transpose::No,
+                                Transpose::Yes,
+                                ocg,
+                                rows,
+                                pix,
+                                1.0,
+                                dy,
+                                pix,
+                                cols,
+                                pix,
+                                1.0,
+                                dwg,
+                                rows,
+                            )?;
+                        } else {
+                            let dy = dy_of((i0, count), gi, &mut dybuf);
+                            sgemm(
+                                Transpose::No,
+                                Transpose::Yes,
+                                ocg,
+                                rows,
+                                ld,
+                                1.0,
+                                &dy,
+                                ld,
+                                cols,
+                                ld,
+                                1.0,
+                                dwg,
+                                rows,
+                            )?;
+                            dybuf = dy;
+                        }
                     }
                 }
                 Ok(dw)
@@ -140,18 +194,26 @@ fn conv2d_backward(
     }
     if x.id.is_some() {
         let mut dx = vec![0.0f32; n * image];
-        dx.par_chunks_mut(image).enumerate().try_for_each(|(i, dxi)| -> Result<()> {
-            let mut dcols = vec![0.0f32; rows * pix];
+        dx.par_chunks_mut(per * image).zip(chunks.par_iter()).try_for_each(|(dxs, &(i0, count))| -> Result<()> {
+            let ld = count * pix;
+            let (mut dcols, mut dybuf) = (vec![0.0f32; rows * ld], Vec::new());
             let cg = c / groups;
             for gi in 0..groups {
-                let dy = &gs[(i * oc + gi * ocg) * pix..(i * oc + (gi + 1) * ocg) * pix];
                 let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
-                let plane = &mut dxi[gi * cg * h * wd..(gi + 1) * cg * h * wd];
-                if win.is_pointwise() {
-                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy, pix, 0.0, plane, pix)?;
-                } else {
-                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy, pix, 0.0, &mut dcols, pix)?;
-                    col2im(&dcols, &geom.planes(), plane);
+                let dy = if count == 1 { None } else { Some(dy_of((i0, count), gi, &mut dybuf)) };
+                let dy_all = dy.as_deref().unwrap_or(&gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix]);
+                let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
+                if count == 1 && win.is_pointwise() {
+                    let out = &mut dxs[plane(0)];
+                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy_all, pix, 0.0, out, pix)?;
+                    continue;
+                }
+                sgemm(Transpose::Yes, Transpose::No, rows, ld, ocg, 1.0, wg, rows, dy_all, ld, 0.0, &mut dcols, ld)?;
+                for j in 0..count {
+                    col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
+                }
+                if let Some(d) = dy {
+                    dybuf = d;
                 }
             }
             Ok(())

@@ -41,6 +41,17 @@ impl ConvGeom {
         Ok(ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win })
     }
 
+    /// The geometry of `conv2d(x, w, b, ...)`, with the bias checked too.
+    fn checked(x: &Var, w: &Var, b: Option<&Var>, stride: usize, padding: usize, groups: usize) -> Result<ConvGeom> {
+        let geom = ConvGeom::new(&x.value, &w.value, Window { kh: 0, kw: 0, stride, padding }, groups)?;
+        match b {
+            Some(b) if b.shape() != [geom.oc] => {
+                Err(Error::Shape { op: "conv2d", lhs: w.shape().to_vec(), rhs: b.shape().to_vec() })
+            }
+            _ => Ok(geom),
+        }
+    }
+
     /// One group's input planes and the output they give.
     pub fn planes(&self) -> Planes {
         Planes { c: self.c / self.groups, h: self.h, w: self.w, win: self.win, oh: self.oh, ow: self.ow }
@@ -51,22 +62,90 @@ impl ConvGeom {
         self.c / self.groups * self.win.kh * self.win.kw
     }
 
-    /// The column matrix of group `g` of image `x` (`[c, h, w]`), borrowed
-    /// when the convolution is pointwise, else built in `buf`.
-    pub fn columns<'a>(&self, x: &'a [f32], g: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
-        let cg = self.c / self.groups;
-        let plane = &x[g * cg * self.h * self.w..(g + 1) * cg * self.h * self.w];
-        if self.win.is_pointwise() {
-            return plane;
+    /// How many images share one matrix product: enough that the product has
+    /// about `PRODUCT_COLUMNS` columns, in chunks as equal as they can be.
+    pub fn images_per_product(&self) -> usize {
+        let want = (PRODUCT_COLUMNS / (self.oh * self.ow).max(1)).clamp(1, self.n.max(1));
+        self.n.div_ceil(self.n.div_ceil(want).max(1)).max(1)
+    }
+
+    /// The column matrix of group `g` of the `count` consecutive images `x`
+    /// (`[count, c, h, w]`), side by side: `[col_rows, count * oh * ow]`.
+    /// Borrowed for one image of a pointwise convolution, else built in `buf`.
+    pub fn columns<'a>(&self, x: &'a [f32], count: usize, g: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let (cg, image, pix) = (self.c / self.groups, self.c * self.h * self.w, self.oh * self.ow);
+        let plane = |j: usize| &x[j * image + g * cg * self.h * self.w..j * image + (g + 1) * cg * self.h * self.w];
+        if count == 1 && self.win.is_pointwise() {
+            return plane(0);
         }
         // im2col writes every element: grow without clearing.
-        let need = self.col_rows() * self.oh * self.ow;
+        let (ld, need) = (count * pix, self.col_rows() * count * pix);
         if buf.len() < need {
             buf.resize(need, 0.0);
         }
-        im2col(plane, &self.planes(), &mut buf[..need]);
+        for j in 0..count {
+            im2col(plane(j), &self.planes(), &mut buf[j * pix..need], ld);
+        }
         &buf[..need]
     }
+}
+
+/// Columns a convolution's matrix product should have at least. Images whose
+/// outputs are small (AlexNet's 13 x 13 = 169) go side by side into one
+/// product, so the kernel's 32-wide panels are full and the filters are
+/// packed once per few images instead of once per image.
+const PRODUCT_COLUMNS: usize = 1024;
+
+/// The convolution `geom` of the images `xs` by the filters `ws`, plus `bias`,
+/// then ReLU if `relu`: `[n, oc, oh, ow]`. Chunks of
+/// [`ConvGeom::images_per_product`] images run in parallel.
+pub(crate) fn conv2d_forward(
+    geom: &ConvGeom,
+    xs: &[f32],
+    ws: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Result<Vec<f32>> {
+    let ConvGeom { c, h, w, oc, oh, ow, groups, .. } = *geom;
+    let (ocg, pix, rows, image) = (oc / groups, oh * ow, geom.col_rows(), c * h * w);
+    let per = geom.images_per_product();
+    let mut out = vec![0.0f32; geom.n * oc * pix];
+    out.par_chunks_mut(per * oc * pix).enumerate().try_for_each(|(chunk, y)| -> Result<()> {
+        let count = y.len() / (oc * pix);
+        let x = &xs[chunk * per * image..(chunk * per + count) * image];
+        let (mut buf, mut wide) = (Vec::new(), Vec::new());
+        for g in 0..groups {
+            let cols = geom.columns(x, count, g, &mut buf);
+            let wg = &ws[g * ocg * rows..(g + 1) * ocg * rows];
+            if count == 1 {
+                let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
+                sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
+                continue;
+            }
+            // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
+            let ld = count * pix;
+            wide.resize(ocg * ld, 0.0);
+            sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, &mut wide, ld)?;
+            for j in 0..count {
+                for o in 0..ocg {
+                    let dst = (j * oc + g * ocg + o) * pix;
+                    y[dst..dst + pix].copy_from_slice(&wide[o * ld + j * pix..o * ld + (j + 1) * pix]);
+                }
+            }
+        }
+        if bias.is_some() || relu {
+            for (p, plane) in y.chunks_mut(pix).enumerate() {
+                let b = bias.map_or(0.0, |b| b[p % oc]);
+                if relu {
+                    plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                } else {
+                    plane.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 impl Tape {
@@ -81,45 +160,8 @@ impl Tape {
         padding: usize,
         groups: usize,
     ) -> Result<Var> {
-        let geom = ConvGeom::new(&x.value, &w.value, Window { kh: 0, kw: 0, stride, padding }, groups)?;
-        if let Some(b) = b {
-            if b.shape() != [geom.oc] {
-                return Err(Error::Shape { op: "conv2d", lhs: w.shape().to_vec(), rhs: b.shape().to_vec() });
-            }
-        }
-        let (ocg, pix) = (geom.oc / groups, geom.oh * geom.ow);
-        let (xs, ws) = (x.value.data(), w.value.data());
-        let mut out = vec![0.0f32; geom.n * geom.oc * pix];
-        let image = geom.c * geom.h * geom.w;
-        out.par_chunks_mut(geom.oc * pix).enumerate().try_for_each(|(i, y)| -> Result<()> {
-            let mut buf = Vec::new();
-            for g in 0..groups {
-                let cols = geom.columns(&xs[i * image..(i + 1) * image], g, &mut buf);
-                let wg = &ws[g * ocg * geom.col_rows()..(g + 1) * ocg * geom.col_rows()];
-                let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-                sgemm(
-                    Transpose::No,
-                    Transpose::No,
-                    ocg,
-                    pix,
-                    geom.col_rows(),
-                    1.0,
-                    wg,
-                    geom.col_rows(),
-                    cols,
-                    pix,
-                    0.0,
-                    yg,
-                    pix,
-                )?;
-            }
-            if let Some(b) = b {
-                for (plane, &bias) in y.chunks_mut(pix).zip(b.value.data()) {
-                    plane.iter_mut().for_each(|v| *v += bias);
-                }
-            }
-            Ok(())
-        })?;
+        let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
+        let out = conv2d_forward(&geom, x.value.data(), w.value.data(), b.map(|b| b.value.data()), false)?;
         let value = Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?;
         let ids = [x.id, w.id, b.and_then(|b| b.id)];
         Ok(self.record(value, &ids, || Op::Conv2d {
@@ -128,6 +170,26 @@ impl Tape {
             b: b.and_then(|b| b.id),
             geom,
         }))
+    }
+
+    /// `relu(conv2d(...))`. When no gradient will flow through it, the two
+    /// are one pass: the ReLU is applied as each chunk of the output is made.
+    pub fn conv2d_relu(
+        &self,
+        x: &Var,
+        w: &Var,
+        b: Option<&Var>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> Result<Var> {
+        let tracked = x.id.is_some() || w.id.is_some() || b.is_some_and(|b| b.id.is_some());
+        if self.is_recording() && tracked {
+            return Ok(self.relu(&self.conv2d(x, w, b, stride, padding, groups)?));
+        }
+        let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
+        let out = conv2d_forward(&geom, x.value.data(), w.value.data(), b.map(|b| b.value.data()), true)?;
+        Ok(Var::constant(Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
     }
 
     /// Max pooling of `x [n, c, h, w]` over `k x k` windows with `stride`

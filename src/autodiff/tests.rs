@@ -335,3 +335,50 @@ fn kinks_are_skipped_not_failed() {
     assert_eq!(report.skipped_kinks, 2);
     assert_eq!(report.checked, 2);
 }
+
+/// A batch whose small outputs are multiplied in chunks of images side by
+/// side (5 images of 16 x 20 outputs: chunks of 3 and 2) gives the values and
+/// gradients of one image at a time; and the fused `conv2d_relu` of an
+/// inference tape gives `relu(conv2d)`.
+#[test]
+fn chunked_images_match_one_image_at_a_time() {
+    let (n, groups, cpg, opg) = (5, 2, 3, 4);
+    let x = rand(&[n, groups * cpg, 18, 22], -1.0, 1.0, 1);
+    let w = rand(&[groups * opg, cpg, 3, 3], -1.0, 1.0, 2);
+    let b = rand(&[groups * opg], -1.0, 1.0, 3);
+    let run = |x: Tensor| {
+        let tape = Tape::new();
+        let (xv, wv, bv) = (tape.leaf(x), tape.leaf(w.clone()), tape.leaf(b.clone()));
+        let y = tape.conv2d(&xv, &wv, Some(&bv), 1, 0, groups).unwrap();
+        // A loss that weights every output differently.
+        let weights = Var::constant(rand(y.shape(), -1.0, 1.0, 4 + y.shape()[0] as u64));
+        let g = tape.backward(&tape.sum(&tape.mul(&y, &weights).unwrap())).unwrap();
+        let grad = |v: &Var| g.get(v).unwrap().clone();
+        (y.value().clone(), grad(&xv), grad(&wv), grad(&bv), weights)
+    };
+    let (y, dx, dw, db, _) = run(x.clone());
+    let image = x.numel() / n;
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() <= 1e-4 * (1.0 + q.abs()));
+    let (mut dw_sum, mut db_sum) = (vec![0.0f32; dw.numel()], vec![0.0f32; db.numel()]);
+    let out = y.numel() / n;
+    for i in 0..n {
+        let xi = Tensor::from_vec(x.data()[i * image..(i + 1) * image].to_vec(), &[1, groups * cpg, 18, 22]).unwrap();
+        let tape = Tape::new();
+        let (xv, wv, bv) = (tape.leaf(xi), tape.leaf(w.clone()), tape.leaf(b.clone()));
+        let yi = tape.conv2d(&xv, &wv, Some(&bv), 1, 0, groups).unwrap();
+        assert!(close(yi.value().data(), &y.data()[i * out..(i + 1) * out]), "image {i}: values differ");
+        // The same output weights as the batch run gave this image.
+        let weights = rand(y.shape(), -1.0, 1.0, 4 + n as u64);
+        let wi = Tensor::from_vec(weights.data()[i * out..(i + 1) * out].to_vec(), yi.shape()).unwrap();
+        let g = tape.backward(&tape.sum(&tape.mul(&yi, &Var::constant(wi)).unwrap())).unwrap();
+        assert!(close(g.get(&xv).unwrap().data(), &dx.data()[i * image..(i + 1) * image]), "image {i}: dx differs");
+        dw_sum.iter_mut().zip(g.get(&wv).unwrap().data()).for_each(|(s, v)| *s += v);
+        db_sum.iter_mut().zip(g.get(&bv).unwrap().data()).for_each(|(s, v)| *s += v);
+    }
+    assert!(close(&dw_sum, dw.data()) && close(&db_sum, db.data()), "weight or bias gradients differ");
+
+    let tape = Tape::inference();
+    let (xv, wv, bv) = (Var::constant(x), Var::constant(w), Var::constant(b));
+    let fused = tape.conv2d_relu(&xv, &wv, Some(&bv), 1, 0, groups).unwrap();
+    assert_eq!(fused.value().data(), tape.conv2d(&xv, &wv, Some(&bv), 1, 0, groups).unwrap().value().relu().data());
+}

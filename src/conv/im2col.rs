@@ -4,16 +4,19 @@ use super::Planes;
 use rayon::prelude::*;
 
 /// Lay out the receptive fields of one image `[c, h, w]` as the columns of
-/// `cols [c * kh * kw, oh * ow]`: row `(ci, i, j)`, column `(oy, ox)` holds
-/// pixel `(ci, oy * stride + i - padding, ox * stride + j - padding)`, or 0
-/// outside the image.
-pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
+/// `cols [c * kh * kw, oh * ow]` (rows `ld` apart, so several images can sit
+/// side by side): row `(ci, i, j)`, column `(oy, ox)` holds pixel
+/// `(ci, oy * stride + i - padding, ox * stride + j - padding)`, or 0 outside
+/// the image.
+pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
     let Planes { h, w, win, oh, ow, .. } = *g;
     let (s, p) = (win.stride as isize, win.padding as isize);
-    let rows = &mut cols[..g.c * win.kh * win.kw * oh * ow];
+    let count = g.c * win.kh * win.kw;
+    assert!(ld >= oh * ow && cols.len() >= (count - 1) * ld + oh * ow, "im2col: column matrix too small");
     // One row per (channel, i, j); large images fill rows on every thread
     // (a batch of one has no other parallelism to use).
     let fill = |(row, out): (usize, &mut [f32])| {
+        let out = &mut out[..oh * ow];
         let (ci, i, j) = (row / (win.kh * win.kw), row / win.kw % win.kh, row % win.kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         // Columns whose pixel lies inside the row: ox in lo..hi.
@@ -45,10 +48,11 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
             }
         }
     };
-    if rows.len() >= PARALLEL_MIN {
-        rows.par_chunks_mut(oh * ow).enumerate().for_each(fill);
+    let rows = &mut cols[..(count - 1) * ld + oh * ow];
+    if count * oh * ow >= PARALLEL_MIN {
+        rows.par_chunks_mut(ld).enumerate().for_each(fill);
     } else {
-        rows.chunks_mut(oh * ow).enumerate().for_each(fill);
+        rows.chunks_mut(ld).enumerate().for_each(fill);
     }
 }
 
@@ -56,8 +60,8 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32]) {
 const PARALLEL_MIN: usize = 1 << 18;
 
 /// The adjoint of [`im2col`]: add each column entry back onto its pixel of
-/// `dx [c, h, w]` (overlapping windows add up).
-pub fn col2im(cols: &[f32], g: &Planes, dx: &mut [f32]) {
+/// `dx [c, h, w]` (overlapping windows add up); rows of `cols` are `ld` apart.
+pub fn col2im(cols: &[f32], g: &Planes, ld: usize, dx: &mut [f32]) {
     let Planes { c, h, w, win, oh, ow } = *g;
     let (s, p) = (win.stride as isize, win.padding as isize);
     let mut row = 0;
@@ -65,7 +69,7 @@ pub fn col2im(cols: &[f32], g: &Planes, dx: &mut [f32]) {
         let plane = &mut dx[ci * h * w..(ci + 1) * h * w];
         for i in 0..win.kh {
             for j in 0..win.kw {
-                let src = &cols[row * oh * ow..(row + 1) * oh * ow];
+                let src = &cols[row * ld..row * ld + oh * ow];
                 for oy in 0..oh {
                     let y = oy as isize * s + i as isize - p;
                     if y < 0 || y >= h as isize {
@@ -100,12 +104,25 @@ mod tests {
             let x: Vec<f32> = (0..c * h * w).map(|_| r.normal()).collect();
             let y: Vec<f32> = (0..c * k * k * oh * ow).map(|_| r.normal()).collect();
             let mut cols = vec![0.0; y.len()];
-            im2col(&x, &g, &mut cols);
+            im2col(&x, &g, &mut cols, oh * ow);
             let mut back = vec![0.0; x.len()];
-            col2im(&y, &g, &mut back);
+            col2im(&y, &g, oh * ow, &mut back);
             let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
             assert!((lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+            // Side by side with another image's columns (row stride 2 * oh * ow),
+            // both ways give the same numbers in their half.
+            let pix = oh * ow;
+            let mut wide = vec![f32::NAN; 2 * y.len()];
+            im2col(&x, &g, &mut wide[pix..], 2 * pix);
+            let rows = c * k * k;
+            assert!((0..rows).all(|r| wide[(2 * r + 1) * pix..(2 * r + 2) * pix] == cols[r * pix..(r + 1) * pix]));
+            let mut spread = vec![0.0; 2 * y.len()];
+            (0..rows)
+                .for_each(|r| spread[(2 * r + 1) * pix..(2 * r + 2) * pix].copy_from_slice(&y[r * pix..(r + 1) * pix]));
+            let mut back2 = vec![0.0; x.len()];
+            col2im(&spread[pix..], &g, 2 * pix, &mut back2);
+            assert_eq!(back, back2);
         }
     }
 }

@@ -118,7 +118,7 @@ impl AlexNet {
         for (i, &(idx, _, stride, padding)) in CONVS.iter().enumerate() {
             let w = params.var(tape, &format!("features.{idx}.weight"))?;
             let b = params.var(tape, &format!("features.{idx}.bias"))?;
-            h = tape.relu(&tape.conv2d(&h, &w, Some(&b), stride, padding, 1)?);
+            h = tape.conv2d_relu(&h, &w, Some(&b), stride, padding, 1)?;
             if POOL_AFTER.contains(&i) {
                 h = tape.max_pool2d(&h, 3, 2, 0)?;
             }
