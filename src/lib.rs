@@ -20,6 +20,7 @@ pub mod conv;
 pub mod data;
 pub mod nn;
 pub mod optim;
+pub mod parallel;
 pub mod parsers;
 pub mod pipeline;
 pub mod plot;

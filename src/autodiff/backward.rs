@@ -135,55 +135,58 @@ fn conv2d_backward(
         // Partial sums over fixed groups of chunks, added in order: the same
         // bits on any number of threads.
         let groups_of = CONV_GROUP_IMAGES.div_ceil(per).max(1);
+        let serial = ConvGeom::fills_threads(chunks.len().div_ceil(groups_of));
         let partials: Vec<Vec<f32>> = chunks
             .par_chunks(groups_of)
-            .map(|run| -> Result<Vec<f32>> {
-                let mut dw = vec![0.0f32; w.value.numel()];
-                let (mut buf, mut dybuf) = (Vec::new(), Vec::new());
-                for &(i0, count) in run {
-                    let ld = count * pix;
-                    for gi in 0..groups {
-                        let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, &mut buf);
-                        let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
-                        if count == 1 {
-                            let dy = &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
-                            sgemm(
-                                Transpose::No,
-                                Transpose::Yes,
-                                ocg,
-                                rows,
-                                pix,
-                                1.0,
-                                dy,
-                                pix,
-                                cols,
-                                pix,
-                                1.0,
-                                dwg,
-                                rows,
-                            )?;
-                        } else {
-                            let dy = dy_of((i0, count), gi, &mut dybuf);
-                            sgemm(
-                                Transpose::No,
-                                Transpose::Yes,
-                                ocg,
-                                rows,
-                                ld,
-                                1.0,
-                                &dy,
-                                ld,
-                                cols,
-                                ld,
-                                1.0,
-                                dwg,
-                                rows,
-                            )?;
-                            dybuf = dy;
+            .map(|run| {
+                crate::parallel::serial_if(serial, || -> Result<Vec<f32>> {
+                    let mut dw = vec![0.0f32; w.value.numel()];
+                    let (mut buf, mut dybuf) = (Vec::new(), Vec::new());
+                    for &(i0, count) in run {
+                        let ld = count * pix;
+                        for gi in 0..groups {
+                            let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, &mut buf);
+                            let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
+                            if count == 1 {
+                                let dy = &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
+                                sgemm(
+                                    Transpose::No,
+                                    Transpose::Yes,
+                                    ocg,
+                                    rows,
+                                    pix,
+                                    1.0,
+                                    dy,
+                                    pix,
+                                    cols,
+                                    pix,
+                                    1.0,
+                                    dwg,
+                                    rows,
+                                )?;
+                            } else {
+                                let dy = dy_of((i0, count), gi, &mut dybuf);
+                                sgemm(
+                                    Transpose::No,
+                                    Transpose::Yes,
+                                    ocg,
+                                    rows,
+                                    ld,
+                                    1.0,
+                                    &dy,
+                                    ld,
+                                    cols,
+                                    ld,
+                                    1.0,
+                                    dwg,
+                                    rows,
+                                )?;
+                                dybuf = dy;
+                            }
                         }
                     }
-                }
-                Ok(dw)
+                    Ok(dw)
+                })
             })
             .collect::<Result<_>>()?;
         let mut dw = vec![0.0f32; w.value.numel()];
@@ -194,29 +197,61 @@ fn conv2d_backward(
     }
     if x.id.is_some() {
         let mut dx = vec![0.0f32; n * image];
-        dx.par_chunks_mut(per * image).zip(chunks.par_iter()).try_for_each(|(dxs, &(i0, count))| -> Result<()> {
-            let ld = count * pix;
-            let (mut dcols, mut dybuf) = (vec![0.0f32; rows * ld], Vec::new());
-            let cg = c / groups;
-            for gi in 0..groups {
-                let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
-                let dy = if count == 1 { None } else { Some(dy_of((i0, count), gi, &mut dybuf)) };
-                let dy_all = dy.as_deref().unwrap_or(&gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix]);
-                let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
-                if count == 1 && win.is_pointwise() {
-                    let out = &mut dxs[plane(0)];
-                    sgemm(Transpose::Yes, Transpose::No, rows, pix, ocg, 1.0, wg, rows, dy_all, pix, 0.0, out, pix)?;
-                    continue;
+        let serial = ConvGeom::fills_threads(chunks.len());
+        dx.par_chunks_mut(per * image).zip(chunks.par_iter()).try_for_each(|(dxs, &(i0, count))| {
+            crate::parallel::serial_if(serial, || -> Result<()> {
+                let ld = count * pix;
+                let (mut dcols, mut dybuf) = (vec![0.0f32; rows * ld], Vec::new());
+                let cg = c / groups;
+                for gi in 0..groups {
+                    let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
+                    let dy = if count == 1 { None } else { Some(dy_of((i0, count), gi, &mut dybuf)) };
+                    let dy_all =
+                        dy.as_deref().unwrap_or(&gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix]);
+                    let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
+                    if count == 1 && win.is_pointwise() {
+                        let out = &mut dxs[plane(0)];
+                        sgemm(
+                            Transpose::Yes,
+                            Transpose::No,
+                            rows,
+                            pix,
+                            ocg,
+                            1.0,
+                            wg,
+                            rows,
+                            dy_all,
+                            pix,
+                            0.0,
+                            out,
+                            pix,
+                        )?;
+                        continue;
+                    }
+                    sgemm(
+                        Transpose::Yes,
+                        Transpose::No,
+                        rows,
+                        ld,
+                        ocg,
+                        1.0,
+                        wg,
+                        rows,
+                        dy_all,
+                        ld,
+                        0.0,
+                        &mut dcols,
+                        ld,
+                    )?;
+                    for j in 0..count {
+                        col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
+                    }
+                    if let Some(d) = dy {
+                        dybuf = d;
+                    }
                 }
-                sgemm(Transpose::Yes, Transpose::No, rows, ld, ocg, 1.0, wg, rows, dy_all, ld, 0.0, &mut dcols, ld)?;
-                for j in 0..count {
-                    col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
-                }
-                if let Some(d) = dy {
-                    dybuf = d;
-                }
-            }
-            Ok(())
+                Ok(())
+            })
         })?;
         accumulate(grads, x.id, Tensor::from_vec(dx, x.value.shape())?)?;
     }

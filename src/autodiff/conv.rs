@@ -63,10 +63,25 @@ impl ConvGeom {
     }
 
     /// How many images share one matrix product: enough that the product has
-    /// about `PRODUCT_COLUMNS` columns, in chunks as equal as they can be.
+    /// about `PRODUCT_COLUMNS` columns, in chunks as equal as they can be and,
+    /// when there are several, a multiple of 4 of them (so 2 or 4 threads
+    /// share them evenly). The rule depends on the shapes only, never on the
+    /// thread count: the weight gradient sums chunk by chunk, and must give
+    /// the same bits on any number of threads.
     pub fn images_per_product(&self) -> usize {
-        let want = (PRODUCT_COLUMNS / (self.oh * self.ow).max(1)).clamp(1, self.n.max(1));
-        self.n.div_ceil(self.n.div_ceil(want).max(1)).max(1)
+        let n = self.n.max(1);
+        let want = (PRODUCT_COLUMNS / (self.oh * self.ow).max(1)).clamp(1, n);
+        let mut chunks = n.div_ceil(want);
+        if chunks > 1 {
+            chunks = chunks.next_multiple_of(4).min(n);
+        }
+        n.div_ceil(chunks)
+    }
+
+    /// Whether `chunks` pieces of work already keep every thread busy, so
+    /// the work inside each should stay on its thread.
+    pub fn fills_threads(chunks: usize) -> bool {
+        chunks >= crate::parallel::threads()
     }
 
     /// The column matrix of group `g` of the `count` consecutive images `x`
@@ -96,56 +111,65 @@ impl ConvGeom {
 /// packed once per few images instead of once per image.
 const PRODUCT_COLUMNS: usize = 1024;
 
-/// The convolution `geom` of the images `xs` by the filters `ws`, plus `bias`,
-/// then ReLU if `relu`: `[n, oc, oh, ow]`. Chunks of
+/// A convolution's operands: images `xs`, filters `ws`, optional `bias`, and
+/// whether a ReLU follows.
+#[derive(Clone, Copy)]
+pub(crate) struct ConvInputs<'a> {
+    pub xs: &'a [f32],
+    pub ws: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+/// The convolution `geom` of `inp`: `[n, oc, oh, ow]`. Chunks of
 /// [`ConvGeom::images_per_product`] images run in parallel.
-pub(crate) fn conv2d_forward(
-    geom: &ConvGeom,
-    xs: &[f32],
-    ws: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-) -> Result<Vec<f32>> {
+pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
+    let per_chunk = geom.images_per_product() * geom.oc * geom.oh * geom.ow;
+    let mut out = vec![0.0f32; geom.n * geom.oc * geom.oh * geom.ow];
+    let serial = ConvGeom::fills_threads(out.len().div_ceil(per_chunk));
+    out.par_chunks_mut(per_chunk)
+        .enumerate()
+        .try_for_each(|(chunk, y)| crate::parallel::serial_if(serial, || forward_chunk(geom, chunk, y, inp)))?;
+    Ok(out)
+}
+
+/// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
+fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) -> Result<()> {
     let ConvGeom { c, h, w, oc, oh, ow, groups, .. } = *geom;
     let (ocg, pix, rows, image) = (oc / groups, oh * ow, geom.col_rows(), c * h * w);
-    let per = geom.images_per_product();
-    let mut out = vec![0.0f32; geom.n * oc * pix];
-    out.par_chunks_mut(per * oc * pix).enumerate().try_for_each(|(chunk, y)| -> Result<()> {
-        let count = y.len() / (oc * pix);
-        let x = &xs[chunk * per * image..(chunk * per + count) * image];
-        let (mut buf, mut wide) = (Vec::new(), Vec::new());
-        for g in 0..groups {
-            let cols = geom.columns(x, count, g, &mut buf);
-            let wg = &ws[g * ocg * rows..(g + 1) * ocg * rows];
-            if count == 1 {
-                let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-                sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
-                continue;
-            }
-            // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
-            let ld = count * pix;
-            wide.resize(ocg * ld, 0.0);
-            sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, &mut wide, ld)?;
-            for j in 0..count {
-                for o in 0..ocg {
-                    let dst = (j * oc + g * ocg + o) * pix;
-                    y[dst..dst + pix].copy_from_slice(&wide[o * ld + j * pix..o * ld + (j + 1) * pix]);
-                }
+    let (first, count) = (chunk * geom.images_per_product(), y.len() / (oc * pix));
+    let x = &inp.xs[first * image..(first + count) * image];
+    let (mut buf, mut wide) = (Vec::new(), Vec::new());
+    for g in 0..groups {
+        let cols = geom.columns(x, count, g, &mut buf);
+        let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
+        if count == 1 {
+            let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
+            sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
+            continue;
+        }
+        // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
+        let ld = count * pix;
+        wide.resize(ocg * ld, 0.0);
+        sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, &mut wide, ld)?;
+        for j in 0..count {
+            for o in 0..ocg {
+                let dst = (j * oc + g * ocg + o) * pix;
+                y[dst..dst + pix].copy_from_slice(&wide[o * ld + j * pix..o * ld + (j + 1) * pix]);
             }
         }
-        if bias.is_some() || relu {
-            for (p, plane) in y.chunks_mut(pix).enumerate() {
-                let b = bias.map_or(0.0, |b| b[p % oc]);
-                if relu {
-                    plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                } else {
-                    plane.iter_mut().for_each(|v| *v += b);
-                }
+    }
+    if inp.bias.is_some() || inp.relu {
+        for (p, plane) in y.chunks_mut(pix).enumerate() {
+            let b = inp.bias.map_or(0.0, |b| b[p % oc]);
+            if inp.relu {
+                plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                plane.iter_mut().for_each(|v| *v += b);
             }
         }
-        Ok(())
-    })?;
-    Ok(out)
+    }
+    Ok(())
 }
 
 impl Tape {
@@ -161,7 +185,10 @@ impl Tape {
         groups: usize,
     ) -> Result<Var> {
         let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
-        let out = conv2d_forward(&geom, x.value.data(), w.value.data(), b.map(|b| b.value.data()), false)?;
+        let out = conv2d_forward(
+            &geom,
+            ConvInputs { xs: x.value.data(), ws: w.value.data(), bias: b.map(|b| b.value.data()), relu: false },
+        )?;
         let value = Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?;
         let ids = [x.id, w.id, b.and_then(|b| b.id)];
         Ok(self.record(value, &ids, || Op::Conv2d {
@@ -188,7 +215,10 @@ impl Tape {
             return Ok(self.relu(&self.conv2d(x, w, b, stride, padding, groups)?));
         }
         let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
-        let out = conv2d_forward(&geom, x.value.data(), w.value.data(), b.map(|b| b.value.data()), true)?;
+        let out = conv2d_forward(
+            &geom,
+            ConvInputs { xs: x.value.data(), ws: w.value.data(), bias: b.map(|b| b.value.data()), relu: true },
+        )?;
         Ok(Var::constant(Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
     }
 

@@ -49,7 +49,7 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
         }
     };
     let rows = &mut cols[..(count - 1) * ld + oh * ow];
-    if count * oh * ow >= PARALLEL_MIN {
+    if count * oh * ow >= PARALLEL_MIN && crate::parallel::threads() > 1 {
         rows.par_chunks_mut(ld).enumerate().for_each(fill);
     } else {
         rows.chunks_mut(ld).enumerate().for_each(fill);

@@ -31,7 +31,7 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 23;
 
 /// B blocks smaller than this many floats (1 MiB) are packed by one thread:
 /// waking the others would cost more than the copy.
-const PARALLEL_PACK_MIN: usize = 1 << 18;
+const PARALLEL_PACK_MIN: usize = 1 << 15;
 
 /// The largest MR * NR of any kernel (for the edge-tile scratch buffer).
 const MAX_TILE: usize = 512;
@@ -63,7 +63,7 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         scale_c(&p);
         return;
     }
-    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS { 1 } else { rayon::current_num_threads() };
+    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS { 1 } else { crate::parallel::threads() };
     if threads > 1 && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
         run_split_k::<K>(p, threads)
     } else {
