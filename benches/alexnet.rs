@@ -15,6 +15,8 @@ use nabla::{Rng, Tensor};
 use std::collections::BTreeMap;
 
 fn main() {
+    // As the `nabla` program does: reuse freed pages instead of faulting in new ones.
+    nabla::memory::keep_freed_memory();
     let net = AlexNet::torchvision(6);
     let mut params = net.init(&mut Rng::new(0));
     let mut ours = BTreeMap::new();

@@ -18,6 +18,7 @@ pub use tensor::{Rng, Tensor};
 pub mod autodiff;
 pub mod conv;
 pub mod data;
+pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod parallel;

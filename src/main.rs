@@ -124,6 +124,8 @@ fn fetch(raw: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Training reallocates the same large buffers every step (see `memory`).
+    nabla::memory::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {

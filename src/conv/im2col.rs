@@ -42,8 +42,12 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
             if s == 1 {
                 dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
             } else {
-                for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s as usize)) {
-                    *d = v;
+                // Bounds settled once, so the strided loop compiles without checks.
+                let (s, n) = (s as usize, hi - lo);
+                let src = &src[first..first + (n - 1) * s + 1];
+                let dst = &mut dst[lo..hi];
+                for t in 0..n {
+                    dst[t] = src[t * s];
                 }
             }
         }

@@ -121,7 +121,7 @@ macro_rules! kernel {
             }
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize) {
-                pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
+                pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }, $avx>(dst, b, cols, kc)
             }
             #[inline]
             unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {

@@ -102,10 +102,36 @@ unsafe fn pack_a_general<const MR: usize>(panel: &mut [f32], a: View, i0: usize,
 /// Pack the `kc x cols` block of B at `b` into NR-column panels: panel `s`
 /// holds columns `s*NR..s*NR+NR`, element `(p, j)` at `dst[s*NR*kc + p*NR + j]`;
 /// the last panel is zero-padded. Threads each pack a run of whole panels.
+/// `AVX` as for [`pack_a`].
 #[inline(always)]
-pub(crate) unsafe fn pack_b<const NR: usize>(dst: &mut [f32], b: View, cols: usize, kc: usize) {
+pub(crate) unsafe fn pack_b<const NR: usize, const AVX: bool>(dst: &mut [f32], b: View, cols: usize, kc: usize) {
     let full = cols / NR;
     let (body, edge) = dst[..cols.div_ceil(NR) * NR * kc].split_at_mut(full * NR * kc);
+    #[cfg(target_arch = "x86_64")]
+    if AVX && b.rs == 1 && NR.is_multiple_of(8) {
+        // Columns of op(B) contiguous (B^T stored row-major, like the image
+        // columns in a convolution's weight gradient dY * cols^T): transpose
+        // 8 x 8 blocks in registers, as `pack_a` does for its rows.
+        let k8 = kc / 8 * 8;
+        for (s, panel) in body.chunks_exact_mut(NR * kc).enumerate() {
+            let columns: [*const f32; NR] = std::array::from_fn(|j| b.at(0, s * NR + j));
+            for p in (0..k8).step_by(8) {
+                for g in (0..NR).step_by(8) {
+                    let out = panel.as_mut_ptr().add(p * NR + g);
+                    transpose8x8(std::array::from_fn(|i| columns[g + i].add(p)), out, NR);
+                }
+            }
+            for p in k8..kc {
+                for (j, col) in columns.iter().enumerate() {
+                    panel[p * NR + j] = *col.add(p);
+                }
+            }
+        }
+        if !edge.is_empty() {
+            pack_b_general::<NR>(edge, b, full * NR, cols - full * NR, kc);
+        }
+        return;
+    }
     if b.cs == 1 {
         // Rows of op(B) contiguous (B row-major, like X in D^T * X): read
         // each stored row once, in memory order, dealing NR-float pieces out.
