@@ -60,6 +60,51 @@ fn matches_pytorch_forward_and_backward() {
     }
 }
 
+/// `tests/fixtures/gen_alexnet_full.py`'s formula: values in [-bound, bound)
+/// from Knuth's multiplicative hash of each index, exact in f64 on both sides.
+fn hashed(count: usize, salt: u64, bound: f64) -> Vec<f32> {
+    (0..count as u64)
+        .map(|i| {
+            let u = (i.wrapping_mul(2_654_435_761).wrapping_add(salt) & 0xFFFF_FFFF) as f64 / 2f64.powi(32);
+            ((u - 0.5) * 2.0 * bound) as f32
+        })
+        .collect()
+}
+
+/// The full-size network (torchvision's, 1000 classes) with the generator's
+/// formula weights gives PyTorch's features and logits for one image.
+#[test]
+fn full_size_alexnet_matches_pytorch() {
+    let net = AlexNet::torchvision(1000);
+    let mut params = Params::new();
+    // The generator's order: layer by layer, a salt for the weight and the next for the bias.
+    let layers = ["features.0", "features.3", "features.6", "features.8", "features.10"].into_iter().chain([
+        "classifier.1",
+        "classifier.4",
+        "classifier.6",
+    ]);
+    let shapes = net.shapes();
+    let shape = |n: &str| shapes.iter().find(|(m, _)| m == n).unwrap().1.clone();
+    for (l, layer) in layers.enumerate() {
+        let (ws, bs) = (shape(&format!("{layer}.weight")), shape(&format!("{layer}.bias")));
+        let fan_in: usize = ws[1..].iter().product();
+        let salt = 1 + 2 * l as u64;
+        let w = hashed(ws.iter().product(), salt, (3.0 / fan_in as f64).sqrt());
+        params.insert(&format!("{layer}.weight"), Tensor::from_vec(w, &ws).unwrap());
+        params.insert(&format!("{layer}.bias"), Tensor::from_vec(hashed(bs[0], salt + 1, 0.1), &bs).unwrap());
+    }
+    net.check(&params).unwrap();
+    let x = Var::constant(Tensor::from_vec(hashed(3 * 227 * 227, 999, 1.0), &[1, 3, 227, 227]).unwrap());
+    let tape = Tape::inference();
+    let features = net.features(&tape, &params, &x).unwrap();
+    let logits = net.classify(&tape, &params, &features, false, &mut nabla::Rng::new(0)).unwrap();
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_full_outputs.bin")).unwrap();
+    let want = Tensor::from_le_bytes(&bytes, &[9216 + 1000]).unwrap();
+    let (wf, wl) = want.data().split_at(9216);
+    assert_close("features", features.value(), &Tensor::from_vec(wf.to_vec(), &[1, 256, 6, 6]).unwrap(), 1e-5);
+    assert_close("logits", logits.value(), &Tensor::from_vec(wl.to_vec(), &[1, 1000]).unwrap(), 1e-5);
+}
+
 #[test]
 fn reads_torch_save_checkpoints_without_python() {
     let pth = nabla::weights::read(std::path::Path::new(concat!(
