@@ -61,11 +61,12 @@ fn matches_pytorch_forward_and_backward() {
 }
 
 /// `tests/fixtures/gen_alexnet_full.py`'s formula: values in [-bound, bound)
-/// from Knuth's multiplicative hash of each index, exact in f64 on both sides.
+/// from Knuth's multiplicative hash of each index (those of each salt 10^8
+/// apart), exact in f64 on both sides.
 fn hashed(count: usize, salt: u64, bound: f64) -> Vec<f32> {
-    (0..count as u64)
+    (salt * 100_000_000..salt * 100_000_000 + count as u64)
         .map(|i| {
-            let u = (i.wrapping_mul(2_654_435_761).wrapping_add(salt) & 0xFFFF_FFFF) as f64 / 2f64.powi(32);
+            let u = (i.wrapping_mul(2_654_435_761) & 0xFFFF_FFFF) as f64 / 2f64.powi(32);
             ((u - 0.5) * 2.0 * bound) as f32
         })
         .collect()
