@@ -145,7 +145,45 @@ fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) 
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
+            let threads = crate::parallel::threads();
+            if threads == 1 {
+                sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
+                continue;
+            }
+            // A lone image: each thread multiplies all filters by its own run of
+            // columns, start to end, instead of the threads meeting after every
+            // block of the product; the runs are then copied into place.
+            let width = pix.div_ceil(threads).next_multiple_of(32);
+            let parts: Vec<(usize, usize)> = (0..pix).step_by(width).map(|j| (j, width.min(pix - j))).collect();
+            let outs: Vec<Vec<f32>> = parts
+                .par_iter()
+                .map(|&(j0, wd)| {
+                    crate::parallel::serial(|| -> Result<Vec<f32>> {
+                        let mut o = vec![0.0f32; ocg * wd];
+                        sgemm(
+                            Transpose::No,
+                            Transpose::No,
+                            ocg,
+                            wd,
+                            rows,
+                            1.0,
+                            wg,
+                            rows,
+                            &cols[j0..],
+                            pix,
+                            0.0,
+                            &mut o,
+                            wd,
+                        )?;
+                        Ok(o)
+                    })
+                })
+                .collect::<Result<_>>()?;
+            for (&(j0, wd), o) in parts.iter().zip(&outs) {
+                for r in 0..ocg {
+                    yg[r * pix + j0..r * pix + j0 + wd].copy_from_slice(&o[r * wd..(r + 1) * wd]);
+                }
+            }
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
