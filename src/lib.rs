@@ -25,3 +25,4 @@ pub mod parallel;
 pub mod parsers;
 pub mod pipeline;
 pub mod plot;
+pub mod scratch;

@@ -135,13 +135,24 @@ pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32
 
 /// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
 fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) -> Result<()> {
+    crate::scratch::with_vec(|buf| crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, buf, wide)))
+}
+
+/// [`forward_chunk`] with scratch vectors for the columns and the wide product.
+fn forward_chunk_in(
+    geom: &ConvGeom,
+    chunk: usize,
+    y: &mut [f32],
+    inp: ConvInputs,
+    buf: &mut Vec<f32>,
+    wide: &mut Vec<f32>,
+) -> Result<()> {
     let ConvGeom { c, h, w, oc, oh, ow, groups, .. } = *geom;
     let (ocg, pix, rows, image) = (oc / groups, oh * ow, geom.col_rows(), c * h * w);
     let (first, count) = (chunk * geom.images_per_product(), y.len() / (oc * pix));
     let x = &inp.xs[first * image..(first + count) * image];
-    let (mut buf, mut wide) = (Vec::new(), Vec::new());
     for g in 0..groups {
-        let cols = geom.columns(x, count, g, &mut buf);
+        let cols = geom.columns(x, count, g, buf);
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
@@ -150,9 +161,22 @@ fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) 
                 sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
                 continue;
             }
-            // A lone image: each thread multiplies all filters by its own run of
-            // columns, start to end, instead of the threads meeting after every
-            // block of the product; the runs are then copied into place.
+            // A lone image: each thread makes its own part of the output, start
+            // to end, instead of the threads meeting after every block of the
+            // product. Each packs the whole of one operand, so the parts split
+            // the other: filters (rows) when the columns are the smaller, else
+            // columns (then copied into place).
+            if pix < ocg {
+                let part = ocg.div_ceil(threads).next_multiple_of(12);
+                yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
+                    let (r0, m) = (t * part, yt.len() / pix);
+                    let wt = &wg[r0 * rows..(r0 + m) * rows];
+                    let f =
+                        || sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix);
+                    crate::parallel::serial(f)
+                })?;
+                continue;
+            }
             let width = pix.div_ceil(threads).next_multiple_of(32);
             let parts: Vec<(usize, usize)> = (0..pix).step_by(width).map(|j| (j, width.min(pix - j))).collect();
             let outs: Vec<Vec<f32>> = parts
@@ -189,7 +213,7 @@ fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) 
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
         let ld = count * pix;
         wide.resize(ocg * ld, 0.0);
-        sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, &mut wide, ld)?;
+        sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, wide, ld)?;
         for j in 0..count {
             for o in 0..ocg {
                 let dst = (j * oc + g * ocg + o) * pix;
