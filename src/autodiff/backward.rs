@@ -12,6 +12,7 @@ use super::tape::{NodeId, Tape, Var};
 use crate::conv::{col2im, max_pool2d_backward};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm, Transpose};
+use crate::scratch::with_vec;
 use crate::tensor::{BinaryOp, Tensor};
 use rayon::prelude::*;
 
@@ -92,6 +93,32 @@ impl Tape {
 /// has the same order on any number of threads.
 const CONV_GROUP_IMAGES: usize = 4;
 
+/// The output gradient of group `gi` of the images `i0..i0 + count` as one
+/// `[ocg, count * oh * ow]` matrix: borrowed for one image, else gathered
+/// into `buf` (the layout of the forward pass's product).
+fn dy_matrix<'a>(
+    gs: &'a [f32],
+    geom: &ConvGeom,
+    (i0, count): (usize, usize),
+    gi: usize,
+    buf: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let (oc, pix) = (geom.oc, geom.oh * geom.ow);
+    let ocg = oc / geom.groups;
+    if count == 1 {
+        return &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
+    }
+    let ld = count * pix;
+    buf.resize(ocg * ld, 0.0);
+    for j in 0..count {
+        for o in 0..ocg {
+            let src = ((i0 + j) * oc + gi * ocg + o) * pix;
+            buf[o * ld + j * pix..o * ld + (j + 1) * pix].copy_from_slice(&gs[src..src + pix]);
+        }
+    }
+    &buf[..ocg * ld]
+}
+
 /// conv2d: dW = sum over images of dY cols^T, dX = col2im(W^T dY), db = the
 /// sums of dY over batch and pixels.
 fn conv2d_backward(
@@ -118,19 +145,6 @@ fn conv2d_backward(
     // Chunks of images as the forward pass made them: one product each.
     let per = geom.images_per_product();
     let chunks: Vec<(usize, usize)> = (0..n).step_by(per).map(|i| (i, per.min(n - i))).collect();
-    // dY of group `gi` of a chunk as one `[ocg, count * pix]` matrix (borrowed
-    // for a single image).
-    let dy_of = |(i0, count): (usize, usize), gi: usize, buf: &'_ mut Vec<f32>| -> Vec<f32> {
-        let ld = count * pix;
-        buf.resize(ocg * ld, 0.0);
-        for j in 0..count {
-            for o in 0..ocg {
-                let src = ((i0 + j) * oc + gi * ocg + o) * pix;
-                buf[o * ld + j * pix..o * ld + (j + 1) * pix].copy_from_slice(&gs[src..src + pix]);
-            }
-        }
-        std::mem::take(buf)
-    };
     if w.id.is_some() {
         // Partial sums over fixed groups of chunks, added in order: the same
         // bits on any number of threads.
@@ -139,53 +153,36 @@ fn conv2d_backward(
         let partials: Vec<Vec<f32>> = chunks
             .par_chunks(groups_of)
             .map(|run| {
-                crate::parallel::serial_if(serial, || -> Result<Vec<f32>> {
-                    let mut dw = vec![0.0f32; w.value.numel()];
-                    let (mut buf, mut dybuf) = (Vec::new(), Vec::new());
-                    for &(i0, count) in run {
-                        let ld = count * pix;
-                        for gi in 0..groups {
-                            let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, &mut buf);
-                            let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
-                            if count == 1 {
-                                let dy = &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
-                                sgemm(
-                                    Transpose::No,
-                                    Transpose::Yes,
-                                    ocg,
-                                    rows,
-                                    pix,
-                                    1.0,
-                                    dy,
-                                    pix,
-                                    cols,
-                                    pix,
-                                    1.0,
-                                    dwg,
-                                    rows,
-                                )?;
-                            } else {
-                                let dy = dy_of((i0, count), gi, &mut dybuf);
-                                sgemm(
-                                    Transpose::No,
-                                    Transpose::Yes,
-                                    ocg,
-                                    rows,
-                                    ld,
-                                    1.0,
-                                    &dy,
-                                    ld,
-                                    cols,
-                                    ld,
-                                    1.0,
-                                    dwg,
-                                    rows,
-                                )?;
-                                dybuf = dy;
+                crate::parallel::serial_if(serial, || {
+                    with_vec(|buf| {
+                        with_vec(|dybuf| -> Result<Vec<f32>> {
+                            let mut dw = vec![0.0f32; w.value.numel()];
+                            for &(i0, count) in run {
+                                let ld = count * pix;
+                                for gi in 0..groups {
+                                    let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, buf);
+                                    let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
+                                    let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
+                                    sgemm(
+                                        Transpose::No,
+                                        Transpose::Yes,
+                                        ocg,
+                                        rows,
+                                        ld,
+                                        1.0,
+                                        dy,
+                                        ld,
+                                        cols,
+                                        ld,
+                                        1.0,
+                                        dwg,
+                                        rows,
+                                    )?;
+                                }
                             }
-                        }
-                    }
-                    Ok(dw)
+                            Ok(dw)
+                        })
+                    })
                 })
             })
             .collect::<Result<_>>()?;
@@ -198,59 +195,48 @@ fn conv2d_backward(
     if x.id.is_some() {
         let mut dx = vec![0.0f32; n * image];
         let serial = ConvGeom::fills_threads(chunks.len());
+        let cg = c / groups;
         dx.par_chunks_mut(per * image).zip(chunks.par_iter()).try_for_each(|(dxs, &(i0, count))| {
-            crate::parallel::serial_if(serial, || -> Result<()> {
-                let ld = count * pix;
-                let (mut dcols, mut dybuf) = (vec![0.0f32; rows * ld], Vec::new());
-                let cg = c / groups;
-                for gi in 0..groups {
-                    let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
-                    let dy = if count == 1 { None } else { Some(dy_of((i0, count), gi, &mut dybuf)) };
-                    let dy_all =
-                        dy.as_deref().unwrap_or(&gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix]);
-                    let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
-                    if count == 1 && win.is_pointwise() {
-                        let out = &mut dxs[plane(0)];
-                        sgemm(
-                            Transpose::Yes,
-                            Transpose::No,
-                            rows,
-                            pix,
-                            ocg,
-                            1.0,
-                            wg,
-                            rows,
-                            dy_all,
-                            pix,
-                            0.0,
-                            out,
-                            pix,
-                        )?;
-                        continue;
-                    }
-                    sgemm(
-                        Transpose::Yes,
-                        Transpose::No,
-                        rows,
-                        ld,
-                        ocg,
-                        1.0,
-                        wg,
-                        rows,
-                        dy_all,
-                        ld,
-                        0.0,
-                        &mut dcols,
-                        ld,
-                    )?;
-                    for j in 0..count {
-                        col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
-                    }
-                    if let Some(d) = dy {
-                        dybuf = d;
-                    }
-                }
-                Ok(())
+            crate::parallel::serial_if(serial, || {
+                with_vec(|dcols| {
+                    with_vec(|dybuf| -> Result<()> {
+                        let ld = count * pix;
+                        for gi in 0..groups {
+                            let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
+                            let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
+                            let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
+                            if count == 1 && win.is_pointwise() {
+                                let out = &mut dxs[plane(0)];
+                                sgemm(
+                                    Transpose::Yes,
+                                    Transpose::No,
+                                    rows,
+                                    pix,
+                                    ocg,
+                                    1.0,
+                                    wg,
+                                    rows,
+                                    dy,
+                                    pix,
+                                    0.0,
+                                    out,
+                                    pix,
+                                )?;
+                                continue;
+                            }
+                            // Every element is written (beta 0): grow without clearing.
+                            if dcols.len() < rows * ld {
+                                dcols.resize(rows * ld, 0.0);
+                            }
+                            let d = &mut dcols[..rows * ld];
+                            sgemm(Transpose::Yes, Transpose::No, rows, ld, ocg, 1.0, wg, rows, dy, ld, 0.0, d, ld)?;
+                            for j in 0..count {
+                                col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
             })
         })?;
         accumulate(grads, x.id, Tensor::from_vec(dx, x.value.shape())?)?;
