@@ -99,7 +99,7 @@ impl ConvGeom {
             buf.resize(need, 0.0);
         }
         for j in 0..count {
-            im2col(plane(j), &self.planes(), &mut buf[j * pix..need], ld);
+            im2col(plane(j), &self.planes(), &mut buf[j * pix..need], ld, 0..self.oh);
         }
         &buf[..need]
     }
@@ -151,63 +151,17 @@ fn forward_chunk_in(
     let (ocg, pix, rows, image) = (oc / groups, oh * ow, geom.col_rows(), c * h * w);
     let (first, count) = (chunk * geom.images_per_product(), y.len() / (oc * pix));
     let x = &inp.xs[first * image..(first + count) * image];
+    let threads = crate::parallel::threads();
     for g in 0..groups {
-        let cols = geom.columns(x, count, g, buf);
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
+        if count == 1 && threads > 1 {
+            lone_image(geom, x, g, wg, &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
+            continue;
+        }
+        let cols = geom.columns(x, count, g, buf);
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            let threads = crate::parallel::threads();
-            if threads == 1 {
-                sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
-                continue;
-            }
-            // A lone image: each thread makes its own part of the output, start
-            // to end, instead of the threads meeting after every block of the
-            // product. Each packs the whole of one operand, so the parts split
-            // the other: filters (rows) when the columns are the smaller, else
-            // columns (then copied into place).
-            if pix < ocg {
-                let part = ocg.div_ceil(threads).next_multiple_of(12);
-                yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
-                    let (r0, m) = (t * part, yt.len() / pix);
-                    let wt = &wg[r0 * rows..(r0 + m) * rows];
-                    let f =
-                        || sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix);
-                    crate::parallel::serial(f)
-                })?;
-                continue;
-            }
-            let width = pix.div_ceil(threads).next_multiple_of(32);
-            let parts: Vec<(usize, usize)> = (0..pix).step_by(width).map(|j| (j, width.min(pix - j))).collect();
-            let outs: Vec<Vec<f32>> = parts
-                .par_iter()
-                .map(|&(j0, wd)| {
-                    crate::parallel::serial(|| -> Result<Vec<f32>> {
-                        let mut o = vec![0.0f32; ocg * wd];
-                        sgemm(
-                            Transpose::No,
-                            Transpose::No,
-                            ocg,
-                            wd,
-                            rows,
-                            1.0,
-                            wg,
-                            rows,
-                            &cols[j0..],
-                            pix,
-                            0.0,
-                            &mut o,
-                            wd,
-                        )?;
-                        Ok(o)
-                    })
-                })
-                .collect::<Result<_>>()?;
-            for (&(j0, wd), o) in parts.iter().zip(&outs) {
-                for r in 0..ocg {
-                    yg[r * pix + j0..r * pix + j0 + wd].copy_from_slice(&o[r * wd..(r + 1) * wd]);
-                }
-            }
+            sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
@@ -229,6 +183,69 @@ fn forward_chunk_in(
             } else {
                 plane.iter_mut().for_each(|v| *v += b);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Group `g` of one image `x` by `wg` into `yg`, on `threads` threads: each
+/// makes its own part of the output start to end - columns, product - so the
+/// threads meet once, not after every step. Each part needs the whole of one
+/// operand, so the parts split the other: the filters when the output has
+/// fewer pixels than filters (the whole small column matrix is built by each),
+/// else the output rows (each builds only its columns; copied into place).
+fn lone_image(geom: &ConvGeom, x: &[f32], g: usize, wg: &[f32], yg: &mut [f32], threads: usize) -> Result<()> {
+    let (ocg, pix, rows, ow) = (geom.oc / geom.groups, geom.oh * geom.ow, geom.col_rows(), geom.ow);
+    let cg = geom.c / geom.groups;
+    let plane = &x[g * cg * geom.h * geom.w..(g + 1) * cg * geom.h * geom.w];
+    let (planes, pointwise) = (geom.planes(), geom.win.is_pointwise());
+    if pix < ocg {
+        let part = ocg.div_ceil(threads).next_multiple_of(12);
+        return yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
+            crate::parallel::serial(|| {
+                crate::scratch::with_vec(|buf| {
+                    let cols = if pointwise {
+                        plane
+                    } else {
+                        buf.resize(rows * pix, 0.0);
+                        im2col(plane, &planes, buf, pix, 0..geom.oh);
+                        &buf[..]
+                    };
+                    let (r0, m) = (t * part, yt.len() / pix);
+                    let wt = &wg[r0 * rows..(r0 + m) * rows];
+                    sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix)?;
+                    Ok(())
+                })
+            })
+        });
+    }
+    // Two parts per thread even out uneven row counts.
+    let per = geom.oh.div_ceil(2 * threads);
+    let parts: Vec<std::ops::Range<usize>> = (0..geom.oh).step_by(per).map(|a| a..(a + per).min(geom.oh)).collect();
+    let outs: Vec<Vec<f32>> = parts
+        .par_iter()
+        .map(|oys| {
+            crate::parallel::serial(|| {
+                crate::scratch::with_vec(|buf| -> Result<Vec<f32>> {
+                    let width = oys.len() * ow;
+                    let (cols, ld) = if pointwise {
+                        (&plane[oys.start * ow..], pix)
+                    } else {
+                        buf.resize(rows * width, 0.0);
+                        im2col(plane, &planes, buf, width, oys.clone());
+                        (&buf[..], width)
+                    };
+                    let mut o = vec![0.0f32; ocg * width];
+                    sgemm(Transpose::No, Transpose::No, ocg, width, rows, 1.0, wg, rows, cols, ld, 0.0, &mut o, width)?;
+                    Ok(o)
+                })
+            })
+        })
+        .collect::<Result<_>>()?;
+    for (oys, o) in parts.iter().zip(&outs) {
+        let (at, width) = (oys.start * ow, oys.len() * ow);
+        for r in 0..ocg {
+            yg[r * pix + at..r * pix + at + width].copy_from_slice(&o[r * width..(r + 1) * width]);
         }
     }
     Ok(())

@@ -7,16 +7,18 @@ use rayon::prelude::*;
 /// `cols [c * kh * kw, oh * ow]` (rows `ld` apart, so several images can sit
 /// side by side): row `(ci, i, j)`, column `(oy, ox)` holds pixel
 /// `(ci, oy * stride + i - padding, ox * stride + j - padding)`, or 0 outside
-/// the image.
-pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
+/// the image. Only output rows `oys` are laid out (from column 0), so a
+/// thread can build just the columns it multiplies.
+pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize, oys: std::ops::Range<usize>) {
     let Planes { h, w, win, oh, ow, .. } = *g;
     let (s, p) = (win.stride as isize, win.padding as isize);
     let count = g.c * win.kh * win.kw;
-    assert!(ld >= oh * ow && cols.len() >= (count - 1) * ld + oh * ow, "im2col: column matrix too small");
+    let width = oys.len() * ow;
+    assert!(oys.end <= oh && ld >= width && cols.len() >= (count - 1) * ld + width, "im2col: column matrix too small");
     // One row per (channel, i, j); large images fill rows on every thread
     // (a batch of one has no other parallelism to use).
     let fill = |(row, out): (usize, &mut [f32])| {
-        let out = &mut out[..oh * ow];
+        let out = &mut out[..width];
         let (ci, i, j) = (row / (win.kh * win.kw), row / win.kw % win.kh, row % win.kw);
         let plane = &x[ci * h * w..(ci + 1) * h * w];
         // Columns whose pixel lies inside the row: ox in lo..hi.
@@ -25,9 +27,10 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
         let lo = lo.min(ow as isize);
         let hi = ((w as isize - 1 + p - j).div_euclid(s) + 1).clamp(lo, ow as isize);
         let (lo, hi) = (lo as usize, hi as usize);
-        for oy in 0..oh {
+        for oy in oys.clone() {
             let y = oy as isize * s + i as isize - p;
-            let dst = &mut out[oy * ow..(oy + 1) * ow];
+            let at = (oy - oys.start) * ow;
+            let dst = &mut out[at..at + ow];
             if y < 0 || y >= h as isize {
                 dst.fill(0.0);
                 continue;
@@ -52,8 +55,8 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize) {
             }
         }
     };
-    let rows = &mut cols[..(count - 1) * ld + oh * ow];
-    if count * oh * ow >= PARALLEL_MIN && crate::parallel::threads() > 1 {
+    let rows = &mut cols[..(count - 1) * ld + width];
+    if count * width >= PARALLEL_MIN && crate::parallel::threads() > 1 {
         rows.par_chunks_mut(ld).enumerate().for_each(fill);
     } else {
         rows.chunks_mut(ld).enumerate().for_each(fill);
@@ -108,7 +111,7 @@ mod tests {
             let x: Vec<f32> = (0..c * h * w).map(|_| r.normal()).collect();
             let y: Vec<f32> = (0..c * k * k * oh * ow).map(|_| r.normal()).collect();
             let mut cols = vec![0.0; y.len()];
-            im2col(&x, &g, &mut cols, oh * ow);
+            im2col(&x, &g, &mut cols, oh * ow, 0..oh);
             let mut back = vec![0.0; x.len()];
             col2im(&y, &g, oh * ow, &mut back);
             let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
@@ -118,7 +121,16 @@ mod tests {
             // both ways give the same numbers in their half.
             let pix = oh * ow;
             let mut wide = vec![f32::NAN; 2 * y.len()];
-            im2col(&x, &g, &mut wide[pix..], 2 * pix);
+            im2col(&x, &g, &mut wide[pix..], 2 * pix, 0..oh);
+            // Output rows 1.. alone give the same columns as part of the whole.
+            if oh > 1 {
+                let mut part = vec![f32::NAN; c * k * k * (oh - 1) * ow];
+                im2col(&x, &g, &mut part, (oh - 1) * ow, 1..oh);
+                let rows = c * k * k;
+                let same = (0..rows)
+                    .all(|r| part[r * (oh - 1) * ow..(r + 1) * (oh - 1) * ow] == cols[r * pix + ow..(r + 1) * pix]);
+                assert!(same, "im2col of output rows 1..{oh}");
+            }
             let rows = c * k * k;
             assert!((0..rows).all(|r| wide[(2 * r + 1) * pix..(2 * r + 2) * pix] == cols[r * pix..(r + 1) * pix]));
             let mut spread = vec![0.0; 2 * y.len()];
