@@ -1,4 +1,5 @@
-"""Peer for `cargo bench --bench alexnet`: the same AlexNet (torchvision's
+"""Peer for `cargo bench --bench alexnet` (one round; the bench runs it several
+times, alternating with its own rounds): the same AlexNet (torchvision's
 layers, 6 classes, built here so torchvision is not needed) in PyTorch on 2
 threads: feature extraction per image at batch 1 and 16, and one SGD step
 (momentum 0.9) at batch 32. Prints `bench=alexnet case=.. impl=torch ..`.
