@@ -56,7 +56,59 @@ pub fn im2col(x: &[f32], g: &Planes, cols: &mut [f32], ld: usize, oys: std::ops:
         }
     };
     let rows = &mut cols[..(count - 1) * ld + width];
-    if count * width >= PARALLEL_MIN && crate::parallel::threads() > 1 {
+    let parallel = count * width >= PARALLEL_MIN && crate::parallel::threads() > 1;
+    if win.stride > 1 {
+        // Strided: the kw rows (ci, i, 0..kw) read the same input rows, so
+        // each input row is split once into its `stride` phases (pixels
+        // q, q + s, q + 2s, ...), and every row then copies a contiguous run
+        // of one phase instead of gathering pixels one by one.
+        let su = win.stride;
+        let plen = w.div_ceil(su);
+        let group = |(gi, out): (usize, &mut [f32])| {
+            let (ci, i) = (gi / win.kh, gi % win.kh);
+            let plane = &x[ci * h * w..(ci + 1) * h * w];
+            let mut phases = vec![0.0f32; su * plen];
+            for oy in oys.clone() {
+                let y = oy as isize * s + i as isize - p;
+                let at = (oy - oys.start) * ow;
+                if y < 0 || y >= h as isize {
+                    for j in 0..win.kw {
+                        out[j * ld + at..j * ld + at + ow].fill(0.0);
+                    }
+                    continue;
+                }
+                let src = &plane[y as usize * w..(y as usize + 1) * w];
+                for q in 0..su {
+                    for (t, v) in
+                        phases[q * plen..(q + 1) * plen].iter_mut().enumerate().take(w.saturating_sub(q).div_ceil(su))
+                    {
+                        *v = src[t * su + q];
+                    }
+                }
+                for j in 0..win.kw {
+                    let d = j as isize - p;
+                    let lo = (((p - j as isize).max(0) + s - 1) / s).min(ow as isize);
+                    let hi = ((w as isize - 1 - d).div_euclid(s) + 1).clamp(lo, ow as isize);
+                    let (lo, hi) = (lo as usize, hi as usize);
+                    let dst = &mut out[j * ld + at..j * ld + at + ow];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    if hi > lo {
+                        let q = d.rem_euclid(s) as usize;
+                        let t0 = (lo as isize + d.div_euclid(s)) as usize;
+                        dst[lo..hi].copy_from_slice(&phases[q * plen + t0..q * plen + t0 + (hi - lo)]);
+                    }
+                }
+            }
+        };
+        if parallel {
+            rows.par_chunks_mut(win.kw * ld).enumerate().for_each(group);
+        } else {
+            rows.chunks_mut(win.kw * ld).enumerate().for_each(group);
+        }
+        return;
+    }
+    if parallel {
         rows.par_chunks_mut(ld).enumerate().for_each(fill);
     } else {
         rows.chunks_mut(ld).enumerate().for_each(fill);
