@@ -5,7 +5,7 @@ use super::op::{Input, Op};
 use super::tape::{Tape, Var};
 use crate::conv::{im2col, max_pool2d, Planes, Window};
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, Transpose};
+use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -122,20 +122,27 @@ pub(crate) struct ConvInputs<'a> {
 }
 
 /// The convolution `geom` of `inp`: `[n, oc, oh, ow]`. Chunks of
-/// [`ConvGeom::images_per_product`] images run in parallel.
+/// [`ConvGeom::images_per_product`] images run in parallel; the filters are
+/// packed once for all of them.
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
+    let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
+    let filters: Vec<PackedA> = (0..geom.groups)
+        .map(|g| PackedA::new(Transpose::No, ocg, rows, &inp.ws[g * ocg * rows..(g + 1) * ocg * rows], rows))
+        .collect::<std::result::Result<_, _>>()?;
     let per_chunk = geom.images_per_product() * geom.oc * geom.oh * geom.ow;
     let mut out = vec![0.0f32; geom.n * geom.oc * geom.oh * geom.ow];
     let serial = ConvGeom::fills_threads(out.len().div_ceil(per_chunk));
-    out.par_chunks_mut(per_chunk)
-        .enumerate()
-        .try_for_each(|(chunk, y)| crate::parallel::serial_if(serial, || forward_chunk(geom, chunk, y, inp)))?;
+    out.par_chunks_mut(per_chunk).enumerate().try_for_each(|(chunk, y)| {
+        crate::parallel::serial_if(serial, || forward_chunk(geom, chunk, y, inp, &filters))
+    })?;
     Ok(out)
 }
 
 /// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
-fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs) -> Result<()> {
-    crate::scratch::with_vec(|buf| crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, buf, wide)))
+fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs, filters: &[PackedA]) -> Result<()> {
+    crate::scratch::with_vec(|buf| {
+        crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, filters, buf, wide))
+    })
 }
 
 /// [`forward_chunk`] with scratch vectors for the columns and the wide product.
@@ -144,6 +151,7 @@ fn forward_chunk_in(
     chunk: usize,
     y: &mut [f32],
     inp: ConvInputs,
+    filters: &[PackedA],
     buf: &mut Vec<f32>,
     wide: &mut Vec<f32>,
 ) -> Result<()> {
@@ -155,19 +163,19 @@ fn forward_chunk_in(
     for g in 0..groups {
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
         if count == 1 && threads > 1 {
-            lone_image(geom, x, g, wg, &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
+            lone_image(geom, x, g, (wg, &filters[g]), &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
             continue;
         }
         let cols = geom.columns(x, count, g, buf);
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?;
+            sgemm_packed(&filters[g], Transpose::No, pix, 1.0, cols, pix, 0.0, yg, pix)?;
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
         let ld = count * pix;
         wide.resize(ocg * ld, 0.0);
-        sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, wide, ld)?;
+        sgemm_packed(&filters[g], Transpose::No, ld, 1.0, cols, ld, 0.0, wide, ld)?;
         for j in 0..count {
             for o in 0..ocg {
                 let dst = (j * oc + g * ocg + o) * pix;
@@ -194,7 +202,14 @@ fn forward_chunk_in(
 /// operand, so the parts split the other: the filters when the output has
 /// fewer pixels than filters (the whole small column matrix is built by each),
 /// else the output rows (each builds only its columns; copied into place).
-fn lone_image(geom: &ConvGeom, x: &[f32], g: usize, wg: &[f32], yg: &mut [f32], threads: usize) -> Result<()> {
+fn lone_image(
+    geom: &ConvGeom,
+    x: &[f32],
+    g: usize,
+    (wg, packed): (&[f32], &PackedA),
+    yg: &mut [f32],
+    threads: usize,
+) -> Result<()> {
     let (ocg, pix, rows, ow) = (geom.oc / geom.groups, geom.oh * geom.ow, geom.col_rows(), geom.ow);
     let cg = geom.c / geom.groups;
     let plane = &x[g * cg * geom.h * geom.w..(g + 1) * cg * geom.h * geom.w];
@@ -236,7 +251,7 @@ fn lone_image(geom: &ConvGeom, x: &[f32], g: usize, wg: &[f32], yg: &mut [f32], 
                         (&buf[..], width)
                     };
                     let mut o = vec![0.0f32; ocg * width];
-                    sgemm(Transpose::No, Transpose::No, ocg, width, rows, 1.0, wg, rows, cols, ld, 0.0, &mut o, width)?;
+                    sgemm_packed(packed, Transpose::No, width, 1.0, cols, ld, 0.0, &mut o, width)?;
                     Ok(o)
                 })
             })

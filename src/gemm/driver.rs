@@ -49,6 +49,8 @@ pub(crate) struct Problem {
     pub beta: f32,
     pub c: *mut f32,
     pub ldc: usize,
+    /// op(A) already packed by [`pack_all_a`] (null: pack it here).
+    pub a_packed: *const f32,
 }
 
 // Safety: threads write disjoint tiles of C; see `run_blocked`.
@@ -64,7 +66,7 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         return;
     }
     let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS { 1 } else { crate::parallel::threads() };
-    if threads > 1 && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
+    if threads > 1 && p.a_packed.is_null() && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
         run_split_k::<K>(p, threads)
     } else {
         run_blocked::<K>(p, threads)
@@ -135,7 +137,7 @@ const STREAM_A_BYTES: usize = 768 * 1024;
 /// applies.
 fn blocking<K: Kernel>(p: &Problem) -> (usize, usize, usize) {
     let nc = balanced_block(p.n, K::NC, K::NR, 1);
-    let (kc_max, mc_max) = if p.n > K::NR {
+    let (kc_max, mc_max) = if p.n > K::NR || !p.a_packed.is_null() {
         (K::KC, K::MC)
     } else if p.a.cs == 1 {
         let kc = p.k.min(STREAM_A_BYTES / 4 / K::MR / 4);
@@ -219,7 +221,7 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                 // A transposed A with a single B panel is a pure stream whose
                 // columns are already laid out as packed panels (MR neighbouring
                 // floats per k), so packing would only copy it once more.
-                let direct_a = p.a.rs == 1 && panels == 1;
+                let direct_a = p.a.rs == 1 && panels == 1 && p.a_packed.is_null();
                 // The first KC block applies beta; later ones accumulate.
                 let beta = if pc == 0 { p.beta } else { 1.0 };
                 let task = |t: usize| {
@@ -233,7 +235,14 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                     }
                     let a = View { ptr: p.a.at(ic, pc), ..p.a };
                     let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
-                    if direct_a {
+                    if !p.a_packed.is_null() {
+                        // Packed beforehand: KC block `pc` holds all of A's
+                        // panels, so this row block starts `ic * kc` in.
+                        let m_pad = p.m.next_multiple_of(K::MR);
+                        let at = p.a_packed.add(pc * m_pad + ic * kc);
+                        let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
+                        macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
+                    } else if direct_a {
                         // Whole panels are read in place; only the ragged last
                         // one is packed (a full read there would overrun A).
                         let full = mc / K::MR * K::MR;
@@ -257,6 +266,19 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
             }
         }
     });
+}
+
+/// Pack all of op(A) (`m x k`) as the blocked loops read it: for each KC
+/// block of k (the blocking `blocking` picks), every MR-row panel, panel `r`
+/// of the block starting at `r * MR * kc`; blocks follow each other. Holds
+/// `m.next_multiple_of(MR) * k` floats.
+pub(crate) unsafe fn pack_all_a<K: Kernel>(dst: &mut [f32], a: View, m: usize, k: usize) {
+    let kc_max = balanced_block(k, K::KC, 1, 1);
+    let m_pad = m.next_multiple_of(K::MR);
+    for pc in (0..k).step_by(kc_max) {
+        let kc = kc_max.min(k - pc);
+        K::pack_a(&mut dst[pc * m_pad..pc * m_pad + m_pad * kc], View { ptr: a.at(0, pc), ..a }, m, kc);
+    }
 }
 
 /// Where loop 1 finds its A panels.

@@ -15,8 +15,11 @@ mod driver;
 mod kernel;
 mod lane;
 mod pack;
+mod packed;
 pub mod reference;
 pub mod skinny;
+
+pub use packed::{sgemm_packed, PackedA};
 
 use driver::Problem;
 use kernel::Kernel;
@@ -218,6 +221,7 @@ pub fn sgemm_with(
         beta,
         c: c.as_mut_ptr(),
         ldc,
+        a_packed: std::ptr::null(),
     };
     // Safety: the operands were checked to cover every element the product
     // touches, and the kernel's CPU features were checked above.
