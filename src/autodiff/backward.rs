@@ -11,7 +11,7 @@ use super::op::{Input, Op, Reduction, Targets};
 use super::tape::{NodeId, Tape, Var};
 use crate::conv::{col2im, max_pool2d_backward};
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, Transpose};
+use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
 use crate::scratch::with_vec;
 use crate::tensor::{BinaryOp, Tensor};
 use rayon::prelude::*;
@@ -193,6 +193,10 @@ fn conv2d_backward(
         accumulate(grads, w.id, Tensor::from_vec(dw, w.value.shape())?)?;
     }
     if x.id.is_some() {
+        // W^T of each group, packed once for every chunk.
+        let filters_t: Vec<PackedA> = (0..groups)
+            .map(|gi| PackedA::new(Transpose::Yes, rows, ocg, &ws[gi * ocg * rows..(gi + 1) * ocg * rows], rows))
+            .collect::<std::result::Result<_, _>>()?;
         let mut dx = vec![0.0f32; n * image];
         let serial = ConvGeom::fills_threads(chunks.len());
         let cg = c / groups;
@@ -201,27 +205,11 @@ fn conv2d_backward(
                 with_vec(|dcols| {
                     with_vec(|dybuf| -> Result<()> {
                         let ld = count * pix;
-                        for gi in 0..groups {
-                            let wg = &ws[gi * ocg * rows..(gi + 1) * ocg * rows];
+                        for (gi, wt) in filters_t.iter().enumerate() {
                             let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
                             let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
                             if count == 1 && win.is_pointwise() {
-                                let out = &mut dxs[plane(0)];
-                                sgemm(
-                                    Transpose::Yes,
-                                    Transpose::No,
-                                    rows,
-                                    pix,
-                                    ocg,
-                                    1.0,
-                                    wg,
-                                    rows,
-                                    dy,
-                                    pix,
-                                    0.0,
-                                    out,
-                                    pix,
-                                )?;
+                                sgemm_packed(wt, Transpose::No, pix, 1.0, dy, pix, 0.0, &mut dxs[plane(0)], pix)?;
                                 continue;
                             }
                             // Every element is written (beta 0): grow without clearing.
@@ -229,7 +217,7 @@ fn conv2d_backward(
                                 dcols.resize(rows * ld, 0.0);
                             }
                             let d = &mut dcols[..rows * ld];
-                            sgemm(Transpose::Yes, Transpose::No, rows, ld, ocg, 1.0, wg, rows, dy, ld, 0.0, d, ld)?;
+                            sgemm_packed(wt, Transpose::No, ld, 1.0, dy, ld, 0.0, d, ld)?;
                             for j in 0..count {
                                 col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
                             }

@@ -126,7 +126,10 @@ pub(crate) struct ConvInputs<'a> {
 /// packed once for all of them.
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
+    // A lone image whose threads split the filters packs its own half each.
+    let split_filters = geom.n == 1 && crate::parallel::threads() > 1 && geom.oh * geom.ow < ocg;
     let filters: Vec<PackedA> = (0..geom.groups)
+        .filter(|_| !split_filters)
         .map(|g| PackedA::new(Transpose::No, ocg, rows, &inp.ws[g * ocg * rows..(g + 1) * ocg * rows], rows))
         .collect::<std::result::Result<_, _>>()?;
     let per_chunk = geom.images_per_product() * geom.oc * geom.oh * geom.ow;
@@ -163,19 +166,25 @@ fn forward_chunk_in(
     for g in 0..groups {
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
         if count == 1 && threads > 1 {
-            lone_image(geom, x, g, (wg, &filters[g]), &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
+            lone_image(geom, x, g, (wg, filters.get(g)), &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
             continue;
         }
         let cols = geom.columns(x, count, g, buf);
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            sgemm_packed(&filters[g], Transpose::No, pix, 1.0, cols, pix, 0.0, yg, pix)?;
+            match filters.get(g) {
+                Some(f) => sgemm_packed(f, Transpose::No, pix, 1.0, cols, pix, 0.0, yg, pix)?,
+                None => sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?,
+            }
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
         let ld = count * pix;
         wide.resize(ocg * ld, 0.0);
-        sgemm_packed(&filters[g], Transpose::No, ld, 1.0, cols, ld, 0.0, wide, ld)?;
+        match filters.get(g) {
+            Some(f) => sgemm_packed(f, Transpose::No, ld, 1.0, cols, ld, 0.0, wide, ld)?,
+            None => sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, wide, ld)?,
+        }
         for j in 0..count {
             for o in 0..ocg {
                 let dst = (j * oc + g * ocg + o) * pix;
@@ -206,7 +215,7 @@ fn lone_image(
     geom: &ConvGeom,
     x: &[f32],
     g: usize,
-    (wg, packed): (&[f32], &PackedA),
+    (wg, packed): (&[f32], Option<&PackedA>),
     yg: &mut [f32],
     threads: usize,
 ) -> Result<()> {
@@ -214,7 +223,7 @@ fn lone_image(
     let cg = geom.c / geom.groups;
     let plane = &x[g * cg * geom.h * geom.w..(g + 1) * cg * geom.h * geom.w];
     let (planes, pointwise) = (geom.planes(), geom.win.is_pointwise());
-    if pix < ocg {
+    if pix < ocg || packed.is_none() {
         let part = ocg.div_ceil(threads).next_multiple_of(12);
         return yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
             crate::parallel::serial(|| {
@@ -251,6 +260,7 @@ fn lone_image(
                         (&buf[..], width)
                     };
                     let mut o = vec![0.0f32; ocg * width];
+                    let packed = packed.expect("checked above");
                     sgemm_packed(packed, Transpose::No, width, 1.0, cols, ld, 0.0, &mut o, width)?;
                     Ok(o)
                 })

@@ -275,9 +275,16 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
 pub(crate) unsafe fn pack_all_a<K: Kernel>(dst: &mut [f32], a: View, m: usize, k: usize) {
     let kc_max = balanced_block(k, K::KC, 1, 1);
     let m_pad = m.next_multiple_of(K::MR);
-    for pc in (0..k).step_by(kc_max) {
-        let kc = kc_max.min(k - pc);
-        K::pack_a(&mut dst[pc * m_pad..pc * m_pad + m_pad * kc], View { ptr: a.at(0, pc), ..a }, m, kc);
+    // The KC blocks are independent: large operands pack them in parallel.
+    let block = |(b, out): (usize, &mut [f32])| {
+        let pc = b * kc_max;
+        K::pack_a(out, View { ptr: a.at(0, pc), ..a }, m, kc_max.min(k - pc));
+    };
+    let blocks = &mut dst[..m_pad * k];
+    if m_pad * k >= PARALLEL_PACK_MIN && crate::parallel::threads() > 1 {
+        blocks.par_chunks_mut(m_pad * kc_max).enumerate().for_each(block);
+    } else {
+        blocks.chunks_mut(m_pad * kc_max).enumerate().for_each(block);
     }
 }
 
