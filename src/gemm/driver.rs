@@ -10,9 +10,11 @@
 //!
 //! Threads split loop 3 (the macro tiles), or loop 2 when m has too few MC
 //! blocks to go round (AlexNet's 64-row im2col products). Products whose k
-//! dwarfs m and n (the MNIST gradient X^T * D, k = 60000) instead split k:
-//! each thread streams its own half of the big operand once into a private C,
-//! and the partial results are summed, so there is no barrier per KC block.
+//! dwarfs m and n (the MNIST gradient X^T * D, k = 60000) instead split k in
+//! two: each thread streams its own half of the big operand once into a
+//! private C, and the partial results are summed, so there is no barrier per
+//! KC block. That split depends on the shape only (one thread runs both
+//! halves), so C has the same bits on any number of threads.
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
 //! costs more than it saves there.
 //!
@@ -65,9 +67,13 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         scale_c(&p);
         return;
     }
-    let threads = if 2 * p.m * p.n * p.k < PARALLEL_MIN_FLOPS { 1 } else { crate::parallel::threads() };
-    if threads > 1 && p.a_packed.is_null() && p.k >= 4 * p.m.max(p.n) && p.k >= threads * 2 * K::KC {
-        run_split_k::<K>(p, threads)
+    let big = 2 * p.m * p.n * p.k >= PARALLEL_MIN_FLOPS;
+    let threads = if big { crate::parallel::threads() } else { 1 };
+    // Whether to split k is decided by the shape alone, and always into the
+    // same parts, so the partial sums - and the bits of C - are the same on
+    // any number of threads (one thread runs the parts in turn).
+    if big && p.a_packed.is_null() && p.k >= 4 * p.m.max(p.n) && p.k >= SPLIT_K_PARTS * 2 * K::KC {
+        run_split_k::<K>(p)
     } else {
         run_blocked::<K>(p, threads)
     }
@@ -92,8 +98,11 @@ fn balanced_block(total: usize, max: usize, unit: usize, ways: usize) -> usize {
     total.div_ceil(blocks).next_multiple_of(unit).max(unit)
 }
 
-unsafe fn run_split_k<K: Kernel>(p: Problem, threads: usize) {
-    let part = balanced_block(p.k, p.k.div_ceil(threads), K::KC, 1);
+/// Parts of k in a split-k product.
+const SPLIT_K_PARTS: usize = 2;
+
+unsafe fn run_split_k<K: Kernel>(p: Problem) {
+    let part = balanced_block(p.k, p.k.div_ceil(SPLIT_K_PARTS), K::KC, 1);
     let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
     // Part 0 writes C itself (with beta); the others fill private buffers.
     let partials: Vec<Vec<f32>> = parts

@@ -135,3 +135,21 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(matches!(err, GemmError::LeadingDimension { operand: "A", .. }), "{err}");
     assert!(err.to_string().contains("leading dimension of A is 2"));
 }
+
+/// The same product gives the same bits on one thread and on two, also when
+/// k is split (k >> m, n) and when the rows or columns are shared out.
+#[test]
+fn one_and_two_threads_give_the_same_bits() {
+    let mut r = crate::tensor::Rng::new(21);
+    for (m, n, k) in [(30, 40, 9000), (300, 500, 700), (64, 3136, 363)] {
+        let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| r.normal()).collect();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| sgemm(Transpose::No, Transpose::No, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n)).unwrap();
+            c
+        };
+        assert!(on(1) == on(2), "{m}x{n}x{k}: 1 and 2 threads differ");
+    }
+}
