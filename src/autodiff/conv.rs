@@ -166,7 +166,9 @@ fn forward_chunk_in(
     for g in 0..groups {
         let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
         if count == 1 && threads > 1 {
-            lone_image(geom, x, g, (wg, filters.get(g)), &mut y[g * ocg * pix..(g + 1) * ocg * pix], threads)?;
+            let bias = inp.bias.map(|b| &b[g * ocg..(g + 1) * ocg]);
+            let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
+            lone_image(geom, x, g, (wg, filters.get(g)), (bias, inp.relu), yg, threads)?;
             continue;
         }
         let cols = geom.columns(x, count, g, buf);
@@ -192,17 +194,27 @@ fn forward_chunk_in(
             }
         }
     }
-    if inp.bias.is_some() || inp.relu {
-        for (p, plane) in y.chunks_mut(pix).enumerate() {
-            let b = inp.bias.map_or(0.0, |b| b[p % oc]);
-            if inp.relu {
-                plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-            } else {
-                plane.iter_mut().for_each(|v| *v += b);
-            }
-        }
+    // (A lone image's threads finished their own parts.)
+    if !(count == 1 && threads > 1) {
+        finish(y, pix, inp.bias, inp.relu);
     }
     Ok(())
+}
+
+/// Add each output channel's bias to its rows of `pix` values in `y`
+/// (channel `row % bias.len()`), then ReLU if `relu`.
+fn finish(y: &mut [f32], pix: usize, bias: Option<&[f32]>, relu: bool) {
+    if bias.is_none() && !relu {
+        return;
+    }
+    for (p, row) in y.chunks_mut(pix).enumerate() {
+        let b = bias.map_or(0.0, |b| b[p % b.len()]);
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
 }
 
 /// Group `g` of one image `x` by `wg` into `yg`, on `threads` threads: each
@@ -216,6 +228,7 @@ fn lone_image(
     x: &[f32],
     g: usize,
     (wg, packed): (&[f32], Option<&PackedA>),
+    (bias, relu): (Option<&[f32]>, bool),
     yg: &mut [f32],
     threads: usize,
 ) -> Result<()> {
@@ -238,6 +251,7 @@ fn lone_image(
                     let (r0, m) = (t * part, yt.len() / pix);
                     let wt = &wg[r0 * rows..(r0 + m) * rows];
                     sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix)?;
+                    finish(yt, pix, bias.map(|b| &b[r0..r0 + m]), relu);
                     Ok(())
                 })
             })
@@ -262,6 +276,7 @@ fn lone_image(
                     let mut o = vec![0.0f32; ocg * width];
                     let packed = packed.expect("checked above");
                     sgemm_packed(packed, Transpose::No, width, 1.0, cols, ld, 0.0, &mut o, width)?;
+                    finish(&mut o, width, bias, relu);
                     Ok(o)
                 })
             })
