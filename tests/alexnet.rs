@@ -152,3 +152,32 @@ fn hostile_or_broken_checkpoints_are_clear_errors() {
     let err = nabla::weights::read_pth(&huge).unwrap_err();
     assert!(err.contains("data/0"), "{err}");
 }
+
+/// Convolutions, pooling and their gradients give the same bits on one
+/// thread and on two, for one image (threads share the image) and for a
+/// batch (threads take chunks of images).
+#[test]
+fn one_and_two_threads_give_the_same_bits() {
+    let net = AlexNet { channels: [8, 12, 16, 12, 12], hidden: 16, classes: 3, dropout: 0.5 };
+    let params = net.init(&mut nabla::Rng::new(5));
+    for batch in [1, 3] {
+        let x = Tensor::uniform(&[batch, 3, 227, 227], -1.0, 1.0, &mut nabla::Rng::new(6));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let tape = Tape::new();
+                let xv = tape.leaf(x.clone());
+                let f = net.features(&tape, &params, &xv).unwrap();
+                let logits = net.classify(&tape, &params, &f, false, &mut nabla::Rng::new(0)).unwrap();
+                let grads = tape.backward(&tape.sum(&logits)).unwrap();
+                let mut bits: Vec<u32> = logits.value().data().iter().map(|v| v.to_bits()).collect();
+                bits.extend(grads.get(&xv).unwrap().data().iter().map(|v| v.to_bits()));
+                for (name, _) in net.shapes() {
+                    bits.extend(grads.by_name(&name).unwrap().data().iter().map(|v| v.to_bits()));
+                }
+                bits
+            })
+        };
+        assert!(run(1) == run(2), "batch {batch}: 1 and 2 threads differ");
+    }
+}
