@@ -506,6 +506,13 @@ fn backbone_weights_mistakes() {
         &["missing", "features.0.weight"],
     );
     broken("neither-zip-nor-safetensors", b"just some text".to_vec(), &["neither a torch zip checkpoint"]);
+    let legacy = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_legacy.pth")).unwrap();
+    broken("legacy-pth-cut-in-its-pickles", legacy[..300].to_vec(), &["state dict: pickle byte 300"]);
+    broken(
+        "legacy-pth-cut-in-its-storages",
+        legacy[..legacy.len() - 10].to_vec(),
+        &["storage", "bytes left in the file"],
+    );
 
     let case = Case::new("backbone-weights-absent");
     faces(&case);

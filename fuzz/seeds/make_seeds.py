@@ -36,6 +36,9 @@ import torch
 buf = io.BytesIO()
 torch.save({"fc.weight": torch.from_numpy(a), "fc.bias": torch.from_numpy(b)}, buf)
 out("weights", "tiny.pth", buf.getvalue())
+buf = io.BytesIO()
+torch.save({"fc.weight": torch.from_numpy(a), "fc.bias": torch.from_numpy(b)}, buf, _use_new_zipfile_serialization=False)
+out("weights", "tiny_legacy.pth", buf.getvalue())
 
 # image: tiny PNGs (gray, RGB, RGBA) and a JPEG.
 from PIL import Image

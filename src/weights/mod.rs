@@ -1,5 +1,6 @@
-//! Weight files: safetensors, and PyTorch's `torch.save` checkpoints (`.pth`,
-//! the zip format of PyTorch 1.6 and later), read without Python. Both give
+//! Weight files: safetensors, and PyTorch's `torch.save` checkpoints (`.pth`:
+//! the zip format of PyTorch 1.6 and later, and the older format of pickles
+//! and raw storages in a row), read without Python. Both give
 //! [`Params`] under the file's own names; strict checking against a model
 //! (missing, unexpected, wrongly shaped tensors, all listed) is the model's
 //! job (`AlexNet::check`, `Params::load_safetensors`).
@@ -23,6 +24,9 @@ pub fn read(path: &Path) -> Result<Params, String> {
 pub fn parse(bytes: &[u8]) -> Result<Params, String> {
     if bytes.starts_with(b"PK\x03\x04") {
         return read_pth(bytes);
+    }
+    if bytes.starts_with(&pth::LEGACY_MAGIC) {
+        return pth::read_legacy(bytes);
     }
     // safetensors: an 8-byte header length, then a JSON header.
     let file = safetensors::SafeTensors::deserialize(bytes)

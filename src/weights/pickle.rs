@@ -128,7 +128,13 @@ fn call(r: &Reader, f: Value, args: Value) -> Result<Value, PickleError> {
 
 /// Rebuild the object in `data`.
 pub fn load(data: &[u8]) -> Result<Value, PickleError> {
-    let mut r = Reader { data, pos: 0 };
+    load_at(data, 0).map(|(v, _)| v)
+}
+
+/// Rebuild the pickle that starts at `start` in `data` (files may hold
+/// several one after another); returns it and where it ends.
+pub fn load_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError> {
+    let mut r = Reader { data, pos: start };
     let mut stack: Vec<Value> = Vec::new();
     let mut marks: Vec<usize> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
@@ -156,8 +162,8 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
             0x95 => {
                 r.take(8)?; // FRAME: a length hint
             }
-            b'.' => return pop(&mut stack, &r), // STOP
-            b'(' => marks.push(stack.len()),    // MARK
+            b'.' => return Ok((pop(&mut stack, &r)?, r.pos)), // STOP
+            b'(' => marks.push(stack.len()),                  // MARK
             b'}' => stack.push(Value::Dict(Vec::new())),
             b']' => stack.push(Value::List(Vec::new())),
             b')' => stack.push(Value::Tuple(Vec::new())),
