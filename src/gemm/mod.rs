@@ -207,17 +207,13 @@ pub fn sgemm_with(
         }
     }
     // Transposes become strides: packing reads op(A) and op(B) directly.
-    let view = |ptr: *const f32, ld: usize, t: Transpose| match t {
-        Transpose::No => View { ptr, rs: ld, cs: 1 },
-        Transpose::Yes => View { ptr, rs: 1, cs: ld },
-    };
     let p = Problem {
         m,
         n,
         k,
         alpha,
-        a: view(a.as_ptr(), lda, ta),
-        b: view(b.as_ptr(), ldb, tb),
+        a: View::of(a.as_ptr(), lda, ta),
+        b: View::of(b.as_ptr(), ldb, tb),
         beta,
         c: c.as_mut_ptr(),
         ldc,

@@ -19,6 +19,15 @@ unsafe impl Send for View {}
 unsafe impl Sync for View {}
 
 impl View {
+    /// `op(M)` of a row-major matrix at `ptr` with rows `ld` apart: a
+    /// transpose is only a swap of strides.
+    pub fn of(ptr: *const f32, ld: usize, t: super::Transpose) -> View {
+        match t {
+            super::Transpose::No => View { ptr, rs: ld, cs: 1 },
+            super::Transpose::Yes => View { ptr, rs: 1, cs: ld },
+        }
+    }
+
     #[inline(always)]
     pub unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
         self.ptr.add(i * self.rs + j * self.cs)

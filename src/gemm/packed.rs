@@ -45,10 +45,7 @@ impl PackedA {
     pub fn new(ta: Transpose, m: usize, k: usize, a: &[f32], lda: usize) -> Result<PackedA, GemmError> {
         let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
         check_operand("A", ar, ac, lda, a.len())?;
-        let view = match ta {
-            Transpose::No => View { ptr: a.as_ptr(), rs: lda, cs: 1 },
-            Transpose::Yes => View { ptr: a.as_ptr(), rs: 1, cs: lda },
-        };
+        let view = View::of(a.as_ptr(), lda, ta);
         let kernel = KernelChoice::Auto.resolve();
         // Safety: the view was checked to cover op(A); the kernel is available.
         let data = if m == 0 || k == 0 { Vec::new() } else { unsafe { with_kernel!(kernel, pack, view, m, k) } };
@@ -83,10 +80,7 @@ pub fn sgemm_packed(
     let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
     check_operand("B", br, bc, ldb, b.len())?;
     check_operand("C", m, n, ldc, c.len())?;
-    let b = match tb {
-        Transpose::No => View { ptr: b.as_ptr(), rs: ldb, cs: 1 },
-        Transpose::Yes => View { ptr: b.as_ptr(), rs: 1, cs: ldb },
-    };
+    let b = View::of(b.as_ptr(), ldb, tb);
     let p = Problem {
         m,
         n,
