@@ -241,13 +241,7 @@ fn lone_image(
         return yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
             crate::parallel::serial(|| {
                 crate::scratch::with_vec(|buf| {
-                    let cols = if pointwise {
-                        plane
-                    } else {
-                        buf.resize(rows * pix, 0.0);
-                        im2col(plane, &planes, buf, pix, 0..geom.oh);
-                        &buf[..]
-                    };
+                    let cols = geom.columns(x, 1, g, buf);
                     let (r0, m) = (t * part, yt.len() / pix);
                     let wt = &wg[r0 * rows..(r0 + m) * rows];
                     sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix)?;
@@ -291,6 +285,21 @@ fn lone_image(
     Ok(())
 }
 
+/// The checked geometry and the output of `conv2d(x, w, b)` with
+/// `(stride, padding, groups)`, then ReLU if `relu`.
+fn conv2d_value(
+    x: &Var,
+    w: &Var,
+    b: Option<&Var>,
+    (stride, padding, groups): (usize, usize, usize),
+    relu: bool,
+) -> Result<(ConvGeom, Tensor)> {
+    let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
+    let bias = b.map(|b| b.value.data());
+    let out = conv2d_forward(&geom, ConvInputs { xs: x.value.data(), ws: w.value.data(), bias, relu })?;
+    Ok((geom, Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
+}
+
 impl Tape {
     /// 2-d convolution of `x [n, c, h, w]` by `w [oc, c / groups, kh, kw]`
     /// plus `b [oc]`, with `stride` and zero `padding` (as PyTorch's Conv2d).
@@ -303,12 +312,7 @@ impl Tape {
         padding: usize,
         groups: usize,
     ) -> Result<Var> {
-        let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
-        let out = conv2d_forward(
-            &geom,
-            ConvInputs { xs: x.value.data(), ws: w.value.data(), bias: b.map(|b| b.value.data()), relu: false },
-        )?;
-        let value = Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?;
+        let (geom, value) = conv2d_value(x, w, b, (stride, padding, groups), false)?;
         let ids = [x.id, w.id, b.and_then(|b| b.id)];
         Ok(self.record(value, &ids, || Op::Conv2d {
             x: Input { id: x.id, value: x.value.clone() },
@@ -333,12 +337,7 @@ impl Tape {
         if self.is_recording() && tracked {
             return Ok(self.relu(&self.conv2d(x, w, b, stride, padding, groups)?));
         }
-        let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
-        let out = conv2d_forward(
-            &geom,
-            ConvInputs { xs: x.value.data(), ws: w.value.data(), bias: b.map(|b| b.value.data()), relu: true },
-        )?;
-        Ok(Var::constant(Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
+        Ok(Var::constant(conv2d_value(x, w, b, (stride, padding, groups), true)?.1))
     }
 
     /// Max pooling of `x [n, c, h, w]` over `k x k` windows with `stride`
