@@ -172,39 +172,24 @@ batches_per_epoch = 1
 steps_per_batch = 2
 "#;
 
-const BACKBONE: &str = r#"
-version = 1
-name = "bad"
-seed = 0
-
-[data]
-dataset = "faces"
-root = "{IN}/faces"
-actors = ["aa", "bb"]
-size = 227
-color = "rgb"
-normalize = "mean_max_abs"
-split = { train = 2, test = 1, validation = 1 }
-
-[backbone]
-kind = "alexnet"
-weights = "{IN}/alexnet.pth"
-if_missing = "error"
-cache = "{IN}/cache"
-
-[model]
-kind = "mlp"
-hidden = [4]
-activation = "relu"
-
-[train]
-optimizer = "adam"
-lr = 1e-3
-loss = "mean"
-epochs = 1
-batches_per_epoch = 1
-steps_per_batch = 2
-"#;
+/// [`FACES`] through AlexNet: 227 x 227 colour crops, and a backbone whose
+/// weights file each case writes (no fallback to random weights).
+fn backbone() -> String {
+    let swap = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "the FACES template lacks '{from}'");
+        text.replace(from, to)
+    };
+    let text = swap(
+        FACES.to_string(),
+        "size = 32\ncolor = \"gray\"",
+        "size = 227\ncolor = \"rgb\"\nnormalize = \"mean_max_abs\"",
+    );
+    swap(
+        text,
+        "\n[model]",
+        "\n[backbone]\nkind = \"alexnet\"\nweights = \"{IN}/alexnet.pth\"\nif_missing = \"error\"\ncache = \"{IN}/cache\"\n\n[model]",
+    )
+}
 
 /// A safetensors file of zero-filled F32 tensors.
 fn safetensors(tensors: &[(&str, &[usize])]) -> Vec<u8> {
@@ -481,7 +466,7 @@ fn backbone_weights_mistakes() {
     let broken = |name: &'static str, bytes: Vec<u8>, expect: &[&str]| {
         let case = Case::new(name);
         faces(&case);
-        case.write("alexnet.pth", bytes).pipeline(BACKBONE).fails(&[], "alexnet.pth", expect);
+        case.write("alexnet.pth", bytes).pipeline(&backbone()).fails(&[], "alexnet.pth", expect);
     };
     let good = pth(&state_dict_pickle("features.0.bias", 64, &[64]), &[0; 256]);
     broken("pth-truncated-zip", good[..good.len() / 2].to_vec(), &["not a valid zip archive"]);
@@ -516,5 +501,5 @@ fn backbone_weights_mistakes() {
 
     let case = Case::new("backbone-weights-absent");
     faces(&case);
-    case.pipeline(BACKBONE).fails(&[], "alexnet.pth", &["not found"]);
+    case.pipeline(&backbone()).fails(&[], "alexnet.pth", &["not found"]);
 }
