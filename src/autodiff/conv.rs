@@ -3,9 +3,9 @@
 
 use super::op::{Input, Op};
 use super::tape::{Tape, Var};
-use crate::conv::{im2col, max_pool2d, Planes, Window};
+use crate::conv::{im2col, max_pool2d, pad_planes, Fields, Planes, Window};
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
+use crate::gemm::{sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -111,27 +111,25 @@ impl ConvGeom {
 /// packed once per few images instead of once per image.
 const PRODUCT_COLUMNS: usize = 1024;
 
-/// A convolution's operands: images `xs`, filters `ws`, optional `bias`, and
-/// whether a ReLU follows.
+/// A convolution's operands: images `xs`, filters `w`, optional `bias`,
+/// whether a ReLU follows, and whether the filters' packing may be
+/// remembered for the next call (untracked weights: see `prepacked`).
 #[derive(Clone, Copy)]
 pub(crate) struct ConvInputs<'a> {
     pub xs: &'a [f32],
-    pub ws: &'a [f32],
+    pub w: &'a Tensor,
+    pub remember: bool,
     pub bias: Option<&'a [f32]>,
     pub relu: bool,
 }
 
 /// The convolution `geom` of `inp`: `[n, oc, oh, ow]`. Chunks of
 /// [`ConvGeom::images_per_product`] images run in parallel; the filters are
-/// packed once for all of them.
+/// packed once for all of them. A lone image's product splits its columns
+/// between the threads instead (see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
-    // A lone image whose threads split the filters packs its own half each.
-    let split_filters = geom.n == 1 && crate::parallel::threads() > 1 && geom.oh * geom.ow < ocg;
-    let filters: Vec<PackedA> = (0..geom.groups)
-        .filter(|_| !split_filters)
-        .map(|g| PackedA::new(Transpose::No, ocg, rows, &inp.ws[g * ocg * rows..(g + 1) * ocg * rows], rows))
-        .collect::<std::result::Result<_, _>>()?;
+    let filters = super::prepacked::filters(inp.w, ocg, rows, geom.groups, inp.remember)?;
     let per_chunk = geom.images_per_product() * geom.oc * geom.oh * geom.ow;
     let mut out = vec![0.0f32; geom.n * geom.oc * geom.oh * geom.ow];
     let serial = ConvGeom::fills_threads(out.len().div_ceil(per_chunk));
@@ -142,51 +140,61 @@ pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32
 }
 
 /// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
-fn forward_chunk(geom: &ConvGeom, chunk: usize, y: &mut [f32], inp: ConvInputs, filters: &[PackedA]) -> Result<()> {
+fn forward_chunk(
+    geom: &ConvGeom,
+    chunk: usize,
+    y: &mut [f32],
+    inp: ConvInputs,
+    filters: &[Arc<PackedA>],
+) -> Result<()> {
     crate::scratch::with_vec(|buf| {
         crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, filters, buf, wide))
     })
 }
 
-/// [`forward_chunk`] with scratch vectors for the columns and the wide product.
+/// [`forward_chunk`] with scratch vectors for the padded input and the wide
+/// product. The columns are never written out: the product gathers them
+/// from the padded images (`conv::Fields`) as it packs them.
 fn forward_chunk_in(
     geom: &ConvGeom,
     chunk: usize,
     y: &mut [f32],
     inp: ConvInputs,
-    filters: &[PackedA],
+    filters: &[Arc<PackedA>],
     buf: &mut Vec<f32>,
     wide: &mut Vec<f32>,
 ) -> Result<()> {
-    let ConvGeom { c, h, w, oc, oh, ow, groups, .. } = *geom;
-    let (ocg, pix, rows, image) = (oc / groups, oh * ow, geom.col_rows(), c * h * w);
+    let ConvGeom { c, h, w, oc, oh, ow, groups, win, .. } = *geom;
+    let (ocg, pix, image) = (oc / groups, oh * ow, c * h * w);
     let (first, count) = (chunk * geom.images_per_product(), y.len() / (oc * pix));
     let x = &inp.xs[first * image..(first + count) * image];
-    let threads = crate::parallel::threads();
-    for g in 0..groups {
-        let wg = &inp.ws[g * ocg * rows..(g + 1) * ocg * rows];
-        if count == 1 && threads > 1 {
-            let bias = inp.bias.map(|b| &b[g * ocg..(g + 1) * ocg]);
-            let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            lone_image(geom, x, g, (wg, filters.get(g)), (bias, inp.relu), yg, threads)?;
-            continue;
-        }
-        let cols = geom.columns(x, count, g, buf);
+    // The group's planes, padded; (ld between groups' planes).
+    let (src, group_len) = if win.padding > 0 {
+        pad_planes(x, count * c, h, w, win.padding, buf);
+        (&buf[..], c / groups * (h + 2 * win.padding) * (w + 2 * win.padding))
+    } else {
+        (x, c / groups * h * w)
+    };
+    let fields = Fields::new(&geom.planes(), c, count).ok_or_else(|| Error::Invalid {
+        op: "conv2d",
+        message: format!("{count} images of {c}x{h}x{w} are too large to index with 32 bits"),
+    })?;
+    for (g, f) in filters.iter().enumerate() {
+        let src = &src[g * group_len..];
         if count == 1 {
             let yg = &mut y[g * ocg * pix..(g + 1) * ocg * pix];
-            match filters.get(g) {
-                Some(f) => sgemm_packed(f, Transpose::No, pix, 1.0, cols, pix, 0.0, yg, pix)?,
-                None => sgemm(Transpose::No, Transpose::No, ocg, pix, rows, 1.0, wg, rows, cols, pix, 0.0, yg, pix)?,
+            if win.is_pointwise() {
+                // The image already is its own column matrix.
+                sgemm_packed(f, Transpose::No, pix, 1.0, &src[..group_len], pix, 0.0, yg, pix)?;
+            } else {
+                sgemm_packed_gather(f, 1.0, src, &fields.rows, &fields.cols, 0.0, yg, pix)?;
             }
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
         let ld = count * pix;
         wide.resize(ocg * ld, 0.0);
-        match filters.get(g) {
-            Some(f) => sgemm_packed(f, Transpose::No, ld, 1.0, cols, ld, 0.0, wide, ld)?,
-            None => sgemm(Transpose::No, Transpose::No, ocg, ld, rows, 1.0, wg, rows, cols, ld, 0.0, wide, ld)?,
-        }
+        sgemm_packed_gather(f, 1.0, src, &fields.rows, &fields.cols, 0.0, wide, ld)?;
         for j in 0..count {
             for o in 0..ocg {
                 let dst = (j * oc + g * ocg + o) * pix;
@@ -194,96 +202,34 @@ fn forward_chunk_in(
             }
         }
     }
-    // (A lone image's threads finished their own parts.)
-    if !(count == 1 && threads > 1) {
-        finish(y, pix, inp.bias, inp.relu);
-    }
+    finish(y, pix, inp.bias, inp.relu);
     Ok(())
 }
 
 /// Add each output channel's bias to its rows of `pix` values in `y`
-/// (channel `row % bias.len()`), then ReLU if `relu`.
+/// (channel `row % bias.len()`), then ReLU if `relu`; rows split between
+/// threads when there are threads to spare (a lone image).
 fn finish(y: &mut [f32], pix: usize, bias: Option<&[f32]>, relu: bool) {
     if bias.is_none() && !relu {
         return;
     }
-    for (p, row) in y.chunks_mut(pix).enumerate() {
+    let row = |(p, row): (usize, &mut [f32])| {
         let b = bias.map_or(0.0, |b| b[p % b.len()]);
         if relu {
             row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
         } else {
             row.iter_mut().for_each(|v| *v += b);
         }
+    };
+    if crate::parallel::threads() > 1 && y.len() >= FINISH_PARALLEL_MIN {
+        y.par_chunks_mut(pix).enumerate().for_each(row);
+    } else {
+        y.chunks_mut(pix).enumerate().for_each(row);
     }
 }
 
-/// Group `g` of one image `x` by `wg` into `yg`, on `threads` threads: each
-/// makes its own part of the output start to end - columns, product - so the
-/// threads meet once, not after every step. Each part needs the whole of one
-/// operand, so the parts split the other: the filters when the output has
-/// fewer pixels than filters (the whole small column matrix is built by each),
-/// else the output rows (each builds only its columns; copied into place).
-fn lone_image(
-    geom: &ConvGeom,
-    x: &[f32],
-    g: usize,
-    (wg, packed): (&[f32], Option<&PackedA>),
-    (bias, relu): (Option<&[f32]>, bool),
-    yg: &mut [f32],
-    threads: usize,
-) -> Result<()> {
-    let (ocg, pix, rows, ow) = (geom.oc / geom.groups, geom.oh * geom.ow, geom.col_rows(), geom.ow);
-    let cg = geom.c / geom.groups;
-    let plane = &x[g * cg * geom.h * geom.w..(g + 1) * cg * geom.h * geom.w];
-    let (planes, pointwise) = (geom.planes(), geom.win.is_pointwise());
-    if pix < ocg || packed.is_none() {
-        let part = ocg.div_ceil(threads).next_multiple_of(12);
-        return yg.par_chunks_mut(part * pix).enumerate().try_for_each(|(t, yt)| {
-            crate::parallel::serial(|| {
-                crate::scratch::with_vec(|buf| {
-                    let cols = geom.columns(x, 1, g, buf);
-                    let (r0, m) = (t * part, yt.len() / pix);
-                    let wt = &wg[r0 * rows..(r0 + m) * rows];
-                    sgemm(Transpose::No, Transpose::No, m, pix, rows, 1.0, wt, rows, cols, pix, 0.0, yt, pix)?;
-                    finish(yt, pix, bias.map(|b| &b[r0..r0 + m]), relu);
-                    Ok(())
-                })
-            })
-        });
-    }
-    // Two parts per thread even out uneven row counts.
-    let per = geom.oh.div_ceil(2 * threads);
-    let parts: Vec<std::ops::Range<usize>> = (0..geom.oh).step_by(per).map(|a| a..(a + per).min(geom.oh)).collect();
-    let outs: Vec<Vec<f32>> = parts
-        .par_iter()
-        .map(|oys| {
-            crate::parallel::serial(|| {
-                crate::scratch::with_vec(|buf| -> Result<Vec<f32>> {
-                    let width = oys.len() * ow;
-                    let (cols, ld) = if pointwise {
-                        (&plane[oys.start * ow..], pix)
-                    } else {
-                        buf.resize(rows * width, 0.0);
-                        im2col(plane, &planes, buf, width, oys.clone());
-                        (&buf[..], width)
-                    };
-                    let mut o = vec![0.0f32; ocg * width];
-                    let packed = packed.expect("checked above");
-                    sgemm_packed(packed, Transpose::No, width, 1.0, cols, ld, 0.0, &mut o, width)?;
-                    finish(&mut o, width, bias, relu);
-                    Ok(o)
-                })
-            })
-        })
-        .collect::<Result<_>>()?;
-    for (oys, o) in parts.iter().zip(&outs) {
-        let (at, width) = (oys.start * ow, oys.len() * ow);
-        for r in 0..ocg {
-            yg[r * pix + at..r * pix + at + width].copy_from_slice(&o[r * width..(r + 1) * width]);
-        }
-    }
-    Ok(())
-}
+/// Outputs at least this large (floats) get their bias and ReLU on every thread.
+const FINISH_PARALLEL_MIN: usize = 1 << 16;
 
 /// The checked geometry and the output of `conv2d(x, w, b)` with
 /// `(stride, padding, groups)`, then ReLU if `relu`.
@@ -296,7 +242,8 @@ fn conv2d_value(
 ) -> Result<(ConvGeom, Tensor)> {
     let geom = ConvGeom::checked(x, w, b, stride, padding, groups)?;
     let bias = b.map(|b| b.value.data());
-    let out = conv2d_forward(&geom, ConvInputs { xs: x.value.data(), ws: w.value.data(), bias, relu })?;
+    let inp = ConvInputs { xs: x.value.data(), w: &w.value, remember: w.id.is_none(), bias, relu };
+    let out = conv2d_forward(&geom, inp)?;
     Ok((geom, Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
 }
 

@@ -17,6 +17,7 @@ mod fused;
 pub mod gradcheck;
 mod op;
 mod ops;
+mod prepacked;
 mod tape;
 
 pub use backward::Grads;

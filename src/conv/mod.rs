@@ -4,15 +4,20 @@
 //!
 //! A convolution is a matrix product: `im2col` lays each receptive field of
 //! an image out as a column, so that the filters `[out, in * kh * kw]` times
-//! those columns `[in * kh * kw, oh * ow]` is the output image. The backward
+//! those columns `[in * kh * kw, oh * ow]` is the output image. The forward
+//! pass never writes the columns out: `fields` gives each row and column of
+//! that matrix an offset into the zero-padded image, and the product gathers
+//! them as it packs its panels (implicit GEMM). The backward
 //! pass is two more products and `col2im`, which adds each column back onto
 //! the pixels it came from. Images of a batch run in parallel; a 1x1,
 //! stride-1, unpadded convolution needs no columns at all (the image already
 //! is its own column matrix).
 
+mod fields;
 mod im2col;
 mod pool;
 
+pub use fields::{pad_planes, Fields};
 pub use im2col::{col2im, im2col};
 pub use pool::{max_pool2d, max_pool2d_backward};
 

@@ -15,6 +15,8 @@
 //! private C, and the partial results are summed, so there is no barrier per
 //! KC block. That split depends on the shape only (one thread runs both
 //! halves), so C has the same bits on any number of threads.
+//! A product whose A was packed beforehand (a convolution's filters) splits
+//! n instead: each thread packs and multiplies its own columns start to end.
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
 //! costs more than it saves there.
 //!
@@ -23,7 +25,7 @@
 //! as the kernel wants them (see `APanels`).
 
 use super::kernel::Kernel;
-use super::pack::View;
+use super::pack::{Gather, View};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::thread::LocalKey;
@@ -53,6 +55,8 @@ pub(crate) struct Problem {
     pub ldc: usize,
     /// op(A) already packed by [`pack_all_a`] (null: pack it here).
     pub a_packed: *const f32,
+    /// B read through offset tables instead of `b` (see [`Gather`]).
+    pub b_gather: Option<Gather>,
 }
 
 // Safety: threads write disjoint tiles of C; see `run_blocked`.
@@ -72,11 +76,35 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
     // Whether to split k is decided by the shape alone, and always into the
     // same parts, so the partial sums - and the bits of C - are the same on
     // any number of threads (one thread runs the parts in turn).
-    if big && p.a_packed.is_null() && p.k >= 4 * p.m.max(p.n) && p.k >= SPLIT_K_PARTS * 2 * K::KC {
+    if big
+        && p.a_packed.is_null()
+        && p.b_gather.is_none()
+        && p.k >= 4 * p.m.max(p.n)
+        && p.k >= SPLIT_K_PARTS * 2 * K::KC
+    {
         run_split_k::<K>(p)
+    } else if threads > 1 && !p.a_packed.is_null() && p.n >= threads * 2 * K::NR {
+        run_split_n::<K>(p, threads)
     } else {
         run_blocked::<K>(p, threads)
     }
+}
+
+/// With A packed beforehand there is nothing for the threads to share but
+/// B, so each takes its own run of B's panels (columns of C) and packs and
+/// multiplies them start to end: one parallel region, no barrier per KC
+/// block. Each element of C sees the same KC blocks in the same order as
+/// on one thread, so the bits do not depend on the thread count.
+unsafe fn run_split_n<K: Kernel>(p: Problem, threads: usize) {
+    let per = p.n.div_ceil(K::NR).div_ceil(threads) * K::NR;
+    (0..p.n.div_ceil(per)).into_par_iter().for_each(|t| {
+        let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+        let j0 = t * per;
+        let b = View { ptr: p.b.at(0, j0), ..p.b };
+        let b_gather = p.b_gather.map(|g| g.from(0, j0));
+        let part = Problem { n: per.min(p.n - j0), b, b_gather, c: p.c.add(j0), ..*p };
+        run_blocked::<K>(part, 1);
+    });
 }
 
 /// `C = beta * C`, never reading C when beta is zero.
@@ -198,8 +226,9 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                 // With a single MR panel of A (m <= MR: the 10-class weight
                 // gradient dZ^T X), each B value is used once, so a row-major B
                 // is read in place and only its ragged last panel is packed.
-                let direct_b = p.b.cs == 1 && p.m <= K::MR;
+                let direct_b = p.b_gather.is_none() && p.b.cs == 1 && p.m <= K::MR;
                 let b_at = View { ptr: p.b.at(pc, jc), ..p.b };
+                let gather_at = p.b_gather.map(|g| g.from(pc, jc));
                 let packed = if direct_b { 1 } else { panels };
                 let bpack = &mut bbuf[..packed * K::NR * kc];
                 if direct_b {
@@ -214,7 +243,11 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                     });
                     let pack = |(g, run): (usize, &mut [f32])| {
                         let j0 = g * per * K::NR;
-                        K::pack_b(run, View { ptr: b_at.at(0, j0), ..b_at }, (per * K::NR).min(nc - j0), kc);
+                        let cols = (per * K::NR).min(nc - j0);
+                        match gather_at {
+                            Some(gt) => K::pack_b_gather(run, gt.from(0, j0), cols, kc),
+                            None => K::pack_b(run, View { ptr: b_at.at(0, j0), ..b_at }, cols, kc),
+                        }
                     };
                     if per < panels {
                         bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);

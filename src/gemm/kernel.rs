@@ -18,7 +18,7 @@
 //! - NC: the packed B block (KC x NC) lives in L3 and is shared by the threads.
 
 use super::lane::{self, Lane};
-use super::pack::{self, View};
+use super::pack::{self, Gather, View};
 
 /// One microkernel and its blocking. `tile` is `unsafe`: the caller guarantees
 /// the CPU features the kernel needs, and that `a`, `b` and `c` are valid for
@@ -33,6 +33,8 @@ pub(crate) trait Kernel: Sync {
     unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize);
     /// `pack::pack_b` at this kernel's NR.
     unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize);
+    /// `pack::pack_b_gather` at this kernel's NR.
+    unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize);
     /// C has row stride `ldc` and unit column stride.
     /// `a_step` is the distance between A's values for consecutive `p`: MR
     /// for a packed panel, or the row length when the kernel reads a
@@ -122,6 +124,10 @@ macro_rules! kernel {
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize) {
                 pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }, $avx>(dst, b, cols, kc)
+            }
+            $(#[target_feature(enable = $feature)])*
+            unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize) {
+                pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
             }
             #[inline]
             unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {

@@ -19,7 +19,7 @@ mod packed;
 pub mod reference;
 pub mod skinny;
 
-pub use packed::{sgemm_packed, PackedA};
+pub use packed::{sgemm_packed, sgemm_packed_gather, PackedA};
 
 use driver::Problem;
 use kernel::Kernel;
@@ -104,6 +104,10 @@ pub enum GemmError {
     LeadingDimension { operand: &'static str, ld: usize, row_len: usize },
     #[error("sgemm: {operand} is stored as {rows}x{cols} (leading dimension {ld}), needing {needed} elements, but the slice holds {len}")]
     TooShort { operand: &'static str, rows: usize, cols: usize, ld: usize, needed: usize, len: usize },
+    #[error("sgemm: gathered B has {rows} row offsets but A's depth is {depth}")]
+    GatherRows { rows: usize, depth: usize },
+    #[error("sgemm: gathered B reaches element {far} of a source holding {len}")]
+    GatherRange { far: usize, len: usize },
     #[error("sgemm: kernel '{0}' is not supported by this CPU")]
     KernelUnavailable(&'static str),
 }
@@ -218,6 +222,7 @@ pub fn sgemm_with(
         c: c.as_mut_ptr(),
         ldc,
         a_packed: std::ptr::null(),
+        b_gather: None,
     };
     // Safety: the operands were checked to cover every element the product
     // touches, and the kernel's CPU features were checked above.

@@ -34,6 +34,28 @@ impl View {
     }
 }
 
+/// A matrix read through two offset tables: element `(i, j)` is at
+/// `src + rows[i] + cols[j]`. A convolution's column matrix is one: row
+/// `(channel, ky, kx)` and column `(image, oy, ox)` of a zero-padded input
+/// each add their own offset, so the columns need never be written out.
+#[derive(Clone, Copy)]
+pub(crate) struct Gather {
+    pub src: *const f32,
+    pub rows: *const u32,
+    pub cols: *const u32,
+}
+
+// Safety: as for View.
+unsafe impl Send for Gather {}
+unsafe impl Sync for Gather {}
+
+impl Gather {
+    /// The same matrix from element `(i, j)` on.
+    pub unsafe fn from(&self, i: usize, j: usize) -> Gather {
+        Gather { src: self.src, rows: self.rows.add(i), cols: self.cols.add(j) }
+    }
+}
+
 /// Pack the `mc x kc` block of A at `a` into MR-row panels: panel `r` holds
 /// rows `r*MR..r*MR+MR`, element `(i, p)` at `dst[r*MR*kc + p*MR + i]`.
 /// `AVX` says the caller enabled AVX, so 8 x 8 blocks may be transposed
@@ -210,5 +232,23 @@ unsafe fn transpose8x8(rows: [*const f32; 8], out: *mut f32, stride: usize) {
     for q in 0..4 {
         _mm256_storeu_ps(out.add(q * stride), _mm256_permute2f128_ps::<0x20>(u[q], u[q + 4]));
         _mm256_storeu_ps(out.add((q + 4) * stride), _mm256_permute2f128_ps::<0x31>(u[q], u[q + 4]));
+    }
+}
+
+/// [`pack_b`] for a gathered B: the same panels, each row of a panel read
+/// at NR offsets from that row's start (a gather where the columns jump).
+#[inline(always)]
+pub(crate) unsafe fn pack_b_gather<const NR: usize>(dst: &mut [f32], b: Gather, cols: usize, kc: usize) {
+    for (s, panel) in dst[..cols.div_ceil(NR) * NR * kc].chunks_exact_mut(NR * kc).enumerate() {
+        let (j0, width) = (s * NR, NR.min(cols - s * NR));
+        // Past the last column: offset 0 (a valid element), zeroed below.
+        let offs: [usize; NR] = std::array::from_fn(|j| if j < width { *b.cols.add(j0 + j) as usize } else { 0 });
+        for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+            let row = b.src.add(*b.rows.add(p) as usize);
+            for (o, &off) in out.iter_mut().zip(&offs) {
+                *o = *row.add(off);
+            }
+            out[width..].fill(0.0);
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::driver::{self, Problem};
 use super::kernel::{self, Kernel};
+use super::pack::Gather;
 use super::{check_operand, GemmError, KernelChoice, Transpose, View};
 
 /// `op(A)`, `m x k`, packed for the default kernel family.
@@ -76,11 +77,55 @@ pub fn sgemm_packed(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<(), GemmError> {
-    let (m, k) = (a.m, a.k);
-    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
+    let (br, bc) = if tb == Transpose::No { (a.k, n) } else { (n, a.k) };
     check_operand("B", br, bc, ldb, b.len())?;
+    // Safety: B was checked to cover op(B).
+    unsafe { run_packed(a, n, alpha, View::of(b.as_ptr(), ldb, tb), None, beta, c, ldc) }
+}
+
+/// [`sgemm_packed`] with B gathered: `B[p][j] = src[rows[p] + cols[j]]`
+/// (`rows` has A's depth k, `cols` has n entries). A convolution passes its
+/// zero-padded input and the offsets of its receptive fields, and the
+/// product packs the column matrix straight from the image.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_gather(
+    a: &PackedA,
+    alpha: f32,
+    src: &[f32],
+    rows: &[u32],
+    cols: &[u32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<(), GemmError> {
+    let n = cols.len();
+    if rows.len() != a.k {
+        return Err(GemmError::GatherRows { rows: rows.len(), depth: a.k });
+    }
+    let far = |o: &[u32]| o.iter().max().map_or(0, |&m| m as usize);
+    if a.k > 0 && n > 0 && far(rows) + far(cols) >= src.len() {
+        return Err(GemmError::GatherRange { far: far(rows) + far(cols), len: src.len() });
+    }
+    let gather = Gather { src: src.as_ptr(), rows: rows.as_ptr(), cols: cols.as_ptr() };
+    // Safety: every offset pair was checked to land inside `src`.
+    unsafe { run_packed(a, n, alpha, View { ptr: src.as_ptr(), rs: 0, cs: 0 }, Some(gather), beta, c, ldc) }
+}
+
+/// The product of packed `a` and B (`b`, or `gather` when given) into C.
+/// Safety: B must cover `a.k x n` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_packed(
+    a: &PackedA,
+    n: usize,
+    alpha: f32,
+    b: View,
+    gather: Option<Gather>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<(), GemmError> {
+    let (m, k) = (a.m, a.k);
     check_operand("C", m, n, ldc, c.len())?;
-    let b = View::of(b.as_ptr(), ldb, tb);
     let p = Problem {
         m,
         n,
@@ -93,10 +138,11 @@ pub fn sgemm_packed(
         c: c.as_mut_ptr(),
         ldc,
         a_packed: if a.data.is_empty() { std::ptr::null() } else { a.data.as_ptr() },
+        b_gather: gather,
     };
-    // Safety: B and C were checked to cover the product; A was packed for
-    // this kernel with these m and k.
-    unsafe { with_kernel!(a.kernel, run, p) };
+    // Safety: C was checked to cover the product; A was packed for this
+    // kernel with these m and k.
+    with_kernel!(a.kernel, run, p);
     Ok(())
 }
 
@@ -104,6 +150,31 @@ pub fn sgemm_packed(
 mod tests {
     use super::*;
     use crate::gemm::reference;
+
+    #[test]
+    fn gathered_products_match_the_reference() {
+        // B gathered from a random source with random offsets (repeats
+        // allowed), widths crossing panel and KC-block edges.
+        let mut r = crate::tensor::Rng::new(4);
+        for (m, n, k) in [(1, 1, 1), (12, 33, 7), (30, 100, 600), (64, 65, 1100)] {
+            let src: Vec<f32> = (0..5000).map(|_| r.normal()).collect();
+            let rows: Vec<u32> = (0..k).map(|_| (r.uniform() * 2500.0) as u32).collect();
+            let cols: Vec<u32> = (0..n).map(|_| (r.uniform() * 2499.0) as u32).collect();
+            let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| src[(rows[i / n] + cols[i % n]) as usize]).collect();
+            let packed = PackedA::new(Transpose::No, m, k, &a, k).unwrap();
+            let mut c = vec![f32::NAN; m * (n + 3)];
+            sgemm_packed_gather(&packed, 0.5, &src, &rows, &cols, 0.0, &mut c, n + 3).unwrap();
+            let mut want = vec![0.0; m * (n + 3)];
+            reference::sgemm_naive(Transpose::No, Transpose::No, m, n, k, 0.5, &a, k, &b, n, 0.0, &mut want, n + 3);
+            for i in 0..m {
+                for j in 0..n {
+                    let (x, y) = (c[i * (n + 3) + j], want[i * (n + 3) + j]);
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn packed_products_match_the_reference() {
@@ -124,6 +195,9 @@ mod tests {
             }
         }
         let packed = PackedA::new(Transpose::No, 2, 3, &[0.0; 6], 3).unwrap();
+        assert!(sgemm_packed_gather(&packed, 1.0, &[0.0; 9], &[0, 1, 2], &[0, 6], 0.0, &mut [0.0; 4], 2).is_ok());
+        assert!(sgemm_packed_gather(&packed, 1.0, &[0.0; 9], &[0, 1, 2], &[0, 7], 0.0, &mut [0.0; 4], 2).is_err());
+        assert!(sgemm_packed_gather(&packed, 1.0, &[0.0; 9], &[0, 1], &[0, 6], 0.0, &mut [0.0; 4], 2).is_err());
         assert!(sgemm_packed(&packed, Transpose::No, 4, 1.0, &[0.0; 11], 4, 0.0, &mut [0.0; 8], 4).is_err());
     }
 }

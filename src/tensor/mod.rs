@@ -86,6 +86,11 @@ impl Tensor {
         &self.data
     }
 
+    /// The shared storage itself (to recognise a tensor seen before).
+    pub(crate) fn storage(&self) -> &Arc<Vec<f32>> {
+        &self.data
+    }
+
     /// Mutable storage; copies first if another tensor shares it.
     pub fn data_mut(&mut self) -> &mut [f32] {
         Arc::make_mut(&mut self.data).as_mut_slice()
