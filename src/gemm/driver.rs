@@ -15,8 +15,9 @@
 //! private C, and the partial results are summed, so there is no barrier per
 //! KC block. That split depends on the shape only (one thread runs both
 //! halves), so C has the same bits on any number of threads.
-//! A product whose A was packed beforehand (a convolution's filters) splits
-//! n instead: each thread packs and multiplies its own columns start to end.
+//! A product whose A was packed beforehand (a convolution's filters) is
+//! instead cut into one share per thread, rows or columns, each packed and
+//! multiplied start to end (`run_split`).
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
 //! costs more than it saves there.
 //!
@@ -55,6 +56,10 @@ pub(crate) struct Problem {
     pub ldc: usize,
     /// op(A) already packed by [`pack_all_a`] (null: pack it here).
     pub a_packed: *const f32,
+    /// With `a_packed`: rows of the whole packed A (0: this problem's m)
+    /// and the row of it this problem starts at (a thread's share).
+    pub a_rows: usize,
+    pub a_row0: usize,
     /// B read through offset tables instead of `b` (see [`Gather`]).
     pub b_gather: Option<Gather>,
 }
@@ -83,26 +88,36 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         && p.k >= SPLIT_K_PARTS * 2 * K::KC
     {
         run_split_k::<K>(p)
-    } else if threads > 1 && !p.a_packed.is_null() && p.n >= threads * 2 * K::NR {
-        run_split_n::<K>(p, threads)
+    } else if threads > 1 && !p.a_packed.is_null() && p.m.max(p.n) >= threads * 2 * K::MR.max(K::NR) {
+        run_split::<K>(p, threads)
     } else {
         run_blocked::<K>(p, threads)
     }
 }
 
-/// With A packed beforehand there is nothing for the threads to share but
-/// B, so each takes its own run of B's panels (columns of C) and packs and
-/// multiplies them start to end: one parallel region, no barrier per KC
-/// block. Each element of C sees the same KC blocks in the same order as
-/// on one thread, so the bits do not depend on the thread count.
-unsafe fn run_split_n<K: Kernel>(p: Problem, threads: usize) {
-    let per = p.n.div_ceil(K::NR).div_ceil(threads) * K::NR;
-    (0..p.n.div_ceil(per)).into_par_iter().for_each(|t| {
+/// With A packed beforehand there is nothing for the threads to build
+/// together but B, so each takes its own share of the product and packs and
+/// multiplies it start to end: one parallel region, no barrier per KC
+/// block. The larger operand is split (each thread streams half of it and
+/// reads the smaller one whole): rows of A when m > n (a lone image's
+/// 13 x 13 layers, whose filters outweigh their columns), else columns of
+/// B. Each element of C sees the same KC blocks in the same order as on one
+/// thread, so the bits do not depend on the thread count.
+unsafe fn run_split<K: Kernel>(p: Problem, threads: usize) {
+    let by_rows = p.m > p.n;
+    let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
+    let per = len.div_ceil(unit).div_ceil(threads) * unit;
+    (0..len.div_ceil(per)).into_par_iter().for_each(|t| {
         let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-        let j0 = t * per;
-        let b = View { ptr: p.b.at(0, j0), ..p.b };
-        let b_gather = p.b_gather.map(|g| g.from(0, j0));
-        let part = Problem { n: per.min(p.n - j0), b, b_gather, c: p.c.add(j0), ..*p };
+        let at = t * per;
+        let part = if by_rows {
+            let a_rows = p.a_rows.max(p.m);
+            Problem { m: per.min(p.m - at), a_rows, a_row0: p.a_row0 + at, c: p.c.add(at * p.ldc), ..*p }
+        } else {
+            let b = View { ptr: p.b.at(0, at), ..p.b };
+            let b_gather = p.b_gather.map(|g| g.from(0, at));
+            Problem { n: per.min(p.n - at), b, b_gather, c: p.c.add(at), ..*p }
+        };
         run_blocked::<K>(part, 1);
     });
 }
@@ -280,8 +295,8 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                     if !p.a_packed.is_null() {
                         // Packed beforehand: KC block `pc` holds all of A's
                         // panels, so this row block starts `ic * kc` in.
-                        let m_pad = p.m.next_multiple_of(K::MR);
-                        let at = p.a_packed.add(pc * m_pad + ic * kc);
+                        let m_pad = p.a_rows.max(p.m).next_multiple_of(K::MR);
+                        let at = p.a_packed.add(pc * m_pad + (p.a_row0 + ic) * kc);
                         let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
                         macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
                     } else if direct_a {

@@ -127,7 +127,7 @@ macro_rules! kernel {
             }
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize) {
-                pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }>(dst, b, cols, kc)
+                pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }, $avx, { <$lane as Lane>::WIDTH == 16 }>(dst, b, cols, kc)
             }
             #[inline]
             unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {

@@ -223,6 +223,8 @@ pub fn sgemm_with(
         ldc,
         a_packed: std::ptr::null(),
         b_gather: None,
+        a_rows: 0,
+        a_row0: 0,
     };
     // Safety: the operands were checked to cover every element the product
     // touches, and the kernel's CPU features were checked above.

@@ -237,16 +237,75 @@ unsafe fn transpose8x8(rows: [*const f32; 8], out: *mut f32, stride: usize) {
 
 /// [`pack_b`] for a gathered B: the same panels, each row of a panel read
 /// at NR offsets from that row's start (a gather where the columns jump).
+/// `AVX` as for [`pack_a`]: eight offsets at a time go to a gather
+/// instruction (LLVM otherwise moves each float on its own). `AVX512`: a
+/// panel whose columns form a few runs of consecutive offsets (an output
+/// row of a stride-1 convolution is one) copies each run with one masked
+/// load and store instead.
 #[inline(always)]
-pub(crate) unsafe fn pack_b_gather<const NR: usize>(dst: &mut [f32], b: Gather, cols: usize, kc: usize) {
+pub(crate) unsafe fn pack_b_gather<const NR: usize, const AVX: bool, const AVX512: bool>(
+    dst: &mut [f32],
+    b: Gather,
+    cols: usize,
+    kc: usize,
+) {
     for (s, panel) in dst[..cols.div_ceil(NR) * NR * kc].chunks_exact_mut(NR * kc).enumerate() {
         let (j0, width) = (s * NR, NR.min(cols - s * NR));
         // Past the last column: offset 0 (a valid element), zeroed below.
-        let offs: [usize; NR] = std::array::from_fn(|j| if j < width { *b.cols.add(j0 + j) as usize } else { 0 });
+        let offs: [u32; NR] = std::array::from_fn(|j| if j < width { *b.cols.add(j0 + j) } else { 0 });
+        #[cfg(target_arch = "x86_64")]
+        if AVX512 {
+            use std::arch::x86_64::*;
+            // Runs (first column, offset, lane mask) of at most 16 columns.
+            let mut runs = [(0usize, 0u32, 0u16); NR];
+            let mut count = 0;
+            let mut j = 0;
+            while j < width {
+                let start = j;
+                j += 1;
+                while j < width && j - start < 16 && offs[j] == offs[j - 1] + 1 {
+                    j += 1;
+                }
+                runs[count] = (start, offs[start], ((1u32 << (j - start)) - 1) as u16);
+                count += 1;
+            }
+            // A strided window gives runs of one: those are left to the gather.
+            if count <= NR / 4 {
+                for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                    let row = b.src.add(*b.rows.add(p) as usize);
+                    for &(at, off, mask) in &runs[..count] {
+                        let v = _mm512_maskz_loadu_ps(mask, row.add(off as usize));
+                        _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, v);
+                    }
+                    out[width..].fill(0.0);
+                }
+                continue;
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if AVX && NR.is_multiple_of(8) && NR <= 64 {
+            use std::arch::x86_64::*;
+            // Offsets below 2^31 (checked by the caller), so they are valid i32 indices.
+            let idx: [__m256i; 8] = std::array::from_fn(|g| {
+                if g < NR / 8 {
+                    _mm256_loadu_si256(offs.as_ptr().add(g * 8) as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                let row = b.src.add(*b.rows.add(p) as usize);
+                for (g, ix) in idx.iter().enumerate().take(NR / 8) {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(g * 8), _mm256_i32gather_ps::<4>(row, *ix));
+                }
+                out[width..].fill(0.0);
+            }
+            continue;
+        }
         for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
             let row = b.src.add(*b.rows.add(p) as usize);
             for (o, &off) in out.iter_mut().zip(&offs) {
-                *o = *row.add(off);
+                *o = *row.add(off as usize);
             }
             out[width..].fill(0.0);
         }

@@ -84,7 +84,7 @@ pub fn sgemm_packed(
 }
 
 /// [`sgemm_packed`] with B gathered: `B[p][j] = src[rows[p] + cols[j]]`
-/// (`rows` has A's depth k, `cols` has n entries). A convolution passes its
+/// (`rows` has A's depth k, `cols` has n entries, each below 2^31). A convolution passes its
 /// zero-padded input and the offsets of its receptive fields, and the
 /// product packs the column matrix straight from the image.
 #[allow(clippy::too_many_arguments)]
@@ -103,7 +103,8 @@ pub fn sgemm_packed_gather(
         return Err(GemmError::GatherRows { rows: rows.len(), depth: a.k });
     }
     let far = |o: &[u32]| o.iter().max().map_or(0, |&m| m as usize);
-    if a.k > 0 && n > 0 && far(rows) + far(cols) >= src.len() {
+    // (The packer indexes with 32-bit signed offsets from each row's start.)
+    if a.k > 0 && n > 0 && (far(rows) + far(cols) >= src.len() || far(cols) > i32::MAX as usize) {
         return Err(GemmError::GatherRange { far: far(rows) + far(cols), len: src.len() });
     }
     let gather = Gather { src: src.as_ptr(), rows: rows.as_ptr(), cols: cols.as_ptr() };
@@ -139,6 +140,8 @@ unsafe fn run_packed(
         ldc,
         a_packed: if a.data.is_empty() { std::ptr::null() } else { a.data.as_ptr() },
         b_gather: gather,
+        a_rows: 0,
+        a_row0: 0,
     };
     // Safety: C was checked to cover the product; A was packed for this
     // kernel with these m and k.
@@ -156,7 +159,8 @@ mod tests {
         // B gathered from a random source with random offsets (repeats
         // allowed), widths crossing panel and KC-block edges.
         let mut r = crate::tensor::Rng::new(4);
-        for (m, n, k) in [(1, 1, 1), (12, 33, 7), (30, 100, 600), (64, 65, 1100)] {
+        // The last two are big enough to split between threads: by rows, by columns.
+        for (m, n, k) in [(1, 1, 1), (12, 33, 7), (30, 100, 600), (64, 65, 1100), (200, 40, 700), (40, 300, 500)] {
             let src: Vec<f32> = (0..5000).map(|_| r.normal()).collect();
             let rows: Vec<u32> = (0..k).map(|_| (r.uniform() * 2500.0) as u32).collect();
             let cols: Vec<u32> = (0..n).map(|_| (r.uniform() * 2499.0) as u32).collect();
@@ -179,7 +183,7 @@ mod tests {
     #[test]
     fn packed_products_match_the_reference() {
         let mut r = crate::tensor::Rng::new(9);
-        for (m, n, k) in [(1, 1, 1), (13, 40, 7), (64, 300, 363), (100, 17, 1100), (25, 3, 530)] {
+        for (m, n, k) in [(1, 1, 1), (13, 40, 7), (64, 300, 363), (100, 17, 1100), (25, 3, 530), (300, 40, 400)] {
             for ta in [Transpose::No, Transpose::Yes] {
                 let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();
                 let b: Vec<f32> = (0..k * n).map(|_| r.normal()).collect();
