@@ -3,7 +3,7 @@
 
 use super::op::{Input, Op};
 use super::tape::{Tape, Var};
-use crate::conv::{im2col, max_pool2d, pad_planes, Fields, Planes, Window};
+use crate::conv::{im2col, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
@@ -168,16 +168,17 @@ fn forward_chunk_in(
     let (ocg, pix, image) = (oc / groups, oh * ow, c * h * w);
     let (first, count) = (chunk * geom.images_per_product(), y.len() / (oc * pix));
     let x = &inp.xs[first * image..(first + count) * image];
-    // The group's planes, padded; (ld between groups' planes).
-    let (src, group_len) = if win.padding > 0 {
-        pad_planes(x, count * c, h, w, win.padding, buf);
-        (&buf[..], c / groups * (h + 2 * win.padding) * (w + 2 * win.padding))
+    // The images padded (and split into stride phases), and how far apart groups' planes are.
+    let planes = geom.planes();
+    let (src, group_len) = if needs_padding(&planes) {
+        pad_planes(x, count * c, &planes, buf);
+        (&buf[..], c / groups * padded_plane(&planes))
     } else {
         (x, c / groups * h * w)
     };
-    let fields = Fields::new(&geom.planes(), c, count).ok_or_else(|| Error::Invalid {
+    let fields = Fields::new(&planes, c, count).ok_or_else(|| Error::Invalid {
         op: "conv2d",
-        message: format!("{count} images of {c}x{h}x{w} are too large to index with 32 bits"),
+        message: format!("{count} images of {c}x{h}x{w} are too large to index with 31 bits"),
     })?;
     for (g, f) in filters.iter().enumerate() {
         let src = &src[g * group_len..];

@@ -6,6 +6,11 @@
 //! one per column. The matrix product reads the columns through these two
 //! tables while it packs them (`gemm::sgemm_packed_gather`), so the forward
 //! pass copies each input once (padding it) instead of `kh * kw` times.
+//!
+//! With stride `s`, each padded row is also split into its `s` phases
+//! (pixels `q, q + s, q + 2s, ...` side by side, as im2col's strided path
+//! does): neighbouring outputs `ox, ox + 1` then read neighbouring floats of
+//! one phase, so a panel of columns is a few contiguous runs, not a gather.
 
 use super::Planes;
 
@@ -18,31 +23,68 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// The fields of window `g` over `count` padded images of `channels`
-    /// planes each (the group's `g.c` planes start at offset 0, so a group
-    /// other than the first reads from its own first plane on). None when
-    /// the images are too large for 32-bit offsets.
+    /// The fields of window `g` over `count` images of `channels` planes
+    /// each, laid out by [`pad_planes`] (the group's `g.c` planes start at
+    /// offset 0, so a group other than the first reads from its own first
+    /// plane on). None when the images are too large for 31-bit offsets.
     pub fn new(g: &Planes, channels: usize, count: usize) -> Option<Fields> {
-        let (hp, wp) = (g.h + 2 * g.win.padding, g.w + 2 * g.win.padding);
-        let image = channels * hp * wp;
-        u32::try_from(count * image).ok()?;
-        let (kh, kw, s) = (g.win.kh, g.win.kw, g.win.stride);
-        let rows = (0..g.c * kh * kw).map(|r| ((r / (kh * kw)) * hp * wp + (r / kw % kh) * wp + r % kw) as u32);
+        let (hp, wq, s) = padded_shape(g);
+        let image = channels * s * hp * wq;
+        i32::try_from(count * image).ok()?;
+        let (kh, kw) = (g.win.kh, g.win.kw);
+        let rows = (0..g.c * kh * kw).map(|r| {
+            let (ci, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);
+            (((ci * s + kx % s) * hp + ky) * wq + kx / s) as u32
+        });
         let cols = (0..count * g.oh * g.ow)
-            .map(|j| ((j / (g.oh * g.ow)) * image + (j / g.ow % g.oh) * s * wp + (j % g.ow) * s) as u32);
+            .map(|j| ((j / (g.oh * g.ow)) * image + (j / g.ow % g.oh) * s * wq + j % g.ow) as u32);
         Some(Fields { rows: rows.collect(), cols: cols.collect() })
     }
 }
 
-/// Copy `planes` planes of `h x w` from `x` into `out` with a border of
-/// `pad` zeros: `planes` planes of `(h + 2 pad) x (w + 2 pad)`.
-pub fn pad_planes(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, out: &mut Vec<f32>) {
-    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+/// Padded height, width of one phase, and phases per plane (the stride).
+fn padded_shape(g: &Planes) -> (usize, usize, usize) {
+    let (hp, wp, s) = (g.h + 2 * g.win.padding, g.w + 2 * g.win.padding, g.win.stride);
+    (hp, wp.div_ceil(s), s)
+}
+
+/// Floats per plane of the layout [`pad_planes`] writes.
+pub fn padded_plane(g: &Planes) -> usize {
+    let (hp, wq, s) = padded_shape(g);
+    s * hp * wq
+}
+
+/// Whether [`pad_planes`] would only copy: no padding, stride 1.
+pub fn needs_padding(g: &Planes) -> bool {
+    g.win.padding > 0 || g.win.stride > 1
+}
+
+/// Copy `planes` planes of `g.h x g.w` from `x` into `out`, each with a
+/// border of `g.win.padding` zeros and its rows split into `stride` phases:
+/// plane `i`, phase `q`, padded row `y` holds padded pixels
+/// `q, q + s, q + 2s, ...` of row `y` at `((i * s + q) * hp + y) * wq`.
+pub fn pad_planes(x: &[f32], planes: usize, g: &Planes, out: &mut Vec<f32>) {
+    let (hp, wq, s) = padded_shape(g);
+    let (h, w, pad) = (g.h, g.w, g.win.padding);
     out.clear();
-    out.resize(planes * hp * wp, 0.0);
-    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(hp * wp)).take(planes) {
-        for (row, d) in src.chunks_exact(w).zip(dst[pad * wp..].chunks_exact_mut(wp)) {
-            d[pad..pad + w].copy_from_slice(row);
+    out.resize(planes * s * hp * wq, 0.0);
+    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(s * hp * wq)).take(planes) {
+        for (y, row) in src.chunks_exact(w).enumerate() {
+            for q in 0..s {
+                // Phase q holds padded columns t * s + q, image columns t * s + q - pad.
+                let first = pad.saturating_sub(q).div_ceil(s);
+                let last = (w + pad).saturating_sub(q).div_ceil(s).min(wq);
+                if last <= first {
+                    continue; // (a phase of padding only)
+                }
+                let d = &mut dst[(q * hp + y + pad) * wq + first..(q * hp + y + pad) * wq + last];
+                if s == 1 {
+                    d.copy_from_slice(&row[first + q - pad..last + q - pad]);
+                } else {
+                    let from = first * s + q - pad;
+                    d.iter_mut().zip(row[from..].iter().step_by(s)).for_each(|(v, &p)| *v = p);
+                }
+            }
         }
     }
 }
@@ -56,13 +98,19 @@ mod tests {
     fn offsets_into_the_padded_input_give_im2cols_columns() {
         let mut r = crate::tensor::Rng::new(6);
         // Strides that do not divide evenly, padding, a kernel larger than the stride.
-        for (c, h, w, k, s, p, count) in [(2, 7, 5, 3, 2, 1, 3), (3, 9, 9, 4, 3, 2, 1), (1, 4, 6, 1, 1, 0, 2)] {
+        for (c, h, w, k, s, p, count) in [
+            (2, 7, 5, 3, 2, 1, 3),
+            (3, 9, 9, 4, 3, 2, 1),
+            (1, 4, 6, 1, 1, 0, 2),
+            (3, 23, 23, 11, 4, 2, 2),
+            (2, 8, 9, 2, 3, 0, 1),
+        ] {
             let win = Window::square(k, s, p);
             let (oh, ow) = win.output("test", h, w).unwrap();
             let g = Planes { c, h, w, win, oh, ow };
             let x: Vec<f32> = (0..count * c * h * w).map(|_| r.normal()).collect();
             let mut padded = Vec::new();
-            pad_planes(&x, count * c, h, w, p, &mut padded);
+            pad_planes(&x, count * c, &g, &mut padded);
             let f = Fields::new(&g, c, count).unwrap();
             let (rows, pix) = (c * k * k, oh * ow);
             let mut want = vec![f32::NAN; rows * count * pix];

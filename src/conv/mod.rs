@@ -17,7 +17,7 @@ mod fields;
 mod im2col;
 mod pool;
 
-pub use fields::{pad_planes, Fields};
+pub use fields::{needs_padding, pad_planes, padded_plane, Fields};
 pub use im2col::{col2im, im2col};
 pub use pool::{max_pool2d, max_pool2d_backward};
 
