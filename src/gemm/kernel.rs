@@ -35,12 +35,31 @@ pub(crate) trait Kernel: Sync {
     unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize);
     /// `pack::pack_b_gather` at this kernel's NR.
     unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize);
+    /// Columns [`Kernel::tile_narrow`] computes: half of NR when the
+    /// register block has an even number of vectors, else NR.
+    const NARROW: usize;
     /// C has row stride `ldc` and unit column stride.
     /// `a_step` is the distance between A's values for consecutive `p`: MR
     /// for a packed panel, or the row length when the kernel reads a
     /// transposed A in place; `b_step` likewise NR, or B's row length.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        a_step: usize,
+        b: *const f32,
+        b_step: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    );
+    /// [`Kernel::tile`] for only the first `NARROW` columns of the B panel
+    /// (which is still NR wide: `b_step` as for `tile`). The last panel of
+    /// a product whose width is a few columns past a multiple of NR (13 x 13
+    /// = 169 = 5 x 32 + 9) costs half a tile instead of a whole one.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_narrow(
         k: usize,
         alpha: f32,
         a: *const f32,
@@ -116,6 +135,7 @@ macro_rules! kernel {
             const KC: usize = $kc;
             const MC: usize = $mc;
             const NC: usize = $nc;
+            const NARROW: usize = ($nv + 1) / 2 * <$lane as Lane>::WIDTH;
             // Packing is compiled with the kernel's features too, for wide moves.
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize) {
@@ -135,6 +155,15 @@ macro_rules! kernel {
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
                     tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                }
+                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+            }
+            #[inline]
+            unsafe fn tile_narrow(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                $(#[target_feature(enable = $feature)])*
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, $mr, { ($nv + 1) / 2 }>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
                 }
                 body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
             }
