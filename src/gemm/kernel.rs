@@ -135,7 +135,7 @@ macro_rules! kernel {
             const KC: usize = $kc;
             const MC: usize = $mc;
             const NC: usize = $nc;
-            const NARROW: usize = ($nv + 1) / 2 * <$lane as Lane>::WIDTH;
+            const NARROW: usize = ($nv as usize).div_ceil(2) * <$lane as Lane>::WIDTH;
             // Packing is compiled with the kernel's features too, for wide moves.
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize) {
@@ -163,7 +163,7 @@ macro_rules! kernel {
                 $(#[target_feature(enable = $feature)])*
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, $mr, { ($nv + 1) / 2 }>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                    tile_body::<$lane, $mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
                 }
                 body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
             }
