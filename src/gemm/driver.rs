@@ -389,7 +389,9 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: 
                 // Edge tile: compute the whole tile into scratch, copy the part
                 // that exists. C outside the matrix is never touched.
                 let mut scratch = [0.0f32; MAX_TILE];
-                if cols <= K::NARROW {
+                if rows <= K::SHORT {
+                    K::tile_short(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
+                } else if cols <= K::NARROW {
                     K::tile_narrow(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
                 } else {
                     K::tile(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);

@@ -38,12 +38,28 @@ pub(crate) trait Kernel: Sync {
     /// Columns [`Kernel::tile_narrow`] computes: half of NR when the
     /// register block has an even number of vectors, else NR.
     const NARROW: usize;
+    /// Rows [`Kernel::tile_short`] computes: half of MR.
+    const SHORT: usize;
     /// C has row stride `ldc` and unit column stride.
     /// `a_step` is the distance between A's values for consecutive `p`: MR
     /// for a packed panel, or the row length when the kernel reads a
     /// transposed A in place; `b_step` likewise NR, or B's row length.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        a_step: usize,
+        b: *const f32,
+        b_step: usize,
+        beta: f32,
+        c: *mut f32,
+        ldc: usize,
+    );
+    /// [`Kernel::tile`] for only the first `SHORT` rows of the A panel
+    /// (`a_step` as for `tile`): AlexNet's 256 filters end in a panel of 4.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_short(
         k: usize,
         alpha: f32,
         a: *const f32,
@@ -136,6 +152,7 @@ macro_rules! kernel {
             const MC: usize = $mc;
             const NC: usize = $nc;
             const NARROW: usize = ($nv as usize).div_ceil(2) * <$lane as Lane>::WIDTH;
+            const SHORT: usize = $mr / 2;
             // Packing is compiled with the kernel's features too, for wide moves.
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize) {
@@ -155,6 +172,15 @@ macro_rules! kernel {
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
                     tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                }
+                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+            }
+            #[inline]
+            unsafe fn tile_short(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                $(#[target_feature(enable = $feature)])*
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, { $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
                 }
                 body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
             }
