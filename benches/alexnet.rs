@@ -15,7 +15,7 @@ use nabla::optim::{Optimizer, Sgd};
 use nabla::{Rng, Tensor};
 use std::collections::BTreeMap;
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// Milliseconds by case.
 type Times = BTreeMap<String, f64>;
@@ -78,7 +78,8 @@ fn main() {
     let mut params = net.init(&mut Rng::new(0));
     let mut rounds: Vec<(Times, Option<Times>)> = Vec::new();
     for round in 0..ROUNDS {
-        let mine = ours(&net, &mut params);
+        // As the `nabla` program runs a pipeline: on a thread of the pool.
+        let mine = nabla::parallel::in_pool(|| ours(&net, &mut params));
         let theirs = peer();
         for (case, ms) in &mine {
             println!("bench=alexnet case={case} impl=nabla round={round} value={ms:.2} unit=ms");

@@ -191,7 +191,8 @@ fn main() -> ExitCode {
             let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
             for l in &loaded {
                 eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
-                match pipeline::run(l, &opts) {
+                // On a pool thread, so its parallel loops need no hand-off (`parallel::in_pool`).
+                match nabla::parallel::in_pool(|| pipeline::run(l, &opts)) {
                     Ok(files) => {
                         for f in files {
                             println!("wrote {}", f.display());
