@@ -193,6 +193,9 @@ fn conv2d_backward(
         accumulate(grads, w.id, Tensor::from_vec(dw, w.value.shape())?)?;
     }
     if x.id.is_some() {
+        if let Some(dx) = super::conv::input_gradient_by_conv(geom, ws, gs) {
+            return accumulate(grads, x.id, Tensor::from_vec(dx?, x.value.shape())?);
+        }
         // W^T of each group, packed once for every chunk.
         let filters_t: Vec<PackedA> = (0..groups)
             .map(|gi| PackedA::new(Transpose::Yes, rows, ocg, &ws[gi * ocg * rows..(gi + 1) * ocg * rows], rows))

@@ -139,6 +139,40 @@ pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32
     Ok(out)
 }
 
+/// The input gradient of the convolution `geom` with filters `w`, given the
+/// output gradient `dy`, as a convolution itself - when it is one: with
+/// stride 1 and square windows, `dx` is `dy` padded by `k - 1 - padding`
+/// and convolved with the filters flipped in space and with their in and
+/// out channels swapped. That runs through the forward pass's implicit GEMM
+/// instead of writing every column's gradient and adding them back
+/// (col2im). None for strides and windows this does not cover.
+pub(crate) fn input_gradient_by_conv(geom: &ConvGeom, w: &[f32], dy: &[f32]) -> Option<Result<Vec<f32>>> {
+    let ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win } = *geom;
+    let k = win.kh;
+    if win.stride != 1 || win.kw != k || win.padding >= k {
+        return None;
+    }
+    let (cg, ocg, kk) = (c / groups, oc / groups, k * k);
+    // flipped[g * cg + ci][o][k-1-ky][k-1-kx] = w[g * ocg + o][ci][ky][kx]
+    let mut flipped = vec![0.0f32; w.len()];
+    for (f, filter) in w.chunks_exact(cg * kk).enumerate() {
+        let (g, o) = (f / ocg, f % ocg);
+        for (ci, taps) in filter.chunks_exact(kk).enumerate() {
+            let at = ((g * cg + ci) * ocg + o) * kk;
+            for (t, &v) in taps.iter().enumerate() {
+                flipped[at + kk - 1 - t] = v;
+            }
+        }
+    }
+    let flipped = match Tensor::from_vec(flipped, &[c, ocg, k, k]) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    let back = Window { kh: k, kw: k, stride: 1, padding: k - 1 - win.padding };
+    let geom = ConvGeom { n, c: oc, h: oh, w: ow, oc: c, oh: h, ow: wd, groups, win: back };
+    Some(conv2d_forward(&geom, ConvInputs { xs: dy, w: &flipped, remember: false, bias: None, relu: false }))
+}
+
 /// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
 fn forward_chunk(
     geom: &ConvGeom,
