@@ -286,13 +286,10 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
         Op::Log { x, input } => accumulate(grads, Some(*x), g.div(input)?)?,
         Op::Relu { x, input } => {
             // The derivative at exactly 0 is taken as 0 (as PyTorch does).
-            let mask = input.map(|v| v.simd_gt(wide::f32x8::ZERO).bitselect(wide::f32x8::ONE, wide::f32x8::ZERO));
-            accumulate(grads, Some(*x), g.mul(&mask)?)?
+            let dx = g.zip_map(input, |g, v| v.simd_gt(wide::f32x8::ZERO).bitselect(g, wide::f32x8::ZERO))?;
+            accumulate(grads, Some(*x), dx)?
         }
-        Op::Tanh { x, out } => {
-            let d = out.map(|y| wide::f32x8::ONE - y * y);
-            accumulate(grads, Some(*x), g.mul(&d)?)?
-        }
+        Op::Tanh { x, out } => accumulate(grads, Some(*x), g.zip_map(out, |g, y| g * (wide::f32x8::ONE - y * y))?)?,
         Op::Sigmoid { x, out } => {
             let d = out.map(|y| y * (wide::f32x8::ONE - y));
             accumulate(grads, Some(*x), g.mul(&d)?)?

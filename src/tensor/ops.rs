@@ -152,19 +152,26 @@ impl Tensor {
         })
     }
 
+    /// `f` of the elements of two tensors of the same shape, in one pass.
+    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32x8, f32x8) -> f32x8 + Sync) -> Result<Tensor> {
+        if self.shape() != other.shape() {
+            return Err(Error::Shape { op: "zip_map", lhs: self.shape().to_vec(), rhs: other.shape().to_vec() });
+        }
+        let mut out = vec![0.0; self.numel()];
+        if out.len() >= PARALLEL_MIN {
+            out.par_chunks_mut(CHUNK)
+                .zip(self.data().par_chunks(CHUNK).zip(other.data().par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| zip8(o, a, b, &f));
+        } else {
+            zip8(&mut out, self.data(), other.data(), f);
+        }
+        Tensor::from_vec(out, self.shape())
+    }
+
     /// Elementwise `self op other` with numpy broadcasting.
     pub fn binary(&self, other: &Tensor, op: BinaryOp) -> Result<Tensor> {
         if self.shape() == other.shape() {
-            let mut out = vec![0.0; self.numel()];
-            let f = |a, b| op.apply(a, b);
-            if out.len() >= PARALLEL_MIN {
-                out.par_chunks_mut(CHUNK)
-                    .zip(self.data().par_chunks(CHUNK).zip(other.data().par_chunks(CHUNK)))
-                    .for_each(|(o, (a, b))| zip8(o, a, b, f));
-            } else {
-                zip8(&mut out, self.data(), other.data(), f);
-            }
-            return Tensor::from_vec(out, self.shape());
+            return self.zip_map(other, |a, b| op.apply(a, b));
         }
         let shape = broadcast_shape(self.shape(), other.shape(), op.name())?;
         let numel: usize = shape.iter().product();
