@@ -5,7 +5,9 @@
 //! (`driver.rs`), and the innermost tile is a register-blocked SIMD
 //! microkernel (`kernel.rs`, on the lanes of `lane.rs`) picked at run time
 //! from the CPU's features. `reference.rs` holds the naive triple loop the
-//! tests compare against.
+//! tests compare against. `packed.rs` adds two things a convolution needs:
+//! filters packed once for many products, and a right operand read through
+//! offset tables (the columns of an image, packed without writing them out).
 //!
 //! Read more: Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
 //! Instantiating BLAS Functionality" (ACM TOMS 2015); Goto & van de Geijn,
