@@ -125,8 +125,8 @@ pub(crate) struct ConvInputs<'a> {
 
 /// The convolution `geom` of `inp`: `[n, oc, oh, ow]`. Chunks of
 /// [`ConvGeom::images_per_product`] images run in parallel; the filters are
-/// packed once for all of them. A lone image's product splits its columns
-/// between the threads instead (see `gemm`'s driver).
+/// packed once for all of them. A lone image's product is shared by the
+/// threads instead (by filters or by columns: see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
     let filters = super::prepacked::filters(inp.w, ocg, rows, geom.groups, inp.remember)?;
