@@ -13,8 +13,10 @@ use crate::gemm::{PackedA, Transpose};
 use crate::tensor::Tensor;
 use std::sync::{Arc, Mutex};
 
-/// Weight tensors remembered at most (AlexNet has 5 convolutions).
+/// Weight tensors remembered at most (AlexNet has 5 convolutions), and
+/// floats held at most (weights and packings: 256 MiB).
 const CAPACITY: usize = 16;
+const BUDGET: usize = 64 << 20;
 
 struct Entry {
     storage: Arc<Vec<f32>>,
@@ -53,7 +55,8 @@ pub(crate) fn filters(w: &Tensor, ocg: usize, rows: usize, groups: usize, rememb
     let packed = pack()?;
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     cache.push(Entry { storage: storage.clone(), shape, groups: packed.clone() });
-    if cache.len() > CAPACITY {
+    let held = |c: &[Entry]| c.iter().map(|e| 2 * e.storage.len()).sum::<usize>();
+    while cache.len() > CAPACITY || held(&cache) > BUDGET {
         cache.remove(0);
     }
     Ok(packed)
