@@ -25,7 +25,7 @@
 //! (X^T * D again) is read in place, since its columns already sit in memory
 //! as the kernel wants them (see `APanels`).
 
-use super::kernel::Kernel;
+use super::kernel::{Kernel, TileSize};
 use super::pack::{Gather, View};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -384,18 +384,19 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: 
             };
             let cp = t.c.add(i0 * t.ldc + j0);
             if rows == K::MR && cols == K::NR {
-                K::tile(t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
+                K::tile(TileSize::Full, t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
             } else {
                 // Edge tile: compute the whole tile into scratch, copy the part
                 // that exists. C outside the matrix is never touched.
                 let mut scratch = [0.0f32; MAX_TILE];
-                if rows <= K::SHORT {
-                    K::tile_short(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
+                let size = if rows <= K::SHORT {
+                    TileSize::Short
                 } else if cols <= K::NARROW {
-                    K::tile_narrow(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
+                    TileSize::Narrow
                 } else {
-                    K::tile(t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
-                }
+                    TileSize::Full
+                };
+                K::tile(size, t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
                 for i in 0..rows {
                     let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
                     let src = &scratch[i * K::NR..i * K::NR + cols];

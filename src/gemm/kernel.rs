@@ -35,10 +35,10 @@ pub(crate) trait Kernel: Sync {
     unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize);
     /// `pack::pack_b_gather` at this kernel's NR.
     unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize);
-    /// Columns [`Kernel::tile_narrow`] computes: half of NR when the
+    /// Columns a [`TileSize::Narrow`] tile computes: half of NR when the
     /// register block has an even number of vectors, else NR.
     const NARROW: usize;
-    /// Rows [`Kernel::tile_short`] computes: half of MR.
+    /// Rows a [`TileSize::Short`] tile computes: half of MR.
     const SHORT: usize;
     /// C has row stride `ldc` and unit column stride.
     /// `a_step` is the distance between A's values for consecutive `p`: MR
@@ -46,6 +46,7 @@ pub(crate) trait Kernel: Sync {
     /// transposed A in place; `b_step` likewise NR, or B's row length.
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
+        size: TileSize,
         k: usize,
         alpha: f32,
         a: *const f32,
@@ -56,36 +57,19 @@ pub(crate) trait Kernel: Sync {
         c: *mut f32,
         ldc: usize,
     );
-    /// [`Kernel::tile`] for only the first `SHORT` rows of the A panel
-    /// (`a_step` as for `tile`): AlexNet's 256 filters end in a panel of 4.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_short(
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        a_step: usize,
-        b: *const f32,
-        b_step: usize,
-        beta: f32,
-        c: *mut f32,
-        ldc: usize,
-    );
-    /// [`Kernel::tile`] for only the first `NARROW` columns of the B panel
-    /// (which is still NR wide: `b_step` as for `tile`). The last panel of
-    /// a product whose width is a few columns past a multiple of NR (13 x 13
-    /// = 169 = 5 x 32 + 9) costs half a tile instead of a whole one.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_narrow(
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        a_step: usize,
-        b: *const f32,
-        b_step: usize,
-        beta: f32,
-        c: *mut f32,
-        ldc: usize,
-    );
+}
+
+/// How much of an MR x NR tile to compute. The panels stay MR and NR wide
+/// (`a_step`, `b_step` as for a whole tile); an edge tile that needs at
+/// most half of them costs half a tile: the last panel of 13 x 13 = 169 =
+/// 5 x 32 + 9 columns, or of 256 = 21 x 12 + 4 filters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TileSize {
+    Full,
+    /// The first `SHORT` rows.
+    Short,
+    /// The first `NARROW` columns.
+    Narrow,
 }
 
 /// The one microkernel body; `MR` rows by `NV` vectors of lane `L`.
@@ -167,31 +151,17 @@ macro_rules! kernel {
                 pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }, $avx, { <$lane as Lane>::WIDTH == 16 }>(dst, b, cols, kc)
             }
             #[inline]
-            unsafe fn tile(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+            unsafe fn tile(size: TileSize, k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
                 $(#[target_feature(enable = $feature)])*
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, $mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                unsafe fn body<const MR: usize, const NV: usize>(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                    tile_body::<$lane, MR, NV>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
                 }
-                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
-            }
-            #[inline]
-            unsafe fn tile_short(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                $(#[target_feature(enable = $feature)])*
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, { $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                match size {
+                    TileSize::Full => body::<$mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                    TileSize::Short => body::<{ $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                    TileSize::Narrow => body::<$mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
                 }
-                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
-            }
-            #[inline]
-            unsafe fn tile_narrow(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                $(#[target_feature(enable = $feature)])*
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn body(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, $mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
-                }
-                body(k, alpha, a, a_step, b, b_step, beta, c, ldc)
             }
         }
     };
