@@ -130,11 +130,17 @@ pub(crate) struct ConvInputs<'a> {
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
     let filters = super::prepacked::filters(inp.w, ocg, rows, geom.groups, inp.remember)?;
-    let per_chunk = geom.images_per_product() * geom.oc * geom.oh * geom.ow;
+    let per = geom.images_per_product();
+    // The offsets of a whole chunk; a shorter last chunk uses a prefix of the columns.
+    let fields = Fields::new(&geom.planes(), geom.c, per).ok_or_else(|| Error::Invalid {
+        op: "conv2d",
+        message: format!("{per} images of {}x{}x{} are too large to index with 31 bits", geom.c, geom.h, geom.w),
+    })?;
+    let per_chunk = per * geom.oc * geom.oh * geom.ow;
     let mut out = vec![0.0f32; geom.n * geom.oc * geom.oh * geom.ow];
     let serial = ConvGeom::fills_threads(out.len().div_ceil(per_chunk));
     out.par_chunks_mut(per_chunk).enumerate().try_for_each(|(chunk, y)| {
-        crate::parallel::serial_if(serial, || forward_chunk(geom, chunk, y, inp, &filters))
+        crate::parallel::serial_if(serial, || forward_chunk(geom, chunk, y, inp, (&filters, &fields)))
     })?;
     Ok(out)
 }
@@ -179,22 +185,22 @@ fn forward_chunk(
     chunk: usize,
     y: &mut [f32],
     inp: ConvInputs,
-    filters: &[Arc<PackedA>],
+    packed: (&[Arc<PackedA>], &Fields),
 ) -> Result<()> {
     crate::scratch::with_vec(|buf| {
-        crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, filters, buf, wide))
+        crate::scratch::with_vec(|wide| forward_chunk_in(geom, chunk, y, inp, packed, buf, wide))
     })
 }
 
 /// [`forward_chunk`] with scratch vectors for the padded input and the wide
 /// product. The columns are never written out: the product gathers them
-/// from the padded images (`conv::Fields`) as it packs them.
+/// from the padded images through `fields` as it packs them.
 fn forward_chunk_in(
     geom: &ConvGeom,
     chunk: usize,
     y: &mut [f32],
     inp: ConvInputs,
-    filters: &[Arc<PackedA>],
+    (filters, fields): (&[Arc<PackedA>], &Fields),
     buf: &mut Vec<f32>,
     wide: &mut Vec<f32>,
 ) -> Result<()> {
@@ -210,10 +216,7 @@ fn forward_chunk_in(
     } else {
         (x, c / groups * h * w)
     };
-    let fields = Fields::new(&planes, c, count).ok_or_else(|| Error::Invalid {
-        op: "conv2d",
-        message: format!("{count} images of {c}x{h}x{w} are too large to index with 31 bits"),
-    })?;
+    let cols = &fields.cols[..count * pix];
     for (g, f) in filters.iter().enumerate() {
         let src = &src[g * group_len..];
         if count == 1 {
@@ -222,14 +225,14 @@ fn forward_chunk_in(
                 // The image already is its own column matrix.
                 sgemm_packed(f, Transpose::No, pix, 1.0, &src[..group_len], pix, 0.0, yg, pix)?;
             } else {
-                sgemm_packed_gather(f, 1.0, src, &fields.rows, &fields.cols, 0.0, yg, pix)?;
+                sgemm_packed_gather(f, 1.0, src, &fields.rows, cols, 0.0, yg, pix)?;
             }
             continue;
         }
         // One product for the chunk, [ocg, count * pix], then each image's planes to their place.
         let ld = count * pix;
         wide.resize(ocg * ld, 0.0);
-        sgemm_packed_gather(f, 1.0, src, &fields.rows, &fields.cols, 0.0, wide, ld)?;
+        sgemm_packed_gather(f, 1.0, src, &fields.rows, cols, 0.0, wide, ld)?;
         for j in 0..count {
             for o in 0..ocg {
                 let dst = (j * oc + g * ocg + o) * pix;

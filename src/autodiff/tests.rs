@@ -264,6 +264,22 @@ fn conv_fan_out_and_a_small_cnn() {
 }
 
 #[test]
+fn a_batch_in_uneven_chunks_gives_each_image_its_own_output() {
+    // 16 x 16 outputs: 4 images share a product, 10 images make chunks of
+    // 3, 3, 3 and 1 (the last uses a prefix of the chunk's offsets).
+    let tape = Tape::inference();
+    let x = rand(&[10, 2, 16, 16], -1.0, 1.0, 3);
+    let w = Var::constant(rand(&[5, 2, 3, 3], -1.0, 1.0, 4));
+    let all = tape.conv2d(&Var::constant(x.clone()), &w, None, 1, 1, 1).unwrap();
+    let image = 2 * 16 * 16;
+    for i in 0..10 {
+        let one = Tensor::from_vec(x.data()[i * image..(i + 1) * image].to_vec(), &[1, 2, 16, 16]).unwrap();
+        let y = tape.conv2d(&Var::constant(one), &w, None, 1, 1, 1).unwrap();
+        assert_eq!(y.value().data(), &all.value().data()[i * 5 * 256..(i + 1) * 5 * 256], "image {i}");
+    }
+}
+
+#[test]
 fn conv_and_pool_shapes_and_errors() {
     let tape = Tape::inference();
     let x = Var::constant(Tensor::zeros(&[1, 3, 227, 227]));
