@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod gemm;
 pub mod tensor;
 pub mod weights;

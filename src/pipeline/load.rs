@@ -42,10 +42,8 @@ pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, Co
 
 /// Read and parse a pipeline file.
 pub fn load(file: &Path, overrides: &[String]) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        message: format!("cannot read the pipeline file: {e}"),
-    })?;
+    let text = crate::files::read_text_capped(file, crate::files::PIPELINE_LIMIT)
+        .map_err(|e| ConfigError { file: file.to_path_buf(), message: format!("the pipeline file {e}") })?;
     parse(file, &text, overrides)
 }
 

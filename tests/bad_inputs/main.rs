@@ -4,6 +4,11 @@
 //! panic, and nothing written: no output folder, no stray files beside the
 //! inputs.
 
+mod paths;
+mod pipelines;
+mod readers;
+mod state;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -328,7 +333,7 @@ fn a_missing_pipeline_file_is_named() {
     let case = Case::new("no-such-pipeline");
     let o = Command::new(env!("CARGO_BIN_EXE_nabla")).arg(case.input("nothing.toml")).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("nothing.toml") && err.contains("cannot read"), "{err}");
+    assert!(!o.status.success() && err.contains("nothing.toml") && err.contains("cannot be read"), "{err}");
 }
 
 #[test]
