@@ -2,7 +2,9 @@
 //! wrong types are errors with the line), then `--set` overrides, then value
 //! ranges. Every error names the file, the key and what was wrong.
 
-use super::schema::{Dataset, ModelKind, Pipeline};
+use super::budget;
+use super::schema::Pipeline;
+use super::validate::{self, Source};
 use std::path::{Path, PathBuf};
 
 /// A pipeline file that cannot be run, and why.
@@ -22,22 +24,72 @@ pub struct Loaded {
 }
 
 /// Parse `text` (from `file`), apply `overrides` (`section.key=value`) and
-/// validate.
+/// validate the result and each of its variants (sweep values, trials).
 pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, ConfigError> {
     let err = |message: String| ConfigError { file: file.to_path_buf(), message };
     // Syntax and schema errors from the file itself carry its line numbers.
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| err(one_line(&e.to_string())))?;
     let mut pipeline: Pipeline = toml::from_str(text).map_err(|e| err(one_line(&e.to_string())))?;
     if !overrides.is_empty() {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| err(one_line(&e.to_string())))?;
         for o in overrides {
             let (key, value) =
                 o.split_once('=').ok_or_else(|| err(format!("--set {o}: expected section.key=value")))?;
             set_path(&mut table, key.trim(), parse_value(value.trim())).map_err(|m| err(format!("--set {o}: {m}")))?;
         }
-        pipeline = from_table(&table).map_err(|m| err(format!("after --set: {m}")))?;
+        // Read from the table itself, not from a re-serialised text whose
+        // line numbers the user never saw.
+        pipeline = from_table(&table).map_err(|m| err(format!("with --set {}: {m}", overrides.join(" --set "))))?;
     }
-    validate(&pipeline, text).map_err(err)?;
+    let src = Source { text, overrides, variant: None };
+    validate::one(&pipeline, &src).map_err(err)?;
+    check_variants(&pipeline, &src).map_err(err)?;
+    budget::check(&pipeline).map_err(err)?;
     Ok(Loaded { file: file.to_path_buf(), text: text.to_string(), pipeline })
+}
+
+/// Each sweep value and each trial (trials start from the sweep's choice, so
+/// every pair) makes a pipeline; check each once, from the resolved one.
+fn check_variants(p: &Pipeline, src: &Source) -> Result<(), String> {
+    const MOST: usize = 10_000;
+    let values = p.sweep.as_ref().map_or(1, |s| s.values.len());
+    if values.saturating_mul(p.trials.len().max(1)) > MOST {
+        return Err(src.at(
+            "",
+            "trials",
+            format!("{values} sweep values x {} trials make more than {MOST} combinations", p.trials.len()),
+        ));
+    }
+    let base = to_table(&Pipeline { sweep: None, trials: vec![], ..p.clone() })?;
+    let check = |table: &toml::Table, variant: String| -> Result<(), String> {
+        let q = from_table(table).map_err(|m| format!("{variant}: {m}"))?;
+        validate::one(&q, &Source { variant: Some(variant), ..*src })
+    };
+    let mut swept = vec![(String::new(), base.clone())];
+    if let Some(s) = &p.sweep {
+        swept.clear();
+        for v in &s.values {
+            let mut t = base.clone();
+            let label = format!("sweep.values: {} = {v}", s.key);
+            set_path(&mut t, &s.key, v.clone()).map_err(|m| format!("{label}: {m}"))?;
+            check(&t, label.clone())?;
+            swept.push((label, t));
+        }
+    }
+    for (label, table) in &swept {
+        for trial in &p.trials {
+            let mut t = table.clone();
+            let name = format!(
+                "{}trial '{}'",
+                if label.is_empty() { String::new() } else { format!("{label}, ") },
+                trial.name
+            );
+            for (key, v) in &trial.set {
+                set_path(&mut t, key, v.clone()).map_err(|m| format!("{name}: {m}"))?;
+            }
+            check(&t, name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Read and parse a pipeline file.
@@ -107,212 +159,7 @@ pub fn to_table(p: &Pipeline) -> Result<toml::Table, String> {
 
 /// Deserialize a pipeline from an edited table.
 pub fn from_table(table: &toml::Table) -> Result<Pipeline, String> {
-    let text = toml::to_string(table).map_err(|e| e.to_string())?;
-    toml::from_str(&text).map_err(|e| one_line(&e.to_string()))
-}
-
-/// A name that stays inside the output folder: no separators, not hidden.
-fn plain_file_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('/') && !name.contains('\\') && !name.starts_with('.')
-}
-
-/// The line of `key` in `[section]` of `text`, for messages ("line 12").
-fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
-    let mut current = String::new();
-    for (n, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-        } else if current == section && l.split('=').next().map(str::trim) == Some(key) {
-            return Some(n + 1);
-        }
-    }
-    None
-}
-
-/// Range checks the schema cannot express.
-fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
-    let at = |section: &str, key: &str, what: String| {
-        let line = line_of(text, section, key).map(|n| format!("line {n}: ")).unwrap_or_default();
-        let path = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
-        format!("{line}{path}: {what}")
-    };
-    if p.version != 1 {
-        return Err(at("", "version", format!("version {} is not supported (this nabla reads version 1)", p.version)));
-    }
-    if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(at("", "name", format!("'{}' must be non-empty letters, digits, '-', '_' or '.'", p.name)));
-    }
-    let needs_model =
-        p.gradcheck.is_some() || p.sweep.is_some() || p.train.is_some() || p.contour.is_some() || p.units.is_some();
-    if needs_model && p.model.is_none() {
-        return Err(at(
-            "",
-            "model",
-            "a [model] section is needed by the gradcheck, sweep, train and contour stages".into(),
-        ));
-    }
-    if let Some(s) = &p.scaling {
-        let sizes = s.depths.iter().chain(&s.widths).chain([&s.width_for_depths, &s.depth_for_widths]);
-        if s.depths.len() < 2 || s.widths.len() < 2 || sizes.into_iter().any(|&v| v == 0 || v > 4096) {
-            return Err(at(
-                "scaling",
-                "depths",
-                "need at least two depths and two widths, each between 1 and 4096".into(),
-            ));
-        }
-        if !(s.budget_seconds > 0.0 && s.budget_seconds.is_finite()) {
-            return Err(at("scaling", "budget_seconds", format!("must be positive, got {}", s.budget_seconds)));
-        }
-    }
-    if p.data.dataset == Dataset::Faces {
-        if p.data.actors.is_empty() {
-            return Err(at("data", "actors", "faces need at least one actor".into()));
-        }
-        if p.data.size == 0 || p.data.size > 1024 {
-            return Err(at("data", "size", format!("{} is not between 1 and 1024", p.data.size)));
-        }
-        if !(p.data.scale > 0.0 && p.data.scale.is_finite()) {
-            return Err(at("data", "scale", format!("must be positive, got {}", p.data.scale)));
-        }
-        if p.data.split.train == 0 {
-            return Err(at("data", "split", "split.train must be at least 1".into()));
-        }
-    }
-    if let Some(f) = &p.finetune {
-        let positive = |x: f32| x > 0.0 && x.is_finite();
-        if f.epochs == 0 || f.batch_size == 0 || !positive(f.lr) || !(0.0..1.0).contains(&f.momentum) {
-            return Err(at(
-                "finetune",
-                "epochs",
-                "need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= momentum < 1".into(),
-            ));
-        }
-        if p.backbone.is_some() {
-            return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
-        }
-        if let Some(name) = &f.save {
-            if !plain_file_name(name) {
-                return Err(at("finetune", "save", format!("'{name}' must be a plain file name")));
-            }
-        }
-    }
-    if let Some(c) = &p.crossval {
-        if c.seeds.is_empty() || p.train.is_none() {
-            return Err(at("crossval", "seeds", "needs at least one seed and a [train] section".into()));
-        }
-    }
-    for t in &p.trials {
-        if p.train.is_none() {
-            return Err(at("", "trials", "trials need a [train] section".into()));
-        }
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        for (key, v) in &t.set {
-            set_path(&mut table, key, v.clone()).map_err(|m| at("", "trials", format!("{}: {m}", t.name)))?;
-        }
-        let tried = from_table(&table).map_err(|m| at("", "trials", format!("trial '{}': {m}", t.name)))?;
-        validate(&Pipeline { trials: vec![], ..tried }, text)
-            .map_err(|m| at("", "trials", format!("trial '{}': {m}", t.name)))?;
-    }
-    if p.data.train_limit > 60000 {
-        return Err(at(
-            "data",
-            "train_limit",
-            format!("{} is larger than the 60000 MNIST training images", p.data.train_limit),
-        ));
-    }
-    if let Some(m) = &p.model {
-        if m.kind == ModelKind::Linear && !m.hidden.is_empty() {
-            return Err(at("model", "hidden", "a linear model has no hidden layers (use kind = \"mlp\")".into()));
-        }
-        if m.kind == ModelKind::Mlp && (m.hidden.is_empty() || m.hidden.contains(&0)) {
-            return Err(at("model", "hidden", format!("an mlp needs positive hidden widths, got {:?}", m.hidden)));
-        }
-    }
-    if let Some(s) = &p.samples {
-        if s.per_class == 0 || s.per_class > 100 {
-            return Err(at("samples", "per_class", format!("{} is not between 1 and 100", s.per_class)));
-        }
-    }
-    if let Some(t) = &p.train {
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(at("train", "lr", format!("the learning rate must be positive, got {}", t.lr)));
-        }
-        if !(0.0..1.0).contains(&t.momentum) {
-            return Err(at("train", "momentum", format!("{} is not in [0, 1)", t.momentum)));
-        }
-        if t.iterations == 0 && t.epochs == 0 {
-            return Err(at("train", "iterations", "must be at least 1".into()));
-        }
-        if t.epochs > 0 && (t.batches_per_epoch == 0 || t.steps_per_batch == 0) {
-            return Err(at(
-                "train",
-                "batches_per_epoch",
-                "batches_per_epoch and steps_per_batch must be at least 1".into(),
-            ));
-        }
-        if t.eval_every == 0 {
-            return Err(at("train", "eval_every", "must be at least 1".into()));
-        }
-        let available = if p.data.train_limit > 0 { p.data.train_limit } else { 60000 };
-        if p.data.dataset == Dataset::Mnist && t.batch_size > available {
-            return Err(at(
-                "train",
-                "batch_size",
-                format!("{} is larger than the {available} training images", t.batch_size),
-            ));
-        }
-        for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
-        {
-            if !plain_file_name(name) {
-                return Err(at("train", key, format!("'{name}' must be a plain file name")));
-            }
-        }
-    }
-    if let Some(s) = &p.sweep {
-        if s.values.is_empty() {
-            return Err(at("sweep", "values", "needs at least one value".into()));
-        }
-        if p.train.is_none() {
-            return Err(at("sweep", "key", "a sweep needs a [train] section to vary".into()));
-        }
-        // Each value must make a valid pipeline.
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        for v in &s.values {
-            set_path(&mut table, &s.key, v.clone()).map_err(|m| at("sweep", "key", m))?;
-            let swept = from_table(&table).map_err(|m| at("sweep", "values", format!("{} = {v}: {m}", s.key)))?;
-            validate(&Pipeline { sweep: None, ..swept }, text)
-                .map_err(|m| at("sweep", "values", format!("{} = {v}: {m}", s.key)))?;
-        }
-    }
-    if let Some(g) = &p.gradcheck {
-        if !(g.eps > 0.0 && g.eps.is_finite()) {
-            return Err(at("gradcheck", "eps", format!("must be positive, got {}", g.eps)));
-        }
-        if p.model.as_ref().map(|m| m.kind) != Some(ModelKind::Linear) {
-            return Err(at("gradcheck", "directions", "the f64 reference covers the linear model only".into()));
-        }
-        if let Some(d) = g.directions.iter().find(|d| d[0] >= 784 || d[1] >= 10) {
-            return Err(at("gradcheck", "directions", format!("({}, {}) is outside W (784 x 10)", d[0], d[1])));
-        }
-    }
-    if let Some(c) = &p.contour {
-        if p.model.as_ref().map(|m| m.kind) != Some(ModelKind::Linear) {
-            return Err(at("contour", "weights", "the contour stage covers the linear model only".into()));
-        }
-        let all = c.weights.iter().chain(c.edge_weights.iter().flatten());
-        if let Some(d) = all.into_iter().find(|d| d[0] >= 784 || d[1] >= 10) {
-            return Err(at("contour", "weights", format!("({}, {}) is outside W (784 x 10)", d[0], d[1])));
-        }
-        if c.grid < 2 || c.grid > 400 {
-            return Err(at("contour", "grid", format!("{} is not between 2 and 400", c.grid)));
-        }
-        let positive = |x: f32| x > 0.0 && x.is_finite();
-        if !positive(c.span) || !positive(c.lr) || c.steps == 0 || !(0.0..1.0).contains(&c.momentum) {
-            return Err(at("contour", "lr", "need span > 0, lr > 0, steps > 0 and 0 <= momentum < 1".into()));
-        }
-    }
-    Ok(())
+    toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| one_line(&e.to_string()))
 }
 
 #[cfg(test)]
@@ -360,7 +207,9 @@ iterations = 10
         let m = msg(GOOD, &["train.batch_size=70000"]);
         assert!(m.contains("train.batch_size: 70000 is larger than the 60000 training images"), "{m}");
         let m = msg(GOOD, &["train.optimizer=rmsprop"]);
-        assert!(m.contains("--set") || m.contains("after --set") && m.contains("unknown variant `rmsprop`"), "{m}");
+        assert!(m.contains("with --set train.optimizer=rmsprop: unknown variant `rmsprop`"), "{m}");
+        // The message cites no line: the value came from the command line.
+        assert!(!m.contains("line"), "{m}");
         let m = msg(GOOD, &["nonsense"]);
         assert!(m.contains("expected section.key=value"), "{m}");
         let m = msg(&GOOD.replace("[model]\nkind = \"linear\"\n", ""), &[]);
@@ -374,5 +223,58 @@ iterations = 10
         assert!(m.contains("sweep.values: train.lr = -1.0") && m.contains("learning rate must be positive"), "{m}");
         let typo = format!("{GOOD}[sweep]\nkey = \"train.lrr\"\nvalues = [1e-3]\n");
         assert!(msg(&typo, &[]).contains("unknown field `lrr`"));
+    }
+
+    #[test]
+    fn a_sweep_with_trials_checks_every_pair_once() {
+        let both = format!(
+            "{GOOD}[sweep]\nkey = \"train.lr\"\nvalues = [1e-3, 1e-2]\n[[trials]]\nname = \"a\"\nset = {{ \"train.momentum\" = 0.5 }}\n"
+        );
+        parse(Path::new("p.toml"), &both, &[]).unwrap();
+        // A pair that is wrong only together is found, named by both.
+        let m = msg(&both.replace("0.5 }", "0.5, \"train.iterations\" = 0 }"), &[]);
+        assert!(m.contains("sweep.values: train.lr = 0.001, trial 'a': train.iterations: must be at least 1"), "{m}");
+    }
+
+    #[test]
+    fn thousands_of_trials_check_in_linear_time() {
+        let mut text = GOOD.to_string();
+        for i in 0..999 {
+            text += &format!("[[trials]]\nname = \"t{i}\"\nset = {{ \"train.lr\" = {} }}\n", 1e-4 * (i + 1) as f64);
+        }
+        let started = std::time::Instant::now();
+        parse(Path::new("p.toml"), &text, &[]).unwrap();
+        eprintln!("999 trials checked in {:?}", started.elapsed());
+        // Generous: linear is ~0.1 s; the quadratic version took ~4 s here.
+        assert!(started.elapsed().as_secs_f64() < 2.0, "{:?}", started.elapsed());
+        let twice = format!("{text}[[trials]]\nname = \"t3\"\nset = {{}}\n");
+        assert!(msg(&twice, &[]).contains("two trials are named 't3'"));
+    }
+
+    #[test]
+    fn values_that_parse_but_mean_nothing_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            ("model.weight_init={kind=\"zeros\", std=2}", "takes no `std`"),
+            ("model.bias_init={kind=\"fan_in\", x=1}", "unknown field `x`"),
+            ("model.weight_init={kind=\"normal\", mean=0, std=nan}", "finite std"),
+            ("train.lr=nan", "learning rate must be positive"),
+            ("train.momentum=nan", "not in [0, 1)"),
+            ("reference.test_accuracy=inf", "not a finite number"),
+            ("name=\"..\"", "must be one folder name"),
+            ("name=\".\"", "must be one folder name"),
+            ("name=\"\"", "must be one folder name"),
+        ];
+        for (set, expect) in cases {
+            let m = msg(GOOD, &[set]);
+            assert!(m.contains(expect), "--set {set}: {m}");
+        }
+        let m = msg(GOOD, &["train.epochs=1099511627776", "train.batches_per_epoch=16777216"]);
+        assert!(m.contains("does not fit in a step counter"), "{m}");
+        let m = msg(GOOD, &["train.epochs=2", "train.batches_per_epoch=60001"]);
+        assert!(m.contains("60001 mini-batches of 60000 training examples would leave some empty"), "{m}");
+        let m = msg(&format!("{GOOD}[sweep]\nkey = \"train.lr\"\nvalues = [1e-3, 2e-3, 1e-3]\n"), &[]);
+        assert!(m.contains("0.001 is listed twice"), "{m}");
+        let m = msg(&format!("{GOOD}[sweep]\nkey = \"name\"\nvalues = [\"a\"]\n"), &[]);
+        assert!(m.contains("cannot be swept"), "{m}");
     }
 }

@@ -6,6 +6,7 @@
 //! `contour.rs`), each adding figures and numbers to a [`Report`]; `output.rs`
 //! stages every file and moves them into place only when the run succeeded.
 
+mod budget;
 pub mod checkpoint;
 pub mod load;
 pub mod output;
@@ -14,6 +15,7 @@ mod run;
 pub mod schema;
 pub mod schema_doc;
 pub mod stages;
+mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use report::Report;

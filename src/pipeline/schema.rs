@@ -289,12 +289,77 @@ fn default_activation() -> ActivationName {
 /// `{ kind = "normal", mean = 0.0, std = 1.0 }`, `{ kind = "zeros" }` or
 /// `{ kind = "fan_in" }` (PyTorch's default for linear layers).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "InitFields", into = "InitFields")]
 pub enum InitSpec {
     Zeros,
     Uniform { lo: f32, hi: f32 },
     Normal { mean: f32, std: f32 },
     FanIn,
+}
+
+/// An initialiser as written: every field optional, so that a field the
+/// kind does not take is an error (serde's tagged enums let unit variants
+/// ignore unknown keys).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct InitFields {
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lo: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hi: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    std: Option<f32>,
+}
+
+impl TryFrom<InitFields> for InitSpec {
+    type Error = String;
+
+    fn try_from(f: InitFields) -> Result<InitSpec, String> {
+        let given: Vec<&str> = [("lo", f.lo), ("hi", f.hi), ("mean", f.mean), ("std", f.std)]
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        let (spec, takes): (InitSpec, &[&str]) = match f.kind.as_str() {
+            "zeros" => (InitSpec::Zeros, &[]),
+            "fan_in" => (InitSpec::FanIn, &[]),
+            "uniform" => match (f.lo, f.hi) {
+                (Some(lo), Some(hi)) => (InitSpec::Uniform { lo, hi }, &["lo", "hi"]),
+                _ => return Err("kind \"uniform\" needs lo and hi".into()),
+            },
+            "normal" => match (f.mean, f.std) {
+                (Some(mean), Some(std)) => (InitSpec::Normal { mean, std }, &["mean", "std"]),
+                _ => return Err("kind \"normal\" needs mean and std".into()),
+            },
+            other => {
+                return Err(format!(
+                    "unknown initialiser kind `{other}`, expected one of `zeros`, `uniform`, `normal`, `fan_in`"
+                ))
+            }
+        };
+        if let Some(extra) = given.iter().find(|k| !takes.contains(k)) {
+            return Err(format!("kind \"{}\" takes no `{extra}`", f.kind));
+        }
+        Ok(spec)
+    }
+}
+
+impl From<InitSpec> for InitFields {
+    fn from(s: InitSpec) -> InitFields {
+        match s {
+            InitSpec::Zeros => InitFields { kind: "zeros".into(), ..Default::default() },
+            InitSpec::FanIn => InitFields { kind: "fan_in".into(), ..Default::default() },
+            InitSpec::Uniform { lo, hi } => {
+                InitFields { kind: "uniform".into(), lo: Some(lo), hi: Some(hi), ..Default::default() }
+            }
+            InitSpec::Normal { mean, std } => {
+                InitFields { kind: "normal".into(), mean: Some(mean), std: Some(std), ..Default::default() }
+            }
+        }
+    }
 }
 
 fn default_init() -> InitSpec {
@@ -418,6 +483,17 @@ pub struct Train {
     /// so `nabla FILE --resume` continues an interrupted run (0: never).
     #[serde(default)]
     pub checkpoint_every: usize,
+}
+
+impl Train {
+    /// Optimiser steps in all, or `None` if the product overflows.
+    pub fn total_steps(&self) -> Option<usize> {
+        if self.epochs > 0 {
+            self.epochs.checked_mul(self.batches_per_epoch)?.checked_mul(self.steps_per_batch)
+        } else {
+            Some(self.iterations)
+        }
+    }
 }
 
 fn default_curve_figure() -> String {

@@ -1,0 +1,225 @@
+//! What a pipeline file asks of the machine, worked out before anything runs:
+//! the memory its largest stage holds at once and the arithmetic all its
+//! stages do. A file that needs more memory than this machine has, or more
+//! work than it could finish in a day, is refused at `check`, naming the key
+//! that asks for it and the size it implies, instead of aborting in the
+//! allocator or running for a week.
+//!
+//! Estimates are in f64, so no product can wrap; they are upper bounds of
+//! the right order (within a small factor), not predictions of the exact
+//! peak.
+
+use super::schema::Pipeline;
+use super::validate::{data_shape, DataShape};
+
+/// Arithmetic a file may ask for: ~14 hours at 200 GFLOP/s, ~1000 times
+/// the longest experiment we ship (part 10 finetune, ~1.3e13).
+pub(crate) const MAX_FLOPS: f64 = 1e16;
+
+/// Forward FLOPs of torchvision's AlexNet for one 227 x 227 image.
+const ALEXNET_FLOPS: f64 = 1.45e9;
+/// Parameters of AlexNet's features and first two classifier layers.
+const ALEXNET_PARAMS: f64 = 57.0e6;
+/// Bytes a training step holds per image on the tape (activations, ReLU
+/// and pooling outputs, their gradients), measured ~9 MB, rounded up.
+const ALEXNET_TAPE_BYTES: f64 = 12.0e6;
+
+/// One part of the estimate, with the key that asks for it.
+struct Term {
+    key: &'static str,
+    what: String,
+    amount: f64,
+}
+
+/// The memory this process may use: 80% of the machine's, or 16 GiB when
+/// that cannot be read.
+fn memory_limit() -> f64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok());
+    total_kib.map_or(16.0 * (1u64 << 30) as f64, |k| 0.8 * k * 1024.0)
+}
+
+fn bytes(x: f64) -> String {
+    match x {
+        x if x >= 1e12 => format!("{:.1} TB", x / 1e12),
+        x if x >= 1e9 => format!("{:.1} GB", x / 1e9),
+        _ => format!("{:.0} MB", x / 1e6),
+    }
+}
+
+/// Refuse what this machine cannot hold or finish.
+pub(crate) fn check(p: &Pipeline) -> Result<(), String> {
+    let (memory, work) = estimate(p);
+    let limit = memory_limit();
+    if let Some(big) = memory.iter().max_by(|a, b| a.amount.total_cmp(&b.amount)) {
+        if big.amount > limit {
+            return Err(format!(
+                "{}: {} needs about {} of memory, more than this machine's {}",
+                big.key,
+                big.what,
+                bytes(big.amount),
+                bytes(limit)
+            ));
+        }
+    }
+    let total: f64 = work.iter().map(|t| t.amount).sum();
+    if total > MAX_FLOPS {
+        let big = work.iter().max_by(|a, b| a.amount.total_cmp(&b.amount)).expect("a positive total has terms");
+        return Err(format!(
+            "{}: {} is about {:.1e} floating-point operations (~{:.0} hours at 200 GFLOP/s), more than the {MAX_FLOPS:.0e} \
+             one run may take",
+            big.key,
+            big.what,
+            big.amount,
+            big.amount / 200e9 / 3600.0
+        ));
+    }
+    Ok(())
+}
+
+/// Widths of the layers the `[model]` section declares for `shape`.
+fn widths(p: &Pipeline, shape: &DataShape) -> Vec<f64> {
+    let hidden = p.model.as_ref().map_or(&[][..], |m| &m.hidden[..]);
+    std::iter::once(shape.inputs).chain(hidden.iter().copied()).chain([shape.classes]).map(|w| w as f64).collect()
+}
+
+/// Memory terms (each held at once, so the largest decides) and work terms
+/// (done one after another, so they add).
+fn estimate(p: &Pipeline) -> (Vec<Term>, Vec<Term>) {
+    let shape = data_shape(p);
+    let (train, all) = (shape.train as f64, (shape.train + shape.validation + shape.test) as f64);
+    let mut memory = Vec::new();
+    let mut work = Vec::new();
+    let data_key = if p.data.dataset == super::schema::Dataset::Faces { "data.size" } else { "data" };
+    let examples = all * shape.inputs as f64 * 4.0 + all * shape.pixels as f64 * 4.0;
+    memory.push(Term { key: data_key, what: format!("{all} examples of {} values", shape.pixels), amount: examples });
+    if p.backbone.is_some() {
+        work.push(Term {
+            key: "backbone",
+            what: format!("AlexNet features of {all} images"),
+            amount: all * ALEXNET_FLOPS,
+        });
+    }
+
+    if let (Some(_), Some(t)) = (&p.model, &p.train) {
+        let w = widths(p, &shape);
+        let macs: f64 = w.windows(2).map(|l| l[0] * l[1]).sum();
+        let units: f64 = w.iter().sum();
+        let params = macs + w[1..].iter().sum::<f64>();
+        // Weights, gradients, two Adam moments, the initial copy and the saved one.
+        memory.push(Term { key: "model.hidden", what: format!("{params:.3e} parameters"), amount: params * 4.0 * 6.0 });
+        // Accuracy runs a whole split through the network at once.
+        let split = shape.train.max(shape.validation).max(shape.test) as f64;
+        memory.push(Term {
+            key: "model.hidden",
+            what: format!("the activations of {split} examples through layers of {units} units"),
+            amount: split * units * 4.0 * 3.0,
+        });
+        let steps = t.total_steps().unwrap_or(usize::MAX) as f64;
+        let batch = if t.epochs > 0 {
+            (train / t.batches_per_epoch.max(1) as f64).ceil()
+        } else if t.batch_size == 0 {
+            train
+        } else {
+            t.batch_size as f64
+        };
+        let evals =
+            if t.epochs > 0 { steps / t.steps_per_batch.max(1) as f64 } else { steps / t.eval_every.max(1) as f64 }
+                + 1.0;
+        let runs = p.crossval.as_ref().map_or(1, |c| c.seeds.len()) as f64
+            * (1 + p.trials.len() + p.sweep.as_ref().map_or(0, |s| s.values.len())) as f64;
+        let key = if t.epochs > 0 { "train.epochs" } else { "train.iterations" };
+        memory.push(Term {
+            key,
+            what: format!("{steps:.3e} steps make a learning curve of {evals:.3e} points (for each of {runs} runs)"),
+            amount: evals * 48.0 * runs,
+        });
+        let per_run = steps * 6.0 * batch * macs + evals * 2.0 * all * macs;
+        work.push(Term {
+            key,
+            what: format!("{runs} training runs of {steps:.3e} steps on batches of {batch}"),
+            amount: per_run * runs,
+        });
+    }
+    if let Some(g) = &p.gradcheck {
+        let entries = (g.directions.len() + g.random + shape.classes) as f64;
+        memory.push(Term {
+            key: "gradcheck",
+            what: format!("f64 logits of {train} examples"),
+            amount: train * 8.0 * shape.classes as f64,
+        });
+        work.push(Term {
+            key: "gradcheck.random",
+            what: format!("{entries} entries checked on {train} examples"),
+            amount: entries * 2.0 * train * (shape.inputs * shape.classes) as f64,
+        });
+    }
+    if let Some(c) = &p.contour {
+        let evals = (c.grid * c.grid) as f64 * 2.0 + c.steps as f64 * 4.0;
+        work.push(Term {
+            key: "contour.steps",
+            what: format!("{evals} cost evaluations on {train} examples"),
+            amount: evals * train * shape.classes as f64 * 30.0,
+        });
+    }
+    if let Some(f) = &p.finetune {
+        let params = ALEXNET_PARAMS + 4096.0 * shape.classes as f64;
+        memory.push(Term {
+            key: "finetune.batch_size",
+            what: format!("AlexNet training on batches of {}", f.batch_size),
+            amount: params * 4.0 * 6.0 + f.batch_size as f64 * ALEXNET_TAPE_BYTES,
+        });
+        work.push(Term {
+            key: "finetune.epochs",
+            what: format!("{} epochs of AlexNet on {train} images", f.epochs),
+            amount: f.epochs as f64 * (3.0 * train + all) * ALEXNET_FLOPS,
+        });
+    }
+    if let Some(s) = &p.scaling {
+        let points =
+            s.depths.iter().map(|&n| (n, s.width_for_depths)).chain(s.widths.iter().map(|&k| (s.depth_for_widths, k)));
+        let most = points.map(|(n, k)| n as f64 * (k * k) as f64).fold(0.0, f64::max);
+        memory.push(Term {
+            key: "scaling.widths",
+            what: "the largest chain's weights and activations".into(),
+            amount: most * 8.0 * 6.0,
+        });
+    }
+    (memory, work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(extra: &str) -> Pipeline {
+        let text = format!(
+            "version = 1\nname = \"t\"\n[model]\nkind = \"mlp\"\nhidden = [25]\n[train]\noptimizer = \"sgd\"\nlr = 1e-3\niterations = 10\n{extra}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn ordinary_files_pass() {
+        check(&pipeline("")).unwrap();
+        let mut p = pipeline("");
+        p.train.as_mut().unwrap().iterations = 5000;
+        check(&p).unwrap();
+    }
+
+    #[test]
+    fn huge_widths_and_step_counts_are_refused_with_their_key() {
+        let mut p = pipeline("");
+        p.model.as_mut().unwrap().hidden = vec![1_000_000_000];
+        let e = check(&p).unwrap_err();
+        assert!(e.starts_with("model.hidden:") && e.contains("memory"), "{e}");
+        let mut p = pipeline("");
+        p.train.as_mut().unwrap().iterations = 1 << 40;
+        let e = check(&p).unwrap_err();
+        assert!(e.starts_with("train.iterations:"), "{e}");
+        p.train.as_mut().unwrap().eval_every = 1 << 30;
+        let e = check(&p).unwrap_err();
+        assert!(e.starts_with("train.iterations:") && e.contains("operations"), "{e}");
+    }
+}

@@ -1,0 +1,457 @@
+//! Range checks the schema cannot express, on one resolved pipeline (after
+//! `--set`). Sweep values and trials are variants of it: `load.rs` builds each
+//! once and checks it here, with no recursion. Every message names the key,
+//! and where the value came from: a line of the file or a `--set`.
+
+use super::schema::{Dataset, InitSpec, ModelKind, Pipeline};
+
+/// Where values came from, for messages.
+pub(crate) struct Source<'a> {
+    pub text: &'a str,
+    pub overrides: &'a [String],
+    /// The variant being checked ("trial 'x'", "sweep.values: train.lr = 2"), if any.
+    pub variant: Option<String>,
+}
+
+impl Source<'_> {
+    /// "line 12: train.lr: what", "--set train.lr=-1: train.lr: what".
+    pub fn at(&self, section: &str, key: &str, what: impl std::fmt::Display) -> String {
+        let path = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+        let from_set = self.overrides.iter().rev().find(|o| {
+            let k = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+            k == path || path.starts_with(&format!("{k}.")) || k.starts_with(&format!("{path}."))
+        });
+        let origin = match from_set {
+            Some(o) => format!("--set {o}: "),
+            None => line_of(self.text, section, key).map(|n| format!("line {n}: ")).unwrap_or_default(),
+        };
+        match &self.variant {
+            Some(v) => format!("{v}: {path}: {what}"),
+            None => format!("{origin}{path}: {what}"),
+        }
+    }
+}
+
+/// The line of `key` in `[section]` of `text`, for messages ("line 12").
+fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == section && l.split('=').next().map(str::trim) == Some(key) {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// A name that stays inside the output folder: no separators, not hidden.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+fn finite_positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
+}
+
+/// The examples' shape as the file implies it: inputs per example, classes,
+/// and training examples at most (before any file is read).
+pub(crate) struct DataShape {
+    pub inputs: usize,
+    pub classes: usize,
+    pub train: usize,
+    pub validation: usize,
+    pub test: usize,
+    /// Pixels per image before a backbone (channels x side x side).
+    pub pixels: usize,
+}
+
+/// The widest MNIST can be: 60000 training images, 10000 test images split in two.
+const MNIST_TRAIN: usize = 60000;
+
+pub(crate) fn data_shape(p: &Pipeline) -> DataShape {
+    let d = &p.data;
+    let (pixels, classes, train, validation, test) = match d.dataset {
+        Dataset::Mnist => {
+            let train = if d.train_limit > 0 { d.train_limit.min(MNIST_TRAIN) } else { MNIST_TRAIN };
+            (784, 10, train, 5000, 5000)
+        }
+        Dataset::Faces => {
+            let channels = if d.color == super::schema::ColorName::Rgb { 3 } else { 1 };
+            let train = d.actors.iter().map(|a| *d.split.train_for.get(a).unwrap_or(&d.split.train)).sum::<usize>();
+            let train = if d.train_limit > 0 { d.train_limit.min(train) } else { train };
+            let n = d.actors.len();
+            (channels * d.size * d.size, n, train, n.saturating_mul(d.split.validation), n.saturating_mul(d.split.test))
+        }
+    };
+    let inputs = if p.backbone.is_some() { 9216 } else { pixels };
+    DataShape { inputs, classes, train, validation, test, pixels }
+}
+
+/// Checks of one resolved pipeline (its variants are checked by the caller).
+pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
+    let at = |section: &str, key: &str, what: String| src.at(section, key, what);
+    if p.version != 1 {
+        return Err(at("", "version", format!("version {} is not supported (this nabla reads version 1)", p.version)));
+    }
+    let name_ok = p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !plain_file_name(&p.name) || !name_ok || p.name.len() > 100 {
+        return Err(at(
+            "",
+            "name",
+            format!(
+                "'{}' must be one folder name: 1-100 letters, digits, '-', '_' or '.', not starting with '.'",
+                p.name.escape_debug()
+            ),
+        ));
+    }
+    for (key, v) in &p.reference {
+        if !v.is_finite() {
+            return Err(at("reference", key, format!("{v} is not a finite number")));
+        }
+    }
+    let trains = p.sweep.is_some() || p.train.is_some() || !p.trials.is_empty() || p.finetune.is_some();
+    let needs_model =
+        p.gradcheck.is_some() || p.sweep.is_some() || p.train.is_some() || p.contour.is_some() || p.units.is_some();
+    if needs_model && p.model.is_none() {
+        return Err(at(
+            "",
+            "model",
+            "a [model] section is needed by the gradcheck, sweep, train, units and contour stages".into(),
+        ));
+    }
+    if let Some(s) = &p.scaling {
+        let sizes = s.depths.iter().chain(&s.widths).chain([&s.width_for_depths, &s.depth_for_widths]);
+        if s.depths.len() < 2 || s.widths.len() < 2 || sizes.into_iter().any(|&v| v == 0 || v > 1024) {
+            return Err(at(
+                "scaling",
+                "depths",
+                "need at least two depths and two widths, each between 1 and 1024".into(),
+            ));
+        }
+        if s.depths.len() > 64 || s.widths.len() > 64 {
+            return Err(at("scaling", "depths", "at most 64 depths and 64 widths".into()));
+        }
+        if !(finite_positive(s.budget_seconds) && s.budget_seconds <= 600.0) {
+            return Err(at("scaling", "budget_seconds", format!("{} is not in (0, 600]", s.budget_seconds)));
+        }
+        if s.repeats == 0 || s.repeats > 1000 {
+            return Err(at("scaling", "repeats", format!("{} is not between 1 and 1000", s.repeats)));
+        }
+    }
+    let d = &p.data;
+    if d.dataset == Dataset::Faces {
+        if d.actors.is_empty() {
+            return Err(at("data", "actors", "faces need at least one actor".into()));
+        }
+        if d.actors.len() > 1000 {
+            return Err(at("data", "actors", format!("{} actors; at most 1000", d.actors.len())));
+        }
+        for (i, a) in d.actors.iter().enumerate() {
+            if !plain_file_name(a) {
+                return Err(at("data", "actors", format!("'{}' is not a file name prefix", a.escape_debug())));
+            }
+            if d.actors[..i].contains(a) {
+                return Err(at("data", "actors", format!("'{a}' is listed twice (each actor is one class)")));
+            }
+        }
+        if let Some(a) = d.split.train_for.keys().find(|a| !d.actors.contains(a)) {
+            return Err(at("data", "split", format!("split.train_for names '{a}', who is not in data.actors")));
+        }
+        if d.size == 0 || d.size > 1024 {
+            return Err(at("data", "size", format!("{} is not between 1 and 1024", d.size)));
+        }
+        if !finite_positive(d.scale as f64) {
+            return Err(at("data", "scale", format!("must be positive and finite, got {}", d.scale)));
+        }
+        let counts =
+            [d.split.train, d.split.test, d.split.validation].into_iter().chain(d.split.train_for.values().copied());
+        if counts.into_iter().any(|c| c > 100_000) {
+            return Err(at("data", "split", "at most 100000 images per actor in a split".into()));
+        }
+        if d.split.train == 0 || d.split.train_for.values().any(|&c| c == 0) {
+            return Err(at("data", "split", "every actor needs at least one training image".into()));
+        }
+        if trains && (d.split.test == 0 || d.split.validation == 0) {
+            return Err(at(
+                "data",
+                "split",
+                "training measures validation and test accuracy: split.validation and split.test must be at least 1"
+                    .into(),
+            ));
+        }
+        let train = data_shape(p).train;
+        if d.train_limit > train {
+            return Err(at(
+                "data",
+                "train_limit",
+                format!("{} is larger than the {train} training images the split takes", d.train_limit),
+            ));
+        }
+    }
+    if d.dataset == Dataset::Mnist && d.train_limit > MNIST_TRAIN {
+        return Err(at(
+            "data",
+            "train_limit",
+            format!("{} is larger than the {MNIST_TRAIN} MNIST training images", d.train_limit),
+        ));
+    }
+    if let Some(f) = &p.finetune {
+        if f.epochs == 0 || f.batch_size == 0 || !finite_positive(f.lr as f64) || !(0.0..1.0).contains(&f.momentum) {
+            return Err(at(
+                "finetune",
+                "epochs",
+                "need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= momentum < 1".into(),
+            ));
+        }
+        if p.backbone.is_some() {
+            return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
+        }
+        let train = data_shape(p).train;
+        if f.batch_size > train {
+            return Err(at(
+                "finetune",
+                "batch_size",
+                format!("{} is larger than the {train} training images", f.batch_size),
+            ));
+        }
+        if let Some(name) = &f.save {
+            if !plain_file_name(name) {
+                return Err(at("finetune", "save", format!("'{}' must be a plain file name", name.escape_debug())));
+            }
+        }
+    }
+    if let Some(c) = &p.crossval {
+        if c.seeds.is_empty() || p.train.is_none() {
+            return Err(at("crossval", "seeds", "needs at least one seed and a [train] section".into()));
+        }
+        if c.seeds.len() > 1000 {
+            return Err(at("crossval", "seeds", format!("{} seeds; at most 1000", c.seeds.len())));
+        }
+        if let Some((i, s)) = c.seeds.iter().enumerate().find(|(i, s)| c.seeds[..*i].contains(s)) {
+            return Err(at("crossval", "seeds", format!("seed {s} is listed twice (at {i})")));
+        }
+    }
+    if !p.trials.is_empty() {
+        if p.train.is_none() {
+            return Err(at("", "trials", "trials need a [train] section".into()));
+        }
+        if p.trials.len() > 1000 {
+            return Err(at("", "trials", format!("{} trials; at most 1000", p.trials.len())));
+        }
+        for (i, t) in p.trials.iter().enumerate() {
+            if t.name.trim().is_empty() || t.name.len() > 200 || t.name.chars().any(char::is_control) {
+                return Err(at("", "trials", format!("trial {}: a name of 1-200 printable characters", i + 1)));
+            }
+            if p.trials[..i].iter().any(|u| u.name == t.name) {
+                return Err(at("", "trials", format!("two trials are named '{}'", t.name)));
+            }
+            if let Some(k) = t.set.keys().find(|k| !variable(k)) {
+                return Err(at("", "trials", format!("trial '{}': '{k}' cannot vary between trials", t.name)));
+            }
+        }
+    }
+    if let Some(m) = &p.model {
+        if m.kind == ModelKind::Linear && !m.hidden.is_empty() {
+            return Err(at("model", "hidden", "a linear model has no hidden layers (use kind = \"mlp\")".into()));
+        }
+        if m.kind == ModelKind::Mlp && (m.hidden.is_empty() || m.hidden.contains(&0)) {
+            return Err(at("model", "hidden", format!("an mlp needs positive hidden widths, got {:?}", m.hidden)));
+        }
+        if m.hidden.len() > 100 {
+            return Err(at("model", "hidden", format!("{} hidden layers; at most 100", m.hidden.len())));
+        }
+        for (key, spec) in [("weight_init", m.weight_init), ("bias_init", m.bias_init)] {
+            init_ok(spec).map_err(|e| at("model", key, e))?;
+        }
+    }
+    if let Some(s) = &p.samples {
+        if s.per_class == 0 || s.per_class > 100 {
+            return Err(at("samples", "per_class", format!("{} is not between 1 and 100", s.per_class)));
+        }
+    }
+    let shape = data_shape(p);
+    if let Some(t) = &p.train {
+        if !finite_positive(t.lr as f64) {
+            return Err(at("train", "lr", format!("the learning rate must be positive, got {}", t.lr)));
+        }
+        if !(0.0..1.0).contains(&t.momentum) {
+            return Err(at("train", "momentum", format!("{} is not in [0, 1)", t.momentum)));
+        }
+        if t.iterations == 0 && t.epochs == 0 {
+            return Err(at("train", "iterations", "must be at least 1".into()));
+        }
+        if t.epochs > 0 && (t.batches_per_epoch == 0 || t.steps_per_batch == 0) {
+            return Err(at(
+                "train",
+                "batches_per_epoch",
+                "batches_per_epoch and steps_per_batch must be at least 1".into(),
+            ));
+        }
+        if t.total_steps().is_none() {
+            return Err(at(
+                "train",
+                "epochs",
+                format!(
+                    "epochs x batches_per_epoch x steps_per_batch = {} x {} x {} does not fit in a step counter",
+                    t.epochs, t.batches_per_epoch, t.steps_per_batch
+                ),
+            ));
+        }
+        if t.epochs > 0 && t.batches_per_epoch > shape.train {
+            return Err(at(
+                "train",
+                "batches_per_epoch",
+                format!(
+                    "{} mini-batches of {} training examples would leave some empty",
+                    t.batches_per_epoch, shape.train
+                ),
+            ));
+        }
+        if t.eval_every == 0 {
+            return Err(at("train", "eval_every", "must be at least 1".into()));
+        }
+        if t.batch_size > shape.train {
+            return Err(at(
+                "train",
+                "batch_size",
+                format!("{} is larger than the {} training images", t.batch_size, shape.train),
+            ));
+        }
+        for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
+        {
+            if !plain_file_name(name) {
+                return Err(at("train", key, format!("'{}' must be a plain file name", name.escape_debug())));
+            }
+        }
+    }
+    if let Some(s) = &p.sweep {
+        if s.values.is_empty() {
+            return Err(at("sweep", "values", "needs at least one value".into()));
+        }
+        if s.values.len() > 1000 {
+            return Err(at("sweep", "values", format!("{} values; at most 1000", s.values.len())));
+        }
+        if let Some((i, v)) = s.values.iter().enumerate().find(|(i, v)| s.values[..*i].contains(v)) {
+            return Err(at("sweep", "values", format!("{v} is listed twice (value {})", i + 1)));
+        }
+        if p.train.is_none() {
+            return Err(at("sweep", "key", "a sweep needs a [train] section to vary".into()));
+        }
+        if !variable(&s.key) {
+            return Err(at(
+                "sweep",
+                "key",
+                format!("'{}' cannot be swept (sweep seed, data.*, model.* or train.*)", s.key),
+            ));
+        }
+    }
+    let linear = p.model.as_ref().map(|m| m.kind) == Some(ModelKind::Linear);
+    let weights = shape.inputs.saturating_mul(shape.classes);
+    let in_w = |d: &[usize; 2]| d[0] < shape.inputs && d[1] < shape.classes;
+    if let Some(g) = &p.gradcheck {
+        if !finite_positive(g.eps) {
+            return Err(at("gradcheck", "eps", format!("must be positive and finite, got {}", g.eps)));
+        }
+        if !finite_positive(g.tolerance) {
+            return Err(at("gradcheck", "tolerance", format!("must be positive and finite, got {}", g.tolerance)));
+        }
+        if !linear {
+            return Err(at("gradcheck", "directions", "the f64 reference covers the linear model only".into()));
+        }
+        if let Some(d) = g.directions.iter().find(|d| !in_w(d)) {
+            return Err(at(
+                "gradcheck",
+                "directions",
+                format!("({}, {}) is outside W ({} x {})", d[0], d[1], shape.inputs, shape.classes),
+            ));
+        }
+        if g.directions.len() > 10_000 || g.random > weights.min(10_000) {
+            return Err(at(
+                "gradcheck",
+                "random",
+                format!(
+                    "{} random and {} listed entries; at most 10000 of each, and no more random ones than W's {weights} weights",
+                    g.random,
+                    g.directions.len()
+                ),
+            ));
+        }
+    }
+    if let Some(c) = &p.contour {
+        if !linear {
+            return Err(at("contour", "weights", "the contour stage covers the linear model only".into()));
+        }
+        let all = c.weights.iter().chain(c.edge_weights.iter().flatten());
+        if let Some(d) = all.into_iter().find(|d| !in_w(d)) {
+            return Err(at(
+                "contour",
+                "weights",
+                format!("({}, {}) is outside W ({} x {})", d[0], d[1], shape.inputs, shape.classes),
+            ));
+        }
+        if c.grid < 2 || c.grid > 400 {
+            return Err(at("contour", "grid", format!("{} is not between 2 and 400", c.grid)));
+        }
+        let positive = |x: f32| finite_positive(x as f64);
+        if !positive(c.span)
+            || !positive(c.lr)
+            || c.steps == 0
+            || c.steps > 100_000
+            || !(0.0..1.0).contains(&c.momentum)
+        {
+            return Err(at(
+                "contour",
+                "lr",
+                "need span > 0, lr > 0, 1 <= steps <= 100000 and 0 <= momentum < 1".into(),
+            ));
+        }
+        if !c.start.iter().all(|s| s.is_finite()) {
+            return Err(at("contour", "start", format!("{:?} is not two finite numbers", c.start)));
+        }
+    }
+    if let Some(u) = &p.units {
+        if p.model.as_ref().map(|m| m.kind) != Some(ModelKind::Mlp) {
+            return Err(at(
+                "units",
+                "columns",
+                "the units stage draws hidden units: it needs model.kind = \"mlp\"".into(),
+            ));
+        }
+        let hidden = p.model.as_ref().and_then(|m| m.hidden.first()).copied().unwrap_or(0);
+        if u.columns == 0 || u.columns > hidden.clamp(1, 100) {
+            return Err(at(
+                "units",
+                "columns",
+                format!(
+                    "{} is not between 1 and {} (the first hidden layer's width, at most 100)",
+                    u.columns,
+                    hidden.clamp(1, 100)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Keys a sweep or a trial may vary: what one training run reads.
+fn variable(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or("");
+    key == "seed" || (matches!(first, "data" | "model" | "train") && key.len() > first.len() + 1)
+}
+
+fn init_ok(spec: InitSpec) -> Result<(), String> {
+    match spec {
+        InitSpec::Uniform { lo, hi } if !(lo.is_finite() && hi.is_finite() && lo <= hi) => {
+            Err(format!("uniform needs finite lo <= hi, got lo = {lo}, hi = {hi}"))
+        }
+        InitSpec::Normal { mean, std } if !(mean.is_finite() && std.is_finite() && std >= 0.0) => {
+            Err(format!("normal needs a finite mean and a finite std >= 0, got mean = {mean}, std = {std}"))
+        }
+        _ => Ok(()),
+    }
+}
