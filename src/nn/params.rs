@@ -55,6 +55,12 @@ impl Params {
     }
 
     /// Total number of scalar parameters.
+    /// The first tensor holding a NaN or an infinity, with the value's index:
+    /// weights that would train to chance without a word.
+    pub fn first_non_finite(&self) -> Option<(&str, usize, f32)> {
+        self.iter().find_map(|(name, t)| t.data().iter().position(|v| !v.is_finite()).map(|i| (name, i, t.data()[i])))
+    }
+
     pub fn numel(&self) -> usize {
         self.tensors.values().map(Tensor::numel).sum()
     }

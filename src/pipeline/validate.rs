@@ -142,6 +142,22 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         if s.repeats == 0 || s.repeats > 1000 {
             return Err(at("scaling", "repeats", format!("{} is not between 1 and 1000", s.repeats)));
         }
+        // Each sweep's first point must fit the budget, or it draws nothing.
+        use super::stages::scaling::Method;
+        for (key, n, k) in [("depths", s.depths[0], s.width_for_depths), ("widths", s.depth_for_widths, s.widths[0])] {
+            let least = Method::Paths.least_seconds(n, k);
+            if least > s.budget_seconds {
+                return Err(at(
+                    "scaling",
+                    key,
+                    format!(
+                        "the first point (N = {n}, K = {k}) takes at least {least:.1e} s by the naive method, over \
+                         budget_seconds = {}: start the sweep smaller",
+                        s.budget_seconds
+                    ),
+                ));
+            }
+        }
     }
     let d = &p.data;
     if d.dataset == Dataset::Faces {
@@ -165,8 +181,9 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         if d.size == 0 || d.size > 1024 {
             return Err(at("data", "size", format!("{} is not between 1 and 1024", d.size)));
         }
-        if !finite_positive(d.scale as f64) {
-            return Err(at("data", "scale", format!("must be positive and finite, got {}", d.scale)));
+        // Pixels are 0-255; a larger scale only makes sums overflow.
+        if !(finite_positive(d.scale as f64) && d.scale <= 1.0) {
+            return Err(at("data", "scale", format!("{} is not in (0, 1] (1/255 puts pixels in [0, 1])", d.scale)));
         }
         let counts =
             [d.split.train, d.split.test, d.split.validation].into_iter().chain(d.split.train_for.values().copied());

@@ -296,7 +296,7 @@ fn pipeline_file_mistakes() {
     edit("version", "version = 1", "version = 2", &["version 2 is not supported"]);
     edit("syntax", "[train]", "[train", &["TOML parse error"]);
     edit("duplicate-key", "seed = 0", "seed = 0\nseed = 1", &["duplicate key"]);
-    edit("bad-name", "name = \"bad\"", "name = \"../escape\"", &["name", "must be non-empty letters"]);
+    edit("bad-name", "name = \"bad\"", "name = \"../escape\"", &["name", "must be one folder name"]);
     edit("no-stage", "[train]", "[unused]", &["unknown field `unused`"]);
     edit("save-path-escapes", "eval_every = 1", "eval_every = 1\nsave = \"../w.safetensors\"", &["plain file name"]);
     edit("train-limit-too-big", "root = ", "train_limit = 1000\nroot = ", &["data.train_limit: 1000 is larger"]);
@@ -411,10 +411,10 @@ fn face_image_mistakes() {
         assert!(FACES.contains(from), "{name}: the template lacks '{from}'");
         case.pipeline(&FACES.replace(from, to)).fails(&[], "bad.toml", expect);
     };
-    edit("zero-scale", "size = 32", "size = 32\nscale = 0.0", &["data.scale", "must be positive"]);
+    edit("zero-scale", "size = 32", "size = 32\nscale = 0.0", &["data.scale", "is not in (0, 1]"]);
     edit("zero-size", "size = 32", "size = 0", &["data.size", "not between 1 and 1024"]);
     edit("no-actors", "[\"aa\", \"bb\"]", "[]", &["data.actors", "at least one actor"]);
-    edit("zero-train-split", "train = 2", "train = 0", &["split.train must be at least 1"]);
+    edit("zero-train-split", "train = 2", "train = 0", &["data.split", "at least one training image"]);
 
     let case = Case::new("missing-faces-folder");
     case.pipeline(FACES).fails(&[], "faces", &["face image folder not found"]);

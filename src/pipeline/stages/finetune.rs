@@ -50,6 +50,7 @@ fn accuracy(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<f64>
 
 pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
     let data = ctx.data()?;
+    super::train::non_empty(ctx, &data)?;
     if data.channels != 3 || data.side != 227 {
         return Err(ctx.err(
             "finetune",

@@ -66,7 +66,8 @@ pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
         let scaled = abs / numeric.abs().max(1.0);
         max_abs = max_abs.max(abs);
         max_scaled = max_scaled.max(scaled);
-        if scaled > g.tolerance && worst.is_none() {
+        // A NaN on either side fails.
+        if (scaled.is_nan() || scaled > g.tolerance) && worst.is_none() {
             worst = Some(format!("{label}: engine {analytic:.6e} vs finite difference {numeric:.6e}"));
         }
         rows += &format!("| {label} | {analytic:.6e} | {numeric:.6e} | {abs:.3e} | {rel:.3e} |\n");

@@ -175,6 +175,13 @@ pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, data: &Dataset, seed: u64) -> R
     if let Some(path) = &m.load {
         load_weights(ctx, &mut params, path)?;
     }
+    if let Some((name, i, v)) = params.first_non_finite() {
+        let from = match &m.load {
+            Some(path) => format!("model.load: {} holds", path.display()),
+            None => "model.weight_init / model.bias_init give".to_string(),
+        };
+        return Err(ctx.err("model", format!("{from} {v} at index {i} of '{name}'; weights must be finite")));
+    }
     Ok(params)
 }
 
@@ -213,7 +220,8 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
         chosen = train::sweep(ctx, s)?;
     }
     if !p.trials.is_empty() {
-        chosen = train::trials(ctx, &p.trials)?;
+        // Trials start from the sweep's choice, as `check` validated them.
+        chosen = train::trials(ctx, &chosen, &p.trials)?;
     }
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;

@@ -29,6 +29,38 @@ impl Method {
     }
 }
 
+impl Method {
+    /// Operations of one full gradient at depth `n`, width `k` (path terms
+    /// for the naive method, FLOPs for the others), in f64 so nothing wraps.
+    pub fn operations(self, n: usize, k: usize) -> f64 {
+        let (nf, kf) = (n as f64, k as f64);
+        match self {
+            // Weights of layer l: K^2, each summed over K samples and over the
+            // K^0 + ... + K^(N-l) paths from its output to the cost.
+            Method::Paths => (1..=n).map(|l| kf.powi(3) * (0..=n - l).map(|d| kf.powi(d as i32)).sum::<f64>()).sum(),
+            // Three K x K x K products per layer, and a fixed cost per op.
+            Method::Tape => nf * (6.0 * kf.powi(3) + 1e4),
+            // Two forward passes per weight.
+            Method::Finite => 2.0 * nf * kf * kf * nf * 2.0 * kf.powi(3),
+        }
+    }
+
+    /// Operations per second no machine of ours beats: the bound used before
+    /// anything has been timed.
+    fn fastest_rate(self) -> f64 {
+        match self {
+            Method::Paths => 2e9,
+            Method::Tape => 1e12,
+            Method::Finite => 2e10,
+        }
+    }
+
+    /// The least time one gradient at (n, k) can take.
+    pub fn least_seconds(self, n: usize, k: usize) -> f64 {
+        self.operations(n, k) / self.fastest_rate()
+    }
+}
+
 /// Median seconds of one full gradient by `method` (at least `reps` runs
 /// and about 0.2 s of them).
 pub fn time_gradient(method: Method, depth: usize, width: usize, reps: usize) -> f64 {
@@ -43,7 +75,7 @@ pub fn time_gradient(method: Method, depth: usize, width: usize, reps: usize) ->
         t.elapsed().as_secs_f64()
     };
     let first = once();
-    let runs = ((0.2 / first.max(1e-9)) as usize).clamp(reps.max(1), 2001);
+    let runs = ((0.2 / first.max(1e-9)) as usize).min(2001).max(reps.max(1));
     let mut times: Vec<f64> = (0..runs).map(|_| once()).collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -54,12 +86,15 @@ pub fn time_gradient(method: Method, depth: usize, width: usize, reps: usize) ->
 fn sweep_points(method: Method, points: &[(usize, usize)], budget: f64, reps: usize) -> Vec<(usize, usize, f64)> {
     let mut out: Vec<(usize, usize, f64)> = Vec::new();
     for &(depth, width) in points {
-        if let [.., (_, _, t0), (_, _, t1)] = out[..] {
-            // Extrapolate from the last two points: stop before the budget.
-            let guess = t1 * (t1 / t0.max(1e-12)).max(1.0);
-            if guess > budget {
-                break;
-            }
+        // Predict before running: from the last point timed, scaled by the
+        // operations (an upper bound while fixed costs still dominate, hence
+        // the slack); before any, the least time the operations can take.
+        let over = match out.last() {
+            Some(&(n, k, t)) => t * method.operations(depth, width) / method.operations(n, k).max(1.0) > 4.0 * budget,
+            None => method.least_seconds(depth, width) > budget,
+        };
+        if over {
+            break;
         }
         let t = time_gradient(method, depth, width, reps);
         out.push((depth, width, t));

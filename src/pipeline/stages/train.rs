@@ -88,7 +88,17 @@ fn train_loop(
     // The faces schedule: epochs of `batches_per_epoch` shuffled mini-batches,
     // `steps_per_batch` steps on each, accuracies after each mini-batch.
     let epochs = t.epochs > 0;
-    let total = if epochs { t.epochs * t.batches_per_epoch * t.steps_per_batch } else { t.iterations };
+    let total = t.total_steps().ok_or_else(|| ctx.err("train", "train.epochs: the number of steps overflows"))?;
+    if epochs && t.batches_per_epoch > data.train.len() {
+        return Err(ctx.err(
+            "train",
+            format!(
+                "train.batches_per_epoch: {} mini-batches of {} training examples would leave some empty",
+                t.batches_per_epoch,
+                data.train.len()
+            ),
+        ));
+    }
     let eval_every = if epochs { t.steps_per_batch } else { t.eval_every };
     let mut epoch_batches: Vec<(Var, Targets)> = Vec::new();
     let bar = if ctx.progress && std::io::stderr().is_terminal() {
@@ -173,10 +183,7 @@ fn train_loop(
             let loss = net.loss(&tape, params, x, y, reduction).map_err(fail)?;
             let value = loss.value().item().map_err(fail)? as f64;
             if !value.is_finite() {
-                return Err(ctx.err(
-                    "train",
-                    format!("training diverged at iteration {it} with learning rate {:?} ({label}): the loss is {value}; lower train.lr", t.lr),
-                ));
+                return Err(ctx.err("train", not_finite(it, first, value, t, label, x, params)));
             }
             (value, tape.backward(&loss).map_err(fail)?)
         };
@@ -198,6 +205,26 @@ fn train_loop(
     }
     bar.finish_and_clear();
     Ok(curve)
+}
+
+/// Why the loss is not finite: before any update it is the inputs or the
+/// starting weights, not the learning rate.
+fn not_finite(it: usize, first: usize, value: f64, t: &Train, label: &str, x: &Var, params: &Params) -> String {
+    if it > 1 || first > 1 {
+        return format!(
+            "training diverged at iteration {it} with learning rate {:?} ({label}): the loss is {value}; lower train.lr",
+            t.lr
+        );
+    }
+    let largest = |d: &[f32]| d.iter().fold(0.0f32, |m, v| if v.is_nan() { f32::NAN } else { m.max(v.abs()) });
+    let input = largest(x.value().data());
+    let weight =
+        params.iter().map(|(_, w)| largest(w.data())).fold(0.0f32, |m, v| if v.is_nan() { v } else { m.max(v) });
+    format!(
+        "the loss is {value} at the starting weights, before any update ({label}): the largest input is {input:e} and \
+         the largest starting weight {weight:e}; scale the inputs down (data.scale) or start from smaller weights \
+         (model.weight_init, model.load), the learning rate is not the cause"
+    )
 }
 
 fn curve_chart(title: &str, curve: &[EvalPoint]) -> LineChart {
@@ -240,6 +267,7 @@ pub(crate) struct Run {
 pub(crate) fn train_once(ctx: &Ctx, p: &Pipeline, label: &str, start: Option<Params>) -> Result<Run, RunError> {
     let (model, t) = (p.model.clone().expect("validated"), p.train.clone().expect("validated"));
     let data = ctx.data_for(&p.data)?;
+    non_empty(ctx, &data)?;
     let net = network(&model, &data);
     let mut params = match start {
         Some(s) => s,
@@ -255,6 +283,22 @@ pub(crate) fn train_once(ctx: &Ctx, p: &Pipeline, label: &str, start: Option<Par
     let run = RunId { label, seed: p.seed, settings: &settings };
     let curve = train_loop(ctx, &data, &net, &mut params, &t, &run)?;
     Ok(Run { net, data, initial, params, curve, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Training reports every split's accuracy: an empty one would read as 0.
+pub(crate) fn non_empty(ctx: &Ctx, data: &Dataset) -> Result<(), RunError> {
+    for (name, split) in [("training", &data.train), ("validation", &data.validation), ("test", &data.test)] {
+        if split.is_empty() {
+            let hint = match ctx.pipeline().data.dataset {
+                crate::pipeline::schema::Dataset::Mnist => {
+                    "MNIST's test file is split into validation (odd indices) and test (even): it needs at least 2 images"
+                }
+                crate::pipeline::schema::Dataset::Faces => "see data.split",
+            };
+            return Err(ctx.err("data", format!("the {name} split holds no examples ({hint})")));
+        }
+    }
+    Ok(())
 }
 
 /// The data seeds a pipeline trains on: `[crossval]`'s, or its own.
@@ -293,7 +337,7 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     r.set("final_loss", mean(lasts.iter().map(|l| l.0.loss)));
     r.set("train_seconds", mean(runs.iter().map(|x| x.seconds)));
     r.set("data_skipped_files", runs[0].data.skipped);
-    r.set("steps", if t.epochs > 0 { t.epochs * t.batches_per_epoch * t.steps_per_batch } else { t.iterations });
+    r.set("steps", t.total_steps().unwrap_or(usize::MAX));
     r.set("best_validation", json!({ "iteration": best.iteration, "train_accuracy": best.train, "validation_accuracy": best.validation, "test_accuracy": best.test }));
     r.set("learning_curve", serde_json::to_value(&runs[0].curve).expect("points serialise"));
     let schedule = if t.epochs > 0 {
@@ -399,7 +443,7 @@ fn weight_grid(net: &Mlp, data: &Dataset, params: &Params, since: Option<&Params
 /// The sweep stage: train once per value from the same start, pick the best
 /// value by the selecting metric, and return the pipeline with that value.
 pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
-    let base = ctx.pipeline().clone();
+    let base = Pipeline { trials: vec![], sweep: None, ..ctx.pipeline().clone() };
     // From the resolved pipeline, so `--set` overrides carry into the sweep.
     let mut table = to_table(&base).map_err(|e| ctx.err("sweep", e))?;
     let mut results = Vec::new();
@@ -452,14 +496,16 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
 /// The trials stage (the report's `optimize_params`): each trial's settings,
 /// trained on every cross-validation seed; the best mean validation accuracy
 /// wins and is returned for the training stage.
-pub(crate) fn trials(ctx: &mut Ctx, trials: &[Trial]) -> Result<Pipeline, RunError> {
-    let base = ctx.pipeline().clone();
+pub(crate) fn trials(ctx: &mut Ctx, base: &Pipeline, trials: &[Trial]) -> Result<Pipeline, RunError> {
+    // Without the trials themselves: each variant would otherwise copy them all.
+    let base = Pipeline { trials: vec![], sweep: None, ..base.clone() };
+    let base_table = to_table(&base).map_err(|e| ctx.err("trials", e))?;
     let mut rows = String::from(
         "| trial | settings | mean train | mean validation | mean test |\n| --- | --- | --- | --- | --- |\n",
     );
     let mut scored = Vec::new();
     for trial in trials {
-        let mut table = to_table(&base).map_err(|e| ctx.err("trials", e))?;
+        let mut table = base_table.clone();
         for (key, v) in &trial.set {
             set_path(&mut table, key, v.clone()).map_err(|m| ctx.err("trials", m))?;
         }
