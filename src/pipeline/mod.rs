@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod load;
+pub mod names;
 pub mod output;
 mod report;
 mod run;
