@@ -32,7 +32,8 @@ EXAMPLES:
     cargo run --release -- check pipelines/*.toml
 
 Each run writes its figures (PNG), metrics.json and report.md into the output
-folder, all at once when the run succeeds; a failed run writes nothing.
+folder, all at once when the run succeeds; a failed run writes nothing. An
+earlier run's folder is replaced whole; any other existing folder is refused.
 ";
 
 struct Args {

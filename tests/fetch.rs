@@ -198,7 +198,9 @@ fn names_from_the_list_and_planted_links_stay_inside_out() {
 #[test]
 fn out_of_range_numbers_are_errors() {
     let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_nabla")).args(args).output().unwrap();
-    for (flag, value) in [("--size", "0"), ("--size", "5000"), ("--timeout", "0"), ("--timeout", "99999999999999999"), ("--jobs", "0")] {
+    for (flag, value) in
+        [("--size", "0"), ("--size", "5000"), ("--timeout", "0"), ("--timeout", "99999999999999999"), ("--jobs", "0")]
+    {
         let o = run(&["fetch", "facescrub", "--list", "x", "--out", "/tmp/nabla-never-created", flag, value]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{flag} {value}: {err}");

@@ -312,7 +312,9 @@ fn validate(p: &Pipeline, text: &str) -> Result<(), String> {
             return Err(at("contour", "lr", "need span > 0, lr > 0, steps > 0 and 0 <= momentum < 1".into()));
         }
     }
-    super::names::check(p).map_err(|e| at(e.key.split_once('.').map_or("", |s| s.0), e.key.rsplit('.').next().unwrap_or(""), e.message))?;
+    super::names::check(p).map_err(|e| {
+        at(e.key.split_once('.').map_or("", |s| s.0), e.key.rsplit('.').next().unwrap_or(""), e.message)
+    })?;
     Ok(())
 }
 

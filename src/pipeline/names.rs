@@ -345,6 +345,9 @@ iterations = 10
         assert_eq!(learned_figure("figure3_weights.png"), "figure3_weights_learned.png");
         assert_eq!(learned_figure("w"), "w_learned.png");
         assert_eq!(sweep_figure("train.lr", &toml::Value::Float(1e-4)), "sweep_train_lr_0.0001.png");
-        assert_eq!(sweep_figure("train.optimizer", &toml::Value::String("adam".into())), "sweep_train_optimizer_adam.png");
+        assert_eq!(
+            sweep_figure("train.optimizer", &toml::Value::String("adam".into())),
+            "sweep_train_optimizer_adam.png"
+        );
     }
 }

@@ -59,7 +59,11 @@ fn output_names_that_collide() {
         ("save-is-metrics", "save = \"metrics.json\"", &["train.save", "'metrics.json' is also"]),
         ("curve-is-report", "curve_figure = \"report.md\"", &["train.curve_figure", "'report.md' is also"]),
         ("save-is-a-figure", "save = \"figure.png\"\ncurve_figure = \"figure.png\"", &["train.curve_figure"]),
-        ("case-folds", "save = \"Figure.PNG\"\ncurve_figure = \"figure.png\"", &["train.curve_figure", "ignoring case"]),
+        (
+            "case-folds",
+            "save = \"Figure.PNG\"\ncurve_figure = \"figure.png\"",
+            &["train.curve_figure", "ignoring case"],
+        ),
         (
             "figure-is-derived",
             "curve_figure = \"w_learned.png\"\nweights_figure = \"w.png\"",
