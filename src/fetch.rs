@@ -7,6 +7,11 @@
 //! `<surname><n>.png`, n counting that actor's entries in list order, so a
 //! second run finds the same names and skips what is already there. Failures
 //! are logged with their reason and counted; a few workers fetch at once.
+//!
+//! Everything in the list is untrusted: the surname that names the files is
+//! reduced to letters (so `./../` cannot climb out of `--out`), the list is
+//! read with a ceiling, downloads are capped and decoded with the same image
+//! size limits as `data/faces.rs`, and files are written only as new files.
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -18,6 +23,15 @@ use std::time::Duration;
 
 /// Images larger than this are refused (no unbounded downloads).
 const MAX_BYTES: u64 = 32 << 20;
+
+/// The largest list we read (FaceScrub's two lists are a few MB each).
+pub const LIST_LIMIT: u64 = 64 << 20;
+
+/// The longest surname (it names files).
+const MAX_SURNAME: usize = 64;
+
+/// The most a decoded image may allocate (a 8192 x 8192 RGBA is 256 MiB).
+const MAX_DECODED: u64 = 256 << 20;
 
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
@@ -64,7 +78,7 @@ pub fn parse_list(path: &Path, text: &str, actors: &[String]) -> Result<Vec<Entr
         if fields.len() < 6 {
             return Err(at(format!("expected 6 tab-separated fields, found {}", fields.len())));
         }
-        let surname = fields[0].split_whitespace().last().unwrap_or("").to_ascii_lowercase();
+        let surname = surname(fields[0]).map_err(at)?;
         if !actors.is_empty() && !actors.contains(&surname) {
             continue;
         }
@@ -90,6 +104,37 @@ pub fn parse_list(path: &Path, text: &str, actors: &[String]) -> Result<Vec<Entr
     Ok(entries)
 }
 
+/// The file-name prefix of an actor: the last word of the name field, lower
+/// case, keeping letters, `-` and `'` only (no `.`, `/`, digits, controls:
+/// the name stays in the folder, and `data/faces.rs` reads the digits after
+/// it as the image's number).
+fn surname(field: &str) -> Result<String, String> {
+    let last = field.split_whitespace().last().unwrap_or("");
+    let kept: String = last.chars().filter(|c| c.is_alphabetic() || *c == '-' || *c == '\'').collect();
+    let kept = kept.trim_start_matches('-').to_ascii_lowercase();
+    if kept.is_empty() {
+        return Err(format!("name '{}' has no letters to name its files by", field.escape_debug()));
+    }
+    if kept.chars().count() > MAX_SURNAME {
+        return Err(format!("surname '{kept}' is longer than {MAX_SURNAME} characters"));
+    }
+    Ok(kept)
+}
+
+/// Decode downloaded bytes, refusing sizes `data/faces.rs` refuses, before
+/// the decoder allocates the pixels.
+fn decode(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let bad = |e: image::ImageError| format!("cannot decode the image: {e}");
+    let mut reader =
+        image::io::Reader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.into()))?;
+    let mut limits = image::io::Limits::default();
+    limits.max_image_width = Some(crate::data::faces::MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(crate::data::faces::MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODED);
+    reader.limits(limits);
+    reader.decode().map_err(bad)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -111,7 +156,7 @@ fn fetch_one(agent: &ureq::Agent, e: &Entry, opts: &FetchOptions) -> Result<(), 
     if got != e.sha256 {
         return Err(format!("SHA-256 mismatch: got {got}"));
     }
-    let img = image::load_from_memory(&bytes).map_err(|err| format!("cannot decode the image: {err}"))?;
+    let img = decode(&bytes)?;
     let [x1, y1, x2, y2] = e.bbox;
     if x2 > img.width() || y2 > img.height() {
         return Err(format!(
@@ -130,18 +175,31 @@ fn fetch_one(agent: &ureq::Agent, e: &Entry, opts: &FetchOptions) -> Result<(), 
     } else {
         image::DynamicImage::ImageRgb8(face.to_rgb8())
     };
-    // Write beside the target and rename, so a killed run leaves no half file.
+    let mut png = std::io::Cursor::new(Vec::new());
+    face.write_to(&mut png, image::ImageOutputFormat::Png).map_err(|err| format!("cannot encode the PNG: {err}"))?;
+    // Write beside the target and rename, so a killed run leaves no half file;
+    // as a new file, so never through a symlink someone left at that name.
     let target = opts.out.join(&e.file);
     let temp = opts.out.join(format!(".{}.partial", e.file));
-    face.save_with_format(&temp, image::ImageFormat::Png)
+    if std::fs::symlink_metadata(&temp).is_ok_and(|m| !m.is_dir()) {
+        let _ = std::fs::remove_file(&temp);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
         .map_err(|err| format!("cannot write {}: {err}", temp.display()))?;
-    std::fs::rename(&temp, &target).map_err(|err| format!("cannot write {}: {err}", target.display()))
+    let written = std::io::Write::write_all(&mut file, png.get_ref()).and_then(|()| std::fs::rename(&temp, &target));
+    written.map_err(|err| {
+        let _ = std::fs::remove_file(&temp);
+        format!("cannot write {}: {err}", target.display())
+    })
 }
 
 /// Fetch every listed entry of the chosen actors into `opts.out`.
 pub fn fetch(opts: &FetchOptions) -> Result<Summary, String> {
-    let text = std::fs::read_to_string(&opts.list)
-        .map_err(|e| format!("{}: cannot read the list: {e}", opts.list.display()))?;
+    let text = crate::files::read_text_capped(&opts.list, LIST_LIMIT)
+        .map_err(|e| format!("{}: cannot read the list: it {e}", opts.list.display()))?;
     let entries = parse_list(&opts.list, &text, &opts.actors)?;
     if entries.is_empty() {
         return Err(format!("{}: no entries for actors {:?}", opts.list.display(), opts.actors));
@@ -203,5 +261,45 @@ mod tests {
         assert!(err.contains("empty bounding box"), "{err}");
         assert!(parse_list(p, "A B\t1\t2\thttp://x\t1,1,5,5\tnothex\n", &[]).unwrap_err().contains("not a SHA-256"));
         assert!(parse_list(p, "just one field\n", &[]).unwrap_err().contains("expected 6 tab-separated fields"));
+    }
+
+    #[test]
+    fn surnames_from_the_list_stay_inside_the_folder() {
+        let sha = "a".repeat(64);
+        let line = |name: &str| format!("{name}\t1\t2\thttp://x/a.jpg\t1,2,30,40\t{sha}\n");
+        let p = Path::new("l.txt");
+        for (name, file) in [
+            ("Alec ../../etc/Baldwin", "etcbaldwin0.png"),
+            ("Rosie O'Donnell", "o'donnell0.png"),
+            ("Catherine Zeta-Jones", "zeta-jones0.png"),
+            ("Agent Smith2", "smith0.png"),
+            ("X -.-rm", "rm0.png"),
+        ] {
+            assert_eq!(parse_list(p, &line(name), &[]).unwrap()[0].file, file, "{name}");
+        }
+        for name in ["./../", "..", "A /", "A 12", ""] {
+            let e = parse_list(p, &line(name), &[]).unwrap_err();
+            assert!(e.starts_with("l.txt: line 1: name '") && e.contains("no letters"), "{name:?}: {e}");
+        }
+        let e = parse_list(p, &line(&"a".repeat(65)), &[]).unwrap_err();
+        assert!(e.contains("longer than 64"), "{e}");
+    }
+
+    #[test]
+    fn decoding_refuses_what_data_faces_refuses() {
+        // A PNG whose header claims 9000 x 9000 (checksum fixed): within the
+        // decoder's default budget, beyond the face loader's side limit.
+        let img = image::GrayImage::from_pixel(4, 4, image::Luma([9]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageLuma8(img).write_to(&mut png, image::ImageOutputFormat::Png).unwrap();
+        let mut png = png.into_inner();
+        assert!(decode(&png).is_ok());
+        png[16..20].copy_from_slice(&9000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&9000u32.to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        let e = decode(&png).unwrap_err();
+        assert!(e.contains("cannot decode the image") && e.to_lowercase().contains("limit"), "{e}");
     }
 }

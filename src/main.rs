@@ -32,7 +32,8 @@ EXAMPLES:
     cargo run --release -- check pipelines/*.toml
 
 Each run writes its figures (PNG), metrics.json and report.md into the output
-folder, all at once when the run succeeds; a failed run writes nothing.
+folder, all at once when the run succeeds; a failed run writes nothing. An
+earlier run's folder is replaced whole; any other existing folder is refused.
 ";
 
 struct Args {
@@ -50,18 +51,51 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--set" => a.sets.push(it.next().ok_or("--set needs section.key=value")?),
-            "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a folder")?)),
+            "--out" => a.out = Some(out_folder(it.next().ok_or("--out needs a folder")?)?),
             "--quiet" | "-q" => a.quiet = true,
             "--resume" => a.resume = true,
             "-h" | "--help" | "-V" | "--version" => a.command = Some(arg),
             s if s.starts_with("--set=") => a.sets.push(s["--set=".len()..].to_string()),
-            s if s.starts_with("--out=") => a.out = Some(PathBuf::from(&s["--out=".len()..])),
+            s if s.starts_with("--out=") => a.out = Some(out_folder(s["--out=".len()..].to_string())?),
             s if s.starts_with('-') => return Err(format!("unknown option '{s}'")),
             "check" | "schema" | "kernels" if a.command.is_none() && a.files.is_empty() => a.command = Some(arg),
             _ => a.files.push(PathBuf::from(arg)),
         }
     }
     Ok(a)
+}
+
+/// `--out`'s folder: it must end in a folder name of its own, since the run
+/// replaces that folder whole (`pipeline::output`).
+fn out_folder(arg: String) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(arg);
+    nabla::pipeline::output::check_dir(&dir).map_err(|e| format!("--out {e}"))?;
+    Ok(dir)
+}
+
+/// The output folder of each loaded file; refuses two that are the same
+/// folder (two files with one `name`, compared ignoring case like some file
+/// systems do) or folders a run cannot replace, before anything runs.
+fn output_folders(loaded: &[pipeline::Loaded], out: &Option<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for l in loaded {
+        // As `pipeline::run` chooses it.
+        let dir = out.clone().unwrap_or_else(|| pipeline::default_out(&l.pipeline.name));
+        let key = dir.to_string_lossy().to_lowercase();
+        if let Some(j) = dirs.iter().position(|d| d.to_string_lossy().to_lowercase() == key) {
+            return Err(format!(
+                "{}: name: '{}' is also the name of {}: both would write {}; give each its own name, or run them \
+                 one at a time with --out",
+                l.file.display(),
+                l.pipeline.name,
+                loaded[j].file.display(),
+                dir.display()
+            ));
+        }
+        pipeline::output::check_dir(&dir).map_err(|e| format!("{}: output folder {e}", l.file.display()))?;
+        dirs.push(dir);
+    }
+    Ok(dirs)
 }
 
 /// `nabla fetch facescrub ...`
@@ -82,8 +116,11 @@ fn fetch(raw: &[String]) -> Result<(), String> {
         jobs: 8,
         progress: true,
     };
-    let number = |flag: &str, v: Option<&String>| -> Result<u64, String> {
-        v.and_then(|v| v.parse().ok()).ok_or_else(|| format!("{flag} needs a positive whole number"))
+    // Out of range is an error, not silently clamped.
+    let number = |flag: &str, v: Option<&String>, max: u64| -> Result<u64, String> {
+        v.and_then(|v| v.parse().ok())
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("{flag} needs a positive whole number, at most {max}"))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -93,9 +130,9 @@ fn fetch(raw: &[String]) -> Result<(), String> {
                 opts.actors =
                     it.next().ok_or("--actors needs names")?.split(',').map(|a| a.trim().to_ascii_lowercase()).collect()
             }
-            "--size" => opts.size = number("--size", it.next())?.clamp(1, 4096) as u32,
-            "--timeout" => opts.timeout = std::time::Duration::from_secs(number("--timeout", it.next())?.max(1)),
-            "--jobs" => opts.jobs = number("--jobs", it.next())? as usize,
+            "--size" => opts.size = number("--size", it.next(), 4096)? as u32,
+            "--timeout" => opts.timeout = std::time::Duration::from_secs(number("--timeout", it.next(), 3600)?),
+            "--jobs" => opts.jobs = number("--jobs", it.next(), 32)? as usize,
             "--gray" => opts.gray = true,
             "--rgb" => opts.gray = false,
             "--quiet" | "-q" => opts.progress = false,
@@ -159,14 +196,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let mut failed = false;
+            let mut good = Vec::new();
             for f in &args.files {
                 match pipeline::load(f, &args.sets).and_then(|l| pipeline::check_paths(&l).map(|()| l)) {
-                    Ok(l) => println!("{}: ok ({})", f.display(), l.pipeline.name),
+                    Ok(l) => {
+                        println!("{}: ok ({})", f.display(), l.pipeline.name);
+                        good.push(l);
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         failed = true;
                     }
                 }
+            }
+            // Files that could not run together in one invocation.
+            if let Err(e) = output_folders(&good, &args.out) {
+                eprintln!("error: {e}");
+                failed = true;
             }
             return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
         }
@@ -187,6 +233,10 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 }
+            }
+            if let Err(e) = output_folders(&loaded, &args.out) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
             let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
             for l in &loaded {

@@ -144,3 +144,67 @@ fn the_command_reports_bad_arguments_cleanly() {
     let o = run(&["fetch", "facescrub", "--list", "x", "--out", "y", "--size", "big"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--size needs a positive whole number"));
 }
+
+#[test]
+fn names_from_the_list_and_planted_links_stay_inside_out() {
+    let png = encoded(image::ImageFormat::Png);
+    let stop = Arc::new(AtomicBool::new(false));
+    let hits: Arc<Vec<AtomicUsize>> = Arc::new((0..PATHS.len()).map(|_| AtomicUsize::new(0)).collect());
+    let port = serve(png.clone(), png.clone(), stop.clone(), hits.clone());
+    let dir = std::env::temp_dir().join(format!("nabla-fetch-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let line = |name: &str| format!("{name}\t1\t2\thttp://127.0.0.1:{port}/a.png\t10,5,50,45\t{}\n", sha(&png));
+    let mut opts = FetchOptions {
+        list: dir.join("list.txt"),
+        actors: vec![],
+        out: dir.join("out"),
+        size: 8,
+        gray: true,
+        timeout: Duration::from_secs(2),
+        jobs: 2,
+        progress: false,
+    };
+    // A name that is only a way up: refused, naming the line, before any download.
+    std::fs::write(&opts.list, line("Ann Alpha") + &line("X ./../")).unwrap();
+    let e = fetch(&opts).unwrap_err();
+    assert!(e.contains("list.txt: line 2: name 'X ./../' has no letters"), "{e}");
+    assert_eq!(hits[0].load(Ordering::Relaxed), 0);
+    // A name with a path in it becomes a plain surname inside `out`; a
+    // symlink planted at the temporary name is replaced, not written through.
+    std::fs::write(&opts.list, line("Evil ../../Escapee")).unwrap();
+    std::fs::write(dir.join("victim"), b"keep").unwrap();
+    std::os::unix::fs::symlink(dir.join("victim"), dir.join("out/.escapee0.png.partial")).unwrap();
+    let s = fetch(&opts).unwrap();
+    assert_eq!((s.fetched, s.failed.len()), (1, 0), "{:?}", s.failed);
+    assert!(dir.join("out/escapee0.png").is_file());
+    assert_eq!(std::fs::read(dir.join("victim")).unwrap(), b"keep", "wrote through the planted symlink");
+    let mut top: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    top.sort();
+    assert_eq!(top, ["list.txt", "out", "victim"], "wrote outside --out");
+    assert_eq!(std::fs::read_dir(dir.join("out")).unwrap().count(), 1);
+    // A FIFO as the list is refused at once instead of blocking forever.
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    opts.list = fifo;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fetch(&opts)).unwrap());
+    let e = rx.recv_timeout(Duration::from_secs(10)).expect("blocked on the FIFO").unwrap_err();
+    assert!(e.contains("cannot read the list: it is a FIFO"), "{e}");
+    stop.store(true, Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn out_of_range_numbers_are_errors() {
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_nabla")).args(args).output().unwrap();
+    for (flag, value) in
+        [("--size", "0"), ("--size", "5000"), ("--timeout", "0"), ("--timeout", "99999999999999999"), ("--jobs", "0")]
+    {
+        let o = run(&["fetch", "facescrub", "--list", "x", "--out", "/tmp/nabla-never-created", flag, value]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}: {err}");
+        assert!(err.contains(&format!("{flag} needs a positive whole number, at most")), "{err}");
+    }
+    assert!(!std::path::Path::new("/tmp/nabla-never-created").exists());
+}

@@ -3,6 +3,7 @@
 //! ranges. Every error names the file, the key and what was wrong.
 
 use super::budget;
+use super::names;
 use super::schema::Pipeline;
 use super::validate::{self, Source};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,10 @@ pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, Co
     let src = Source { text, overrides, variant: None };
     validate::one(&pipeline, &src).map_err(err)?;
     check_variants(&pipeline, &src).map_err(err)?;
+    names::check(&pipeline).map_err(|e| {
+        let (section, key) = e.key.rsplit_once('.').unwrap_or(("", &e.key));
+        err(src.at(section, key, e.message))
+    })?;
     budget::check(&pipeline).map_err(err)?;
     Ok(Loaded { file: file.to_path_buf(), text: text.to_string(), pipeline })
 }
@@ -260,9 +265,9 @@ iterations = 10
             ("train.lr=nan", "learning rate must be positive"),
             ("train.momentum=nan", "not in [0, 1)"),
             ("reference.test_accuracy=inf", "not a finite number"),
-            ("name=\"..\"", "must be one folder name"),
-            ("name=\".\"", "must be one folder name"),
-            ("name=\"\"", "must be one folder name"),
+            ("name=\"..\"", "must be non-empty letters"),
+            ("name=\".\"", "must be non-empty letters"),
+            ("name=\"\"", "must be non-empty letters"),
         ];
         for (set, expect) in cases {
             let m = msg(GOOD, &[set]);

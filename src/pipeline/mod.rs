@@ -9,6 +9,7 @@
 mod budget;
 pub mod checkpoint;
 pub mod load;
+pub mod names;
 pub mod output;
 mod report;
 mod run;
@@ -19,5 +20,5 @@ mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use report::Report;
-pub use run::{run, RunError, RunOptions};
+pub use run::{default_out, run, RunError, RunOptions};
 pub use stages::scaling;

@@ -30,11 +30,16 @@ pub enum RunError {
     Output(#[from] OutputError),
 }
 
+/// Where a pipeline named `name` writes without `--out`.
+pub fn default_out(name: &str) -> PathBuf {
+    PathBuf::from("resources").join(name)
+}
+
 /// Run every stage of `loaded`; returns the files written.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError> {
     let p = &loaded.pipeline;
     let started = Instant::now();
-    let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("resources").join(&p.name));
+    let dir = opts.out.clone().unwrap_or_else(|| default_out(&p.name));
     let mut out = Outputs::new(&dir)?;
     let mut report = Report::default();
     let checkpoints = Checkpoints::beside(&dir, opts.resume);

@@ -3,6 +3,7 @@
 //! once and checks it here, with no recursion. Every message names the key,
 //! and where the value came from: a line of the file or a `--set`.
 
+use super::names::file_name;
 use super::schema::{Dataset, InitSpec, ModelKind, Pipeline};
 
 /// Where values came from, for messages.
@@ -44,14 +45,6 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
         }
     }
     None
-}
-
-/// A name that stays inside the output folder: no separators, not hidden.
-fn plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 fn finite_positive(x: f64) -> bool {
@@ -98,17 +91,7 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
     if p.version != 1 {
         return Err(at("", "version", format!("version {} is not supported (this nabla reads version 1)", p.version)));
     }
-    let name_ok = p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !plain_file_name(&p.name) || !name_ok || p.name.len() > 100 {
-        return Err(at(
-            "",
-            "name",
-            format!(
-                "'{}' must be one folder name: 1-100 letters, digits, '-', '_' or '.', not starting with '.'",
-                p.name.escape_debug()
-            ),
-        ));
-    }
+    // The name, like every output name, is checked in `names.rs`.
     for (key, v) in &p.reference {
         if !v.is_finite() {
             return Err(at("reference", key, format!("{v} is not a finite number")));
@@ -168,9 +151,7 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
             return Err(at("data", "actors", format!("{} actors; at most 1000", d.actors.len())));
         }
         for (i, a) in d.actors.iter().enumerate() {
-            if !plain_file_name(a) {
-                return Err(at("data", "actors", format!("'{}' is not a file name prefix", a.escape_debug())));
-            }
+            file_name(a).map_err(|e| at("data", "actors", format!("an actor is a file name prefix: {e}")))?;
             if d.actors[..i].contains(a) {
                 return Err(at("data", "actors", format!("'{a}' is listed twice (each actor is one class)")));
             }
@@ -237,9 +218,7 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
             ));
         }
         if let Some(name) = &f.save {
-            if !plain_file_name(name) {
-                return Err(at("finetune", "save", format!("'{}' must be a plain file name", name.escape_debug())));
-            }
+            file_name(name).map_err(|e| at("finetune", "save", e))?;
         }
     }
     if let Some(c) = &p.crossval {
@@ -341,9 +320,7 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         }
         for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
         {
-            if !plain_file_name(name) {
-                return Err(at("train", key, format!("'{}' must be a plain file name", name.escape_debug())));
-            }
+            file_name(name).map_err(|e| at("train", key, e))?;
         }
     }
     if let Some(s) = &p.sweep {

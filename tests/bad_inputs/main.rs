@@ -296,7 +296,7 @@ fn pipeline_file_mistakes() {
     edit("version", "version = 1", "version = 2", &["version 2 is not supported"]);
     edit("syntax", "[train]", "[train", &["TOML parse error"]);
     edit("duplicate-key", "seed = 0", "seed = 0\nseed = 1", &["duplicate key"]);
-    edit("bad-name", "name = \"bad\"", "name = \"../escape\"", &["name", "must be one folder name"]);
+    edit("bad-name", "name = \"bad\"", "name = \"../escape\"", &["name", "must be non-empty letters"]);
     edit("no-stage", "[train]", "[unused]", &["unknown field `unused`"]);
     edit("save-path-escapes", "eval_every = 1", "eval_every = 1\nsave = \"../w.safetensors\"", &["plain file name"]);
     edit("train-limit-too-big", "root = ", "train_limit = 1000\nroot = ", &["data.train_limit: 1000 is larger"]);

@@ -201,8 +201,8 @@ fn values_that_parse_but_mean_nothing() {
         &[("eval_every = 1", "eval_every = 1\n[reference]\ntest_accuracy = inf")],
         &["reference.test_accuracy"],
     );
-    mnist_case("name-dot-dot", &[("name = \"bad\"", "name = \"..\"")], &["name", "one folder name"]);
-    mnist_case("name-dot", &[("name = \"bad\"", "name = \".\"")], &["name", "one folder name"]);
+    mnist_case("name-dot-dot", &[("name = \"bad\"", "name = \"..\"")], &["name", "must be non-empty letters"]);
+    mnist_case("name-dot", &[("name = \"bad\"", "name = \".\"")], &["name", "must be non-empty letters"]);
     mnist_case(
         "more-batches-than-examples",
         &[("iterations = 2", "epochs = 1\nbatches_per_epoch = 101")],

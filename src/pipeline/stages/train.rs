@@ -394,7 +394,7 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
             "Weights into each output (first layer for an MLP): red above, blue below each image's mean weight",
         );
         // What training changed: random starts (the report's U[0, 1)) can hide it.
-        let learned = format!("{}_learned.png", t.weights_figure.trim_end_matches(".png"));
+        let learned = crate::pipeline::names::learned_figure(&t.weights_figure);
         let png = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial))
             .png()
             .map_err(|e| ctx.err("train", e))?;
@@ -456,7 +456,7 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
         let p = from_table(&table).map_err(|m| ctx.err("sweep", m))?;
         let curve = train_once(ctx, &p, &format!("{} = {v}", s.key), None)?.curve;
         let (last, best) = summary(&curve);
-        let file = format!("sweep_{}_{}.png", s.key.replace('.', "_"), v.to_string().trim_matches('"'));
+        let file = crate::pipeline::names::sweep_figure(&s.key, v);
         let png = curve_chart(&format!("{} = {v}", s.key), &curve).png(640, 400).map_err(|e| ctx.err("sweep", e))?;
         ctx.write(&file, &png)?;
         ctx.report.figure(&file, &format!("Sweep: learning curve at {} = {v}", s.key));
