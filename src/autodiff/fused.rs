@@ -67,7 +67,7 @@ impl Job<'_> {
         // Forward: logits of the block.
         let mut z = vec![0.0f32; rows * out];
         if self.skinny {
-            x_wt(KernelChoice::Auto, xb, rows, inputs, self.ws, out, &mut z);
+            x_wt(KernelChoice::Auto, xb, rows, inputs, self.ws, out, &mut z)?;
         } else {
             sgemm(
                 Transpose::No,
@@ -113,7 +113,7 @@ impl Job<'_> {
         }
         // dW += dz^T x, db += column sums of dz, dx = dz W.
         if self.skinny {
-            dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw);
+            dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw)?;
         } else {
             let dw = &mut acc.dw;
             sgemm(Transpose::Yes, Transpose::No, out, inputs, rows, 1.0, &z, out, xb, inputs, 1.0, dw, inputs)?;
