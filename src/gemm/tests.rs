@@ -102,6 +102,7 @@ fn agrees_with_matrixmultiply() {
     let mut ours = vec![0.0; m * n];
     let mut theirs = vec![0.0; m * n];
     sgemm(Transpose::No, Transpose::No, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut ours, n).unwrap();
+    // SAFETY: a, b and theirs hold m x k, k x n and m x n floats, row-major.
     unsafe {
         matrixmultiply::sgemm(
             m,
