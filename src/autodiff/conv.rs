@@ -38,6 +38,12 @@ impl ConvGeom {
         }
         let win = Window { kh, kw, ..win };
         let (oh, ow) = win.output(op, h, wd)?;
+        if [n, oc, oh, ow].into_iter().try_fold(1usize, usize::checked_mul).is_none() {
+            return Err(Error::Invalid {
+                op,
+                message: format!("the output [{n}, {oc}, {oh}, {ow}] has more elements than memory can hold"),
+            });
+        }
         Ok(ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win })
     }
 
@@ -332,7 +338,7 @@ impl Tape {
         let op = "max_pool2d";
         self.check(op, &[Some(x)])?;
         let [n, c, h, w] = dims4(&x.value, op)?;
-        if 2 * padding > k {
+        if padding > k / 2 {
             return Err(Error::Invalid {
                 op,
                 message: format!("padding {padding} is more than half the {k}x{k} window"),

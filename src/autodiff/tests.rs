@@ -496,3 +496,20 @@ fn vars_from_before_clear_are_refused() {
     let grads = tape.backward(&tape.sum(&tape.mul(&w, &fresh).unwrap())).unwrap();
     assert_eq!(grads.get(&w).unwrap().data(), &[2.0; 4]);
 }
+
+/// Hostile pooling and convolution geometry is an error, not a wrapped size.
+#[test]
+fn geometry_that_overflows_is_an_error() {
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::full(&[1, 1, 4, 4], 1.0));
+    // 2 * 2^63 wraps to 0, which passed the "at most half the window" test.
+    let half = 1usize << (usize::BITS - 1);
+    assert!(tape.max_pool2d(&x, 2, 2, half).is_err());
+    assert!(tape.max_pool2d(&x, 3, 1, usize::MAX).is_err());
+    let w = Var::constant(Tensor::full(&[1, 1, 1, 1], 1.0));
+    let err = tape.conv2d(&x, &w, None, 1, half, 1).unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    // 2^62-padded 4x4 input: the output's element count overflows.
+    let err = tape.conv2d(&x, &w, None, 1, 1 << 61, 1).unwrap_err();
+    assert!(err.to_string().contains("more elements than memory can hold"), "{err}");
+}
