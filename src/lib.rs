@@ -7,6 +7,10 @@
 //! - [`nn`]: layers and losses built on the tape;
 //! - [`optim`]: SGD with momentum and Adam.
 
+// Each unsafe operation sits in its own `unsafe` block with the reason it
+// holds, even inside an `unsafe fn` (whose contract is its `# Safety` doc).
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod error;
 pub mod fetch;
 pub mod files;

@@ -8,7 +8,7 @@
 
 use super::conv::ConvGeom;
 use super::op::{Input, Op, Reduction, Targets};
-use super::tape::{NodeId, Tape, Var};
+use super::tape::{NodeId, Stamp, Tape, Var};
 use crate::conv::{col2im, max_pool2d_backward};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
@@ -21,11 +21,18 @@ use rayon::prelude::*;
 pub struct Grads {
     grads: Vec<Option<Tensor>>,
     names: Vec<(String, NodeId)>,
+    /// The tape and recording the node ids refer to.
+    stamp: Stamp,
 }
 
 impl Grads {
-    /// The gradient of a leaf `Var` (None if it did not affect the loss).
+    /// The gradient of a leaf `Var` (None if it did not affect the loss, or
+    /// if it belongs to another tape or recording than the loss: its id
+    /// would name some other node).
     pub fn get(&self, v: &Var) -> Option<&Tensor> {
+        if v.stamp != self.stamp {
+            return None;
+        }
         self.grads.get(v.id?)?.as_ref()
     }
 
@@ -63,6 +70,7 @@ fn flip(t: Transpose) -> Transpose {
 impl Tape {
     /// Gradients of the scalar `loss` with respect to every leaf it depends on.
     pub fn backward(&self, loss: &Var) -> Result<Grads> {
+        self.check("backward", &[Some(loss)])?;
         if loss.value.numel() != 1 {
             return Err(Error::Invalid {
                 op: "backward",
@@ -72,8 +80,9 @@ impl Tape {
         let nodes = self.nodes.borrow();
         let mut grads: Vec<Option<Tensor>> = vec![None; nodes.len()];
         let names = nodes.iter().enumerate().filter_map(|(i, n)| Some((n.name.clone()?, i))).collect();
+        let stamp = self.stamp();
         let Some(root) = loss.id else {
-            return Ok(Grads { grads, names });
+            return Ok(Grads { grads, names, stamp });
         };
         grads[root] = Some(Tensor::full(loss.shape(), 1.0));
         for id in (0..=root).rev() {
@@ -85,7 +94,7 @@ impl Tape {
             let Some(g) = grads[id].take() else { continue };
             backward_rule(op, &g, &mut grads)?;
         }
-        Ok(Grads { grads, names })
+        Ok(Grads { grads, names, stamp })
     }
 }
 
@@ -354,6 +363,7 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
         }
         Op::Dropout { x, mask } => accumulate(grads, Some(*x), g.mul(mask)?)?,
+        Op::Refused { error } => return Err(Error::Invalid { op: "backward", message: error.clone() }),
         Op::LinearCrossEntropy { x, w, b, dx, dw, db } => {
             // The forward pass computed these for an output gradient of 1.
             let g = g.item()?;

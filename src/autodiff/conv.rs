@@ -38,6 +38,12 @@ impl ConvGeom {
         }
         let win = Window { kh, kw, ..win };
         let (oh, ow) = win.output(op, h, wd)?;
+        if [n, oc, oh, ow].into_iter().try_fold(1usize, usize::checked_mul).is_none() {
+            return Err(Error::Invalid {
+                op,
+                message: format!("the output [{n}, {oc}, {oh}, {ow}] has more elements than memory can hold"),
+            });
+        }
         Ok(ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win })
     }
 
@@ -297,14 +303,14 @@ impl Tape {
         padding: usize,
         groups: usize,
     ) -> Result<Var> {
+        self.check("conv2d", &[Some(x), Some(w), b])?;
         let (geom, value) = conv2d_value(x, w, b, (stride, padding, groups), false)?;
-        let ids = [x.id, w.id, b.and_then(|b| b.id)];
-        Ok(self.record(value, &ids, || Op::Conv2d {
+        self.record("conv2d", value, &[Some(x), Some(w), b], || Op::Conv2d {
             x: Input { id: x.id, value: x.value.clone() },
             w: Input { id: w.id, value: w.value.clone() },
             b: b.and_then(|b| b.id),
             geom,
-        }))
+        })
     }
 
     /// `relu(conv2d(...))`. When no gradient will flow through it, the two
@@ -318,6 +324,7 @@ impl Tape {
         padding: usize,
         groups: usize,
     ) -> Result<Var> {
+        self.check("conv2d", &[Some(x), Some(w), b])?;
         let tracked = x.id.is_some() || w.id.is_some() || b.is_some_and(|b| b.id.is_some());
         if self.is_recording() && tracked {
             return Ok(self.relu(&self.conv2d(x, w, b, stride, padding, groups)?));
@@ -329,8 +336,9 @@ impl Tape {
     /// and `padding` (at most half the window, as PyTorch requires).
     pub fn max_pool2d(&self, x: &Var, k: usize, stride: usize, padding: usize) -> Result<Var> {
         let op = "max_pool2d";
+        self.check(op, &[Some(x)])?;
         let [n, c, h, w] = dims4(&x.value, op)?;
-        if 2 * padding > k {
+        if padding > k / 2 {
             return Err(Error::Invalid {
                 op,
                 message: format!("padding {padding} is more than half the {k}x{k} window"),
@@ -353,7 +361,7 @@ impl Tape {
         });
         let value = Tensor::from_vec(out, &[n, c, oh, ow])?;
         let in_shape = x.shape().to_vec();
-        Ok(self.record(value, &[x.id], || Op::MaxPool2d { x: x.id.expect("checked"), in_shape, arg: Arc::new(arg) }))
+        self.record(op, value, &[Some(x)], || Op::MaxPool2d { x: x.id.expect("checked"), in_shape, arg: Arc::new(arg) })
     }
 
     /// Dropout: in training, zero each value with probability `p` and scale
@@ -363,6 +371,7 @@ impl Tape {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::Invalid { op: "dropout", message: format!("p must be in [0, 1), got {p}") });
         }
+        self.check("dropout", &[Some(x)])?;
         if !train || p == 0.0 {
             return Ok(x.clone());
         }
@@ -370,6 +379,6 @@ impl Tape {
         let mask: Vec<f32> = (0..x.value.numel()).map(|_| if rng.uniform() < p { 0.0 } else { keep }).collect();
         let mask = Tensor::from_vec(mask, x.shape())?;
         let value = x.value.mul(&mask)?;
-        Ok(self.record(value, &[x.id], || Op::Dropout { x: x.id.expect("checked"), mask }))
+        self.record("dropout", value, &[Some(x)], || Op::Dropout { x: x.id.expect("checked"), mask })
     }
 }

@@ -67,7 +67,7 @@ impl Job<'_> {
         // Forward: logits of the block.
         let mut z = vec![0.0f32; rows * out];
         if self.skinny {
-            x_wt(KernelChoice::Auto, xb, rows, inputs, self.ws, out, &mut z);
+            x_wt(KernelChoice::Auto, xb, rows, inputs, self.ws, out, &mut z)?;
         } else {
             sgemm(
                 Transpose::No,
@@ -113,7 +113,7 @@ impl Job<'_> {
         }
         // dW += dz^T x, db += column sums of dz, dx = dz W.
         if self.skinny {
-            dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw);
+            dt_x(KernelChoice::Auto, &z, rows, out, xb, inputs, &mut acc.dw)?;
         } else {
             let dw = &mut acc.dw;
             sgemm(Transpose::Yes, Transpose::No, out, inputs, rows, 1.0, &z, out, xb, inputs, 1.0, dw, inputs)?;
@@ -141,6 +141,7 @@ impl Tape {
         reduction: Reduction,
     ) -> Result<Var> {
         let op = "linear_cross_entropy";
+        self.check(op, &[Some(x), Some(w), Some(b)])?;
         let (n, inputs) = x.value.dims2(op)?;
         let (out, w_in) = w.value.dims2(op)?;
         if w_in != inputs || b.shape() != [out] {
@@ -217,6 +218,13 @@ impl Tape {
         let dx = keep(x.id, dx, &[n, inputs])?;
         let dw = keep(w.id, total.dw, &[out, inputs])?;
         let db = keep(b.id, total.db, &[out])?;
-        Ok(self.record(value, &[x.id, w.id, b.id], || Op::LinearCrossEntropy { x: x.id, w: w.id, b: b.id, dx, dw, db }))
+        self.record(op, value, &[Some(x), Some(w), Some(b)], || Op::LinearCrossEntropy {
+            x: x.id,
+            w: w.id,
+            b: b.id,
+            dx,
+            dw,
+            db,
+        })
     }
 }

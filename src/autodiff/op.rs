@@ -116,6 +116,11 @@ pub(crate) enum Op {
         x: NodeId,
         mask: Tensor,
     },
+    /// An op that was handed a Var of another tape (or recording) and could
+    /// not return the error: its backward rule returns it.
+    Refused {
+        error: String,
+    },
     /// The fused last layer (`fused.rs`): gradients already computed for a
     /// unit output gradient.
     LinearCrossEntropy {

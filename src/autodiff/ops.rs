@@ -18,7 +18,7 @@ macro_rules! unary {
         pub fn $name(&self, $x: &Var) -> Var {
             let value = { let $x = &$x.value; $forward };
             let saved = if $save_input { $x.value.clone() } else { value.clone() };
-            self.record(value, &[$x.id], || Op::$variant { x: $x.id.unwrap(), $saved: saved })
+            self.record_infallible(stringify!($name), value, $x, || Op::$variant { x: $x.id.unwrap(), $saved: saved })
         }
     };
 }
@@ -26,8 +26,9 @@ macro_rules! unary {
 impl Tape {
     /// `op(a) * op(b)` for 2-d values; transposes are read in place.
     pub fn matmul_t(&self, a: &Var, ta: Transpose, b: &Var, tb: Transpose) -> Result<Var> {
+        self.check("matmul", &[Some(a), Some(b)])?;
         let value = a.value.matmul_t(ta, &b.value, tb)?;
-        Ok(self.record(value, &[a.id, b.id], || Op::MatMul { a: input(a), b: input(b), ta, tb }))
+        self.record("matmul", value, &[Some(a), Some(b)], || Op::MatMul { a: input(a), b: input(b), ta, tb })
     }
 
     pub fn matmul(&self, a: &Var, b: &Var) -> Result<Var> {
@@ -37,7 +38,7 @@ impl Tape {
     /// Elementwise `a op b` with broadcasting (a bias row or column, a scalar).
     pub fn binary(&self, a: &Var, op: BinaryOp, b: &Var) -> Result<Var> {
         let value = a.value.binary(&b.value, op)?;
-        Ok(self.record(value, &[a.id, b.id], || Op::Binary { op, a: input(a), b: input(b) }))
+        self.record(op.name(), value, &[Some(a), Some(b)], || Op::Binary { op, a: input(a), b: input(b) })
     }
 
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
@@ -58,12 +59,12 @@ impl Tape {
 
     /// `c * x`.
     pub fn scale(&self, x: &Var, c: f32) -> Var {
-        self.record(x.value.scale(c), &[x.id], || Op::Scale { x: x.id.unwrap(), c })
+        self.record_infallible("scale", x.value.scale(c), x, || Op::Scale { x: x.id.unwrap(), c })
     }
 
     /// `x + c`.
     pub fn add_scalar(&self, x: &Var, c: f32) -> Var {
-        self.record(x.value.add_scalar(c), &[x.id], || Op::AddScalar { x: x.id.unwrap() })
+        self.record_infallible("add_scalar", x.value.add_scalar(c), x, || Op::AddScalar { x: x.id.unwrap() })
     }
 
     unary!(exp, Exp, out, |x| x.exp(), save_input = false);
@@ -77,7 +78,15 @@ impl Tape {
 
     /// Sum of every element, as a scalar.
     pub fn sum(&self, x: &Var) -> Var {
-        self.sum_scaled(x, None, false, 1.0).expect("a full sum cannot fail")
+        let value = Tensor::scalar(x.value.sum_all());
+        let in_shape = x.shape().to_vec();
+        self.record_infallible("sum", value, x, || Op::Sum {
+            x: x.id.unwrap(),
+            axis: None,
+            keepdim: false,
+            scale: 1.0,
+            in_shape,
+        })
     }
 
     /// Mean of every element, as a scalar.
@@ -86,11 +95,11 @@ impl Tape {
         if n == 0 {
             return Err(Error::Empty { op: "mean", shape: x.shape().to_vec() });
         }
-        self.sum_scaled(x, None, false, 1.0 / n as f32)
+        self.sum_scaled("mean", x, None, false, 1.0 / n as f32)
     }
 
     pub fn sum_axis(&self, x: &Var, axis: usize, keepdim: bool) -> Result<Var> {
-        self.sum_scaled(x, Some(axis), keepdim, 1.0)
+        self.sum_scaled("sum_axis", x, Some(axis), keepdim, 1.0)
     }
 
     pub fn mean_axis(&self, x: &Var, axis: usize, keepdim: bool) -> Result<Var> {
@@ -98,37 +107,37 @@ impl Tape {
         if n == 0 {
             return Err(Error::Empty { op: "mean", shape: x.shape().to_vec() });
         }
-        self.sum_scaled(x, Some(axis), keepdim, 1.0 / n as f32)
+        self.sum_scaled("mean_axis", x, Some(axis), keepdim, 1.0 / n as f32)
     }
 
-    fn sum_scaled(&self, x: &Var, axis: Option<usize>, keepdim: bool, scale: f32) -> Result<Var> {
+    fn sum_scaled(&self, name: &'static str, x: &Var, axis: Option<usize>, keepdim: bool, scale: f32) -> Result<Var> {
         let sum = match axis {
             Some(a) => x.value.sum_axis(a, keepdim)?,
             None => Tensor::scalar(x.value.sum_all()),
         };
         let value = if scale == 1.0 { sum } else { sum.scale(scale) };
         let in_shape = x.shape().to_vec();
-        Ok(self.record(value, &[x.id], || Op::Sum { x: x.id.unwrap(), axis, keepdim, scale, in_shape }))
+        self.record(name, value, &[Some(x)], || Op::Sum { x: x.id.unwrap(), axis, keepdim, scale, in_shape })
     }
 
     pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
         let value = x.value.reshape(shape)?;
         let in_shape = x.shape().to_vec();
-        Ok(self.record(value, &[x.id], || Op::Reshape { x: x.id.unwrap(), in_shape }))
+        self.record("reshape", value, &[Some(x)], || Op::Reshape { x: x.id.unwrap(), in_shape })
     }
 
     /// Softmax along the last axis.
     pub fn softmax(&self, x: &Var) -> Result<Var> {
         let value = x.value.softmax()?;
         let out = value.clone();
-        Ok(self.record(value, &[x.id], || Op::Softmax { x: x.id.unwrap(), out }))
+        self.record("softmax", value, &[Some(x)], || Op::Softmax { x: x.id.unwrap(), out })
     }
 
     /// Log-softmax along the last axis.
     pub fn log_softmax(&self, x: &Var) -> Result<Var> {
         let value = x.value.log_softmax()?;
         let out = value.clone();
-        Ok(self.record(value, &[x.id], || Op::LogSoftmax { x: x.id.unwrap(), out }))
+        self.record("log_softmax", value, &[Some(x)], || Op::LogSoftmax { x: x.id.unwrap(), out })
     }
 
     /// Cross-entropy of softmax(`logits`) against `targets`, fused so that
@@ -164,11 +173,11 @@ impl Tape {
             Reduction::Mean => 1.0 / rows.max(1) as f64,
         };
         let value = Tensor::scalar((total * per) as f32);
-        Ok(self.record(value, &[logits.id], || Op::SoftmaxCrossEntropy {
+        self.record("softmax_cross_entropy", value, &[Some(logits)], || Op::SoftmaxCrossEntropy {
             x: logits.id.unwrap(),
             probs: log_p.exp(),
             targets: targets.clone(),
             reduction,
-        }))
+        })
     }
 }

@@ -398,3 +398,118 @@ fn chunked_images_match_one_image_at_a_time() {
     let fused = tape.conv2d_relu(&xv, &wv, Some(&bv), 1, 0, groups).unwrap();
     assert_eq!(fused.value().data(), tape.conv2d(&xv, &wv, Some(&bv), 1, 0, groups).unwrap().value().relu().data());
 }
+
+/// Every op refuses a Var of another tape, or of a recording since cleared:
+/// its node id would name some other node of this tape (a wrong gradient)
+/// or none at all (a panic past the end). Ops that cannot return an error
+/// make a node whose backward pass fails instead.
+#[test]
+fn vars_of_another_tape_or_recording_are_refused() {
+    let x4 = || Tensor::full(&[1, 1, 4, 4], 0.5);
+    let (ours, theirs) = (Tape::new(), Tape::new());
+    // `theirs` has more nodes than `ours`: the foreign id is past our end.
+    let _pad = (theirs.leaf(Tensor::zeros(&[1])), theirs.leaf(Tensor::zeros(&[1])));
+    let m = ours.leaf(Tensor::full(&[2, 2], 1.0));
+    let foreign = theirs.leaf(Tensor::full(&[2, 2], 1.0));
+    let foreign4 = theirs.leaf(x4());
+    let w4 = ours.leaf(Tensor::full(&[1, 1, 2, 2], 0.1));
+    let labels = Targets::Classes(vec![0, 1]);
+    type Attempt<'a> = Box<dyn Fn(&Var, &Var) -> Result<Var> + 'a>;
+    let t = &ours;
+    let attempts: Vec<(&str, Attempt)> = vec![
+        ("matmul", Box::new(|a, b| t.matmul(a, b))),
+        ("add", Box::new(|a, b| t.add(a, b))),
+        ("mul", Box::new(|a, b| t.mul(b, a))),
+        ("sum_axis", Box::new(|_, b| t.sum_axis(b, 0, false))),
+        ("mean", Box::new(|_, b| t.mean(b))),
+        ("reshape", Box::new(|_, b| t.reshape(b, &[4]))),
+        ("softmax", Box::new(|_, b| t.softmax(b))),
+        ("log_softmax", Box::new(|_, b| t.log_softmax(b))),
+        ("softmax_cross_entropy", Box::new(|_, b| t.softmax_cross_entropy(b, &labels, Reduction::Sum))),
+        (
+            "linear_cross_entropy",
+            Box::new(|a, b| t.linear_cross_entropy(a, b, &Var::constant(Tensor::zeros(&[2])), &labels, Reduction::Sum)),
+        ),
+        ("dropout", Box::new(|_, b| t.dropout(b, 0.5, true, &mut Rng::new(1)))),
+        ("backward", Box::new(|_, b| t.backward(b).map(|_| b.clone()))),
+    ];
+    let conv: Vec<(&str, Attempt)> = vec![
+        ("conv2d", Box::new(|_, b| t.conv2d(b, &w4, None, 1, 0, 1))),
+        ("conv2d", Box::new(|_, b| t.conv2d(&Var::constant(x4()), &w4, Some(b), 1, 0, 1))),
+        ("conv2d", Box::new(|_, b| t.conv2d_relu(b, &w4, None, 1, 0, 1))),
+        ("max_pool2d", Box::new(|_, b| t.max_pool2d(b, 2, 2, 0))),
+    ];
+    for (name, attempt) in &attempts {
+        let err = attempt(&m, &foreign).err().unwrap_or_else(|| panic!("{name} took a foreign Var"));
+        assert!(err.to_string().contains(&format!("{name}: a Var recorded on another tape")), "{name}: {err}");
+    }
+    for (name, attempt) in &conv {
+        let err = attempt(&m, &foreign4).err().unwrap_or_else(|| panic!("{name} took a foreign Var"));
+        assert!(err.to_string().contains("another tape"), "{name}: {err}");
+    }
+    // The ops without a Result: the gradient through them fails instead.
+    type Unary<'a> = Box<dyn Fn(&Var) -> Var + 'a>;
+    let infallible: Vec<Unary> = vec![
+        Box::new(|v| t.relu(v)),
+        Box::new(|v| t.exp(v)),
+        Box::new(|v| t.log(v)),
+        Box::new(|v| t.tanh(v)),
+        Box::new(|v| t.sigmoid(v)),
+        Box::new(|v| t.scale(v, 2.0)),
+        Box::new(|v| t.add_scalar(v, 2.0)),
+        Box::new(|v| t.sum(v)),
+    ];
+    for f in &infallible {
+        let y = f(&foreign);
+        assert_eq!(y.value(), f(&Var::constant(foreign.value().clone())).value(), "the value is still right");
+        let loss = t.add(&t.sum(&y), &t.sum(&m)).unwrap();
+        let err = t.backward(&loss).unwrap_err();
+        assert!(err.to_string().contains("another tape"), "{err}");
+    }
+    // The gradients of one tape do not answer for another's Vars (same id 0).
+    let (a, b) = (Tape::new(), Tape::new());
+    let (xa, xb) = (a.leaf(Tensor::full(&[1], 3.0)), b.leaf(Tensor::full(&[1], 5.0)));
+    let grads = a.backward(&a.mul(&xa, &xa).unwrap()).unwrap();
+    assert_eq!(grads.get(&xa).unwrap().data(), &[6.0]);
+    assert!(grads.get(&xb).is_none(), "a Var of tape b got tape a's gradient");
+    // On an inference tape a foreign Var is refused by the checked ops too.
+    assert!(Tape::inference().add(&m, &m).is_err());
+}
+
+#[test]
+fn vars_from_before_clear_are_refused() {
+    let tape = Tape::new();
+    let w = tape.leaf(Tensor::full(&[2, 2], 1.0));
+    let loss = tape.sum(&tape.mul(&w, &w).unwrap());
+    assert!(tape.backward(&loss).is_ok());
+    tape.clear();
+    let fresh = tape.leaf(Tensor::full(&[2, 2], 2.0));
+    for err in [
+        tape.mul(&fresh, &w).unwrap_err(),
+        tape.backward(&loss).unwrap_err(),
+        tape.backward(&tape.sum(&tape.relu(&w))).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("before this tape's clear()"), "{err}");
+    }
+    // Made again after clearing, the same computation works.
+    let w = tape.leaf(Tensor::full(&[2, 2], 1.0));
+    let grads = tape.backward(&tape.sum(&tape.mul(&w, &fresh).unwrap())).unwrap();
+    assert_eq!(grads.get(&w).unwrap().data(), &[2.0; 4]);
+}
+
+/// Hostile pooling and convolution geometry is an error, not a wrapped size.
+#[test]
+fn geometry_that_overflows_is_an_error() {
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::full(&[1, 1, 4, 4], 1.0));
+    // 2 * 2^63 wraps to 0, which passed the "at most half the window" test.
+    let half = 1usize << (usize::BITS - 1);
+    assert!(tape.max_pool2d(&x, 2, 2, half).is_err());
+    assert!(tape.max_pool2d(&x, 3, 1, usize::MAX).is_err());
+    let w = Var::constant(Tensor::full(&[1, 1, 1, 1], 1.0));
+    let err = tape.conv2d(&x, &w, None, 1, half, 1).unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+    // 2^62-padded 4x4 input: the output's element count overflows.
+    let err = tape.conv2d(&x, &w, None, 1, 1 << 61, 1).unwrap_err();
+    assert!(err.to_string().contains("more elements than memory can hold"), "{err}");
+}

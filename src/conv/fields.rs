@@ -29,8 +29,9 @@ impl Fields {
     /// plane on). None when the images are too large for 31-bit offsets.
     pub fn new(g: &Planes, channels: usize, count: usize) -> Option<Fields> {
         let (hp, wq, s) = padded_shape(g);
-        let image = channels * s * hp * wq;
-        i32::try_from(count * image).ok()?;
+        // Checked: wrapped sizes would pass the 31-bit test and give wrong offsets.
+        let image = channels.checked_mul(s)?.checked_mul(hp)?.checked_mul(wq)?;
+        i32::try_from(count.checked_mul(image)?).ok()?;
         let (kh, kw) = (g.win.kh, g.win.kw);
         let rows = (0..g.c * kh * kw).map(|r| {
             let (ci, ky, kx) = (r / (kh * kw), r / kw % kh, r % kw);

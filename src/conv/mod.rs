@@ -52,7 +52,14 @@ impl Window {
     /// Output height and width for an `h x w` input, or an error when the
     /// window does not fit.
     pub fn output(&self, op: &'static str, h: usize, w: usize) -> Result<(usize, usize)> {
-        let (ph, pw) = (h + 2 * self.padding, w + 2 * self.padding);
+        // Checked: a wrapped `h + 2 * padding` would give a small, wrong output.
+        let padded = |x: usize| self.padding.checked_mul(2).and_then(|p| p.checked_add(x));
+        let (Some(ph), Some(pw)) = (padded(h), padded(w)) else {
+            return Err(Error::Invalid {
+                op,
+                message: format!("padding {} of a {h}x{w} input is too large to index", self.padding),
+            });
+        };
         if self.stride == 0 || self.kh == 0 || self.kw == 0 || ph < self.kh || pw < self.kw {
             return Err(Error::Invalid {
                 op,
@@ -68,5 +75,26 @@ impl Window {
     /// True when the window is 1x1 with stride 1 and no padding.
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.padding == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `h + 2 * padding` used to wrap: padding 2^63 "fit" any window and
+    /// gave the output size of an unpadded input.
+    #[test]
+    fn padding_too_large_to_index_is_an_error() {
+        let huge = 1usize << (usize::BITS - 1);
+        for padding in [huge, usize::MAX / 2 + 1, usize::MAX] {
+            let err = Window::square(3, 1, padding).output("conv2d", 5, 5).unwrap_err();
+            assert!(err.to_string().contains("too large to index"), "{err}");
+        }
+        assert_eq!(Window::square(3, 1, 1).output("conv2d", 5, 5).unwrap(), (5, 5));
+        // Offsets for images too large for 31 bits, with sizes that wrap usize too.
+        let win = Window::square(1, 1, 0);
+        let g = Planes { c: 1, h: 1 << 40, w: 1 << 40, win, oh: 1 << 40, ow: 1 << 40 };
+        assert!(Fields::new(&g, 1, 1 << 40).is_none());
     }
 }

@@ -64,34 +64,49 @@ pub(crate) struct Problem {
     pub b_gather: Option<Gather>,
 }
 
-// Safety: threads write disjoint tiles of C; see `run_blocked`.
+// SAFETY: the operands are lent for the whole call and only read; threads
+// write disjoint tiles of C (see `run_blocked`, `run_split`, `run_split_k`).
 unsafe impl Send for Problem {}
+// SAFETY: as for Send: the threads that share a Problem read its operands
+// and write disjoint tiles of C.
 unsafe impl Sync for Problem {}
 
+/// # Safety
+/// `p.a` and `p.b` cover op(A) (`m x k`) and op(B) (`k x n`): every
+/// `at(i, p)` / `at(p, j)` inside them is readable; or op(A) is at `p.a_packed`,
+/// packed by [`pack_all_a`] for `K` with `p.a_rows.max(p.m)` rows and this k;
+/// or op(B) is `p.b_gather`, whose offsets all land in its source. `p.c` is
+/// valid for reads and writes of `C[i][j]` at `i * ldc + j` (`i < m`, `j < n`),
+/// and nothing else accesses those elements during the call. The CPU runs `K`.
 pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
-    if p.m == 0 || p.n == 0 {
-        return;
-    }
-    if p.k == 0 || p.alpha == 0.0 {
-        scale_c(&p);
-        return;
-    }
-    let big = 2 * p.m * p.n * p.k >= PARALLEL_MIN_FLOPS;
-    let threads = if big { crate::parallel::threads() } else { 1 };
-    // Whether to split k is decided by the shape alone, and always into the
-    // same parts, so the partial sums - and the bits of C - are the same on
-    // any number of threads (one thread runs the parts in turn).
-    if big
-        && p.a_packed.is_null()
-        && p.b_gather.is_none()
-        && p.k >= 4 * p.m.max(p.n)
-        && p.k >= SPLIT_K_PARTS * 2 * K::KC
-    {
-        run_split_k::<K>(p)
-    } else if threads > 1 && !p.a_packed.is_null() && p.m.max(p.n) >= threads * 2 * K::MR.max(K::NR) {
-        run_split::<K>(p, threads)
-    } else {
-        run_blocked::<K>(p, threads)
+    // SAFETY: this function's contract (the entry points in `mod.rs` and
+    // `packed.rs` prove it before calling); each block below is handed a piece
+    // of the same operands, inside them.
+    unsafe {
+        if p.m == 0 || p.n == 0 {
+            return;
+        }
+        if p.k == 0 || p.alpha == 0.0 {
+            scale_c(&p);
+            return;
+        }
+        let big = 2 * p.m * p.n * p.k >= PARALLEL_MIN_FLOPS;
+        let threads = if big { crate::parallel::threads() } else { 1 };
+        // Whether to split k is decided by the shape alone, and always into the
+        // same parts, so the partial sums - and the bits of C - are the same on
+        // any number of threads (one thread runs the parts in turn).
+        if big
+            && p.a_packed.is_null()
+            && p.b_gather.is_none()
+            && p.k >= 4 * p.m.max(p.n)
+            && p.k >= SPLIT_K_PARTS * 2 * K::KC
+        {
+            run_split_k::<K>(p)
+        } else if threads > 1 && !p.a_packed.is_null() && p.m.max(p.n) >= threads * 2 * K::MR.max(K::NR) {
+            run_split::<K>(p, threads)
+        } else {
+            run_blocked::<K>(p, threads)
+        }
     }
 }
 
@@ -103,33 +118,47 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
 /// 13 x 13 layers, whose filters outweigh their columns), else columns of
 /// B. Each element of C sees the same KC blocks in the same order as on one
 /// thread, so the bits do not depend on the thread count.
+///
+/// # Safety
+/// As for [`gemm`].
 unsafe fn run_split<K: Kernel>(p: Problem, threads: usize) {
-    let by_rows = p.m > p.n;
-    let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
-    let per = len.div_ceil(unit).div_ceil(threads) * unit;
-    (0..len.div_ceil(per)).into_par_iter().for_each(|t| {
-        let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-        let at = t * per;
-        let part = if by_rows {
-            let a_rows = p.a_rows.max(p.m);
-            Problem { m: per.min(p.m - at), a_rows, a_row0: p.a_row0 + at, c: p.c.add(at * p.ldc), ..*p }
-        } else {
-            let b = View { ptr: p.b.at(0, at), ..p.b };
-            let b_gather = p.b_gather.map(|g| g.from(0, at));
-            Problem { n: per.min(p.n - at), b, b_gather, c: p.c.add(at), ..*p }
-        };
-        run_blocked::<K>(part, 1);
-    });
+    // SAFETY: each share is a sub-problem of the caller's (rows `at..at + per`
+    // of A and C, or columns of B and C), inside the operands the contract
+    // covers; the shares write disjoint parts of C.
+    unsafe {
+        let by_rows = p.m > p.n;
+        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
+        let per = len.div_ceil(unit).div_ceil(threads) * unit;
+        (0..len.div_ceil(per)).into_par_iter().for_each(|t| {
+            let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+            let at = t * per;
+            let part = if by_rows {
+                let a_rows = p.a_rows.max(p.m);
+                Problem { m: per.min(p.m - at), a_rows, a_row0: p.a_row0 + at, c: p.c.add(at * p.ldc), ..*p }
+            } else {
+                let b = View { ptr: p.b.at(0, at), ..p.b };
+                let b_gather = p.b_gather.map(|g| g.from(0, at));
+                Problem { n: per.min(p.n - at), b, b_gather, c: p.c.add(at), ..*p }
+            };
+            run_blocked::<K>(part, 1);
+        });
+    }
 }
 
 /// `C = beta * C`, never reading C when beta is zero.
+///
+/// # Safety
+/// `p.c` is valid for reads and writes of the `m x n` elements of C, rows `ldc` apart.
 unsafe fn scale_c(p: &Problem) {
-    for i in 0..p.m {
-        let row = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
-        if p.beta == 0.0 {
-            row.fill(0.0);
-        } else if p.beta != 1.0 {
-            row.iter_mut().for_each(|x| *x *= p.beta);
+    // SAFETY: the caller vouches for each row of C: `n` elements at `i * ldc`.
+    unsafe {
+        for i in 0..p.m {
+            let row = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
+            if p.beta == 0.0 {
+                row.fill(0.0);
+            } else if p.beta != 1.0 {
+                row.iter_mut().for_each(|x| *x *= p.beta);
+            }
         }
     }
 }
@@ -144,32 +173,39 @@ fn balanced_block(total: usize, max: usize, unit: usize, ways: usize) -> usize {
 /// Parts of k in a split-k product.
 const SPLIT_K_PARTS: usize = 2;
 
+/// # Safety
+/// As for [`gemm`].
 unsafe fn run_split_k<K: Kernel>(p: Problem) {
-    let part = balanced_block(p.k, p.k.div_ceil(SPLIT_K_PARTS), K::KC, 1);
-    let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
-    // Part 0 writes C itself (with beta); the others fill private buffers.
-    let partials: Vec<Vec<f32>> = parts
-        .par_iter()
-        .enumerate()
-        .map(|(t, &(k0, kp))| {
-            let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-            let a = View { ptr: p.a.at(0, k0), ..p.a };
-            let b = View { ptr: p.b.at(k0, 0), ..p.b };
-            if t == 0 {
-                run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
-                Vec::new()
-            } else {
-                let mut buf = vec![0.0f32; p.m * p.n];
-                let c = buf.as_mut_ptr();
-                run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
-                buf
+    // SAFETY: each part reads columns `k0..k0 + kp` of op(A) and rows of op(B),
+    // inside the operands; part 0 writes C and the others their own buffers
+    // (`m x n`, rows `n` apart), so no two threads write the same element.
+    unsafe {
+        let part = balanced_block(p.k, p.k.div_ceil(SPLIT_K_PARTS), K::KC, 1);
+        let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
+        // Part 0 writes C itself (with beta); the others fill private buffers.
+        let partials: Vec<Vec<f32>> = parts
+            .par_iter()
+            .enumerate()
+            .map(|(t, &(k0, kp))| {
+                let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+                let a = View { ptr: p.a.at(0, k0), ..p.a };
+                let b = View { ptr: p.b.at(k0, 0), ..p.b };
+                if t == 0 {
+                    run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
+                    Vec::new()
+                } else {
+                    let mut buf = vec![0.0f32; p.m * p.n];
+                    let c = buf.as_mut_ptr();
+                    run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
+                    buf
+                }
+            })
+            .collect();
+        for part in partials.iter().skip(1) {
+            for (i, src) in part.chunks_exact(p.n).enumerate() {
+                let dst = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
             }
-        })
-        .collect();
-    for part in partials.iter().skip(1) {
-        for (i, src) in part.chunks_exact(p.n).enumerate() {
-            let dst = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
-            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
         }
     }
 }
@@ -226,122 +262,138 @@ fn row_blocks(m: usize, mr: usize, mc_max: usize, ways: usize) -> Vec<(usize, us
     blocks
 }
 
+/// # Safety
+/// As for [`gemm`].
 unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
-    let (kc_max, mc_max, nc_max) = blocking::<K>(&p);
-    let blocks = row_blocks(p.m, K::MR, mc_max, threads);
-    let m_blocks = blocks.len();
-    with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
-        for jc in (0..p.n).step_by(nc_max) {
-            let nc = nc_max.min(p.n - jc);
-            let panels = nc.div_ceil(K::NR);
-            // Split loop 2 as well when loop 3 alone cannot feed every thread.
-            let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
-            for pc in (0..p.k).step_by(kc_max) {
-                let kc = kc_max.min(p.k - pc);
-                // With a single MR panel of A (m <= MR: the 10-class weight
-                // gradient dZ^T X), each B value is used once, so a row-major B
-                // is read in place and only its ragged last panel is packed.
-                let direct_b = p.b_gather.is_none() && p.b.cs == 1 && p.m <= K::MR;
-                let b_at = View { ptr: p.b.at(pc, jc), ..p.b };
-                let gather_at = p.b_gather.map(|g| g.from(pc, jc));
-                let packed = if direct_b { 1 } else { panels };
-                let bpack = &mut bbuf[..packed * K::NR * kc];
-                if direct_b {
-                    let full = nc / K::NR * K::NR;
-                    K::pack_b(bpack, View { ptr: b_at.at(0, full), ..b_at }, nc - full, kc);
-                } else {
-                    // Each thread packs a run of whole panels.
-                    let per = panels.div_ceil(if threads > 1 && panels >= 4 && kc * nc >= PARALLEL_PACK_MIN {
-                        threads
+    // SAFETY: every pointer handed on is an element of op(A), op(B) or C with
+    // row and column inside the problem (`ic < m`, `pc < k`, `jc < n`); the
+    // packed buffers are sized for the panels the packers write; the tasks write
+    // disjoint row blocks (`blocks`) or column panels (`s0..s1`) of C.
+    unsafe {
+        let (kc_max, mc_max, nc_max) = blocking::<K>(&p);
+        let blocks = row_blocks(p.m, K::MR, mc_max, threads);
+        let m_blocks = blocks.len();
+        with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
+            for jc in (0..p.n).step_by(nc_max) {
+                let nc = nc_max.min(p.n - jc);
+                let panels = nc.div_ceil(K::NR);
+                // Split loop 2 as well when loop 3 alone cannot feed every thread.
+                let n_split = if m_blocks < threads { threads.min(panels) } else { 1 };
+                for pc in (0..p.k).step_by(kc_max) {
+                    let kc = kc_max.min(p.k - pc);
+                    // With a single MR panel of A (m <= MR: the 10-class weight
+                    // gradient dZ^T X), each B value is used once, so a row-major B
+                    // is read in place and only its ragged last panel is packed.
+                    let direct_b = p.b_gather.is_none() && p.b.cs == 1 && p.m <= K::MR;
+                    let b_at = View { ptr: p.b.at(pc, jc), ..p.b };
+                    let gather_at = p.b_gather.map(|g| g.from(pc, jc));
+                    let packed = if direct_b { 1 } else { panels };
+                    let bpack = &mut bbuf[..packed * K::NR * kc];
+                    if direct_b {
+                        let full = nc / K::NR * K::NR;
+                        K::pack_b(bpack, View { ptr: b_at.at(0, full), ..b_at }, nc - full, kc);
                     } else {
-                        1
-                    });
-                    let pack = |(g, run): (usize, &mut [f32])| {
-                        let j0 = g * per * K::NR;
-                        let cols = (per * K::NR).min(nc - j0);
-                        match gather_at {
-                            Some(gt) => K::pack_b_gather(run, gt.from(0, j0), cols, kc),
-                            None => K::pack_b(run, View { ptr: b_at.at(0, j0), ..b_at }, cols, kc),
+                        // Each thread packs a run of whole panels.
+                        let per = panels.div_ceil(if threads > 1 && panels >= 4 && kc * nc >= PARALLEL_PACK_MIN {
+                            threads
+                        } else {
+                            1
+                        });
+                        let pack = |(g, run): (usize, &mut [f32])| {
+                            let j0 = g * per * K::NR;
+                            let cols = (per * K::NR).min(nc - j0);
+                            match gather_at {
+                                Some(gt) => K::pack_b_gather(run, gt.from(0, j0), cols, kc),
+                                None => K::pack_b(run, View { ptr: b_at.at(0, j0), ..b_at }, cols, kc),
+                            }
+                        };
+                        if per < panels {
+                            bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);
+                        } else {
+                            pack((0, bpack));
+                        }
+                    }
+                    let bpanels = if direct_b {
+                        BPanels::InPlace { b: b_at, full: nc / K::NR, edge: bpack }
+                    } else {
+                        BPanels::Packed(bpack)
+                    };
+                    // A transposed A with a single B panel is a pure stream whose
+                    // columns are already laid out as packed panels (MR neighbouring
+                    // floats per k), so packing would only copy it once more.
+                    let direct_a = p.a.rs == 1 && panels == 1 && p.a_packed.is_null();
+                    // The first KC block applies beta; later ones accumulate.
+                    let beta = if pc == 0 { p.beta } else { 1.0 };
+                    let task = |t: usize| {
+                        let p = &p; // capture the whole problem (Sync), not its raw-pointer field
+                        let (ib, js) = (t / n_split, t % n_split);
+                        let (ic, mc) = blocks[ib];
+                        let per = panels.div_ceil(n_split);
+                        let (s0, s1) = (js * per, ((js + 1) * per).min(panels));
+                        if s0 >= s1 {
+                            return;
+                        }
+                        let a = View { ptr: p.a.at(ic, pc), ..p.a };
+                        let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
+                        if !p.a_packed.is_null() {
+                            // Packed beforehand: KC block `pc` holds all of A's
+                            // panels, so this row block starts `ic * kc` in.
+                            let m_pad = p.a_rows.max(p.m).next_multiple_of(K::MR);
+                            let at = p.a_packed.add(pc * m_pad + (p.a_row0 + ic) * kc);
+                            let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
+                            macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
+                        } else if direct_a {
+                            // Whole panels are read in place; only the ragged last
+                            // one is packed (a full read there would overrun A).
+                            let full = mc / K::MR * K::MR;
+                            with_buffer(&A_BUF, K::MR * kc, |edge| {
+                                K::pack_a(edge, View { ptr: a.at(full, 0), ..a }, mc - full, kc);
+                                macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, &bpanels, s0..s1);
+                            });
+                        } else {
+                            with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
+                                K::pack_a(apack, a, mc, kc);
+                                macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
+                            });
                         }
                     };
-                    if per < panels {
-                        bpack.par_chunks_mut(per * K::NR * kc).enumerate().for_each(pack);
+                    let tasks = m_blocks * n_split;
+                    if threads > 1 && tasks > 1 {
+                        (0..tasks).into_par_iter().for_each(task);
                     } else {
-                        pack((0, bpack));
+                        (0..tasks).for_each(task);
                     }
-                }
-                let bpanels = if direct_b {
-                    BPanels::InPlace { b: b_at, full: nc / K::NR, edge: bpack }
-                } else {
-                    BPanels::Packed(bpack)
-                };
-                // A transposed A with a single B panel is a pure stream whose
-                // columns are already laid out as packed panels (MR neighbouring
-                // floats per k), so packing would only copy it once more.
-                let direct_a = p.a.rs == 1 && panels == 1 && p.a_packed.is_null();
-                // The first KC block applies beta; later ones accumulate.
-                let beta = if pc == 0 { p.beta } else { 1.0 };
-                let task = |t: usize| {
-                    let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-                    let (ib, js) = (t / n_split, t % n_split);
-                    let (ic, mc) = blocks[ib];
-                    let per = panels.div_ceil(n_split);
-                    let (s0, s1) = (js * per, ((js + 1) * per).min(panels));
-                    if s0 >= s1 {
-                        return;
-                    }
-                    let a = View { ptr: p.a.at(ic, pc), ..p.a };
-                    let tile = Problem { m: mc, n: nc, k: kc, beta, c: p.c.add(ic * p.ldc + jc), ..*p };
-                    if !p.a_packed.is_null() {
-                        // Packed beforehand: KC block `pc` holds all of A's
-                        // panels, so this row block starts `ic * kc` in.
-                        let m_pad = p.a_rows.max(p.m).next_multiple_of(K::MR);
-                        let at = p.a_packed.add(pc * m_pad + (p.a_row0 + ic) * kc);
-                        let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
-                        macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
-                    } else if direct_a {
-                        // Whole panels are read in place; only the ragged last
-                        // one is packed (a full read there would overrun A).
-                        let full = mc / K::MR * K::MR;
-                        with_buffer(&A_BUF, K::MR * kc, |edge| {
-                            K::pack_a(edge, View { ptr: a.at(full, 0), ..a }, mc - full, kc);
-                            macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, &bpanels, s0..s1);
-                        });
-                    } else {
-                        with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
-                            K::pack_a(apack, a, mc, kc);
-                            macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
-                        });
-                    }
-                };
-                let tasks = m_blocks * n_split;
-                if threads > 1 && tasks > 1 {
-                    (0..tasks).into_par_iter().for_each(task);
-                } else {
-                    (0..tasks).for_each(task);
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// Pack all of op(A) (`m x k`) as the blocked loops read it: for each KC
 /// block of k (the blocking `blocking` picks), every MR-row panel, panel `r`
 /// of the block starting at `r * MR * kc`; blocks follow each other. Holds
 /// `m.next_multiple_of(MR) * k` floats.
+///
+/// # Safety
+/// `a` covers an `m x k` matrix (every `a.at(i, p)`, `i < m`, `p < k`, is
+/// readable) and the CPU runs `K`. (`dst` is a slice: a short one panics.)
 pub(crate) unsafe fn pack_all_a<K: Kernel>(dst: &mut [f32], a: View, m: usize, k: usize) {
-    let kc_max = balanced_block(k, K::KC, 1, 1);
-    let m_pad = m.next_multiple_of(K::MR);
-    // The KC blocks are independent: large operands pack them in parallel.
-    let block = |(b, out): (usize, &mut [f32])| {
-        let pc = b * kc_max;
-        K::pack_a(out, View { ptr: a.at(0, pc), ..a }, m, kc_max.min(k - pc));
-    };
-    let blocks = &mut dst[..m_pad * k];
-    if m_pad * k >= PARALLEL_PACK_MIN && crate::parallel::threads() > 1 {
-        blocks.par_chunks_mut(m_pad * kc_max).enumerate().for_each(block);
-    } else {
-        blocks.chunks_mut(m_pad * kc_max).enumerate().for_each(block);
+    // SAFETY: each KC block is columns `pc..pc + kc` of the `m x k` matrix the
+    // caller vouches for, packed into its own chunk of `dst`.
+    unsafe {
+        let kc_max = balanced_block(k, K::KC, 1, 1);
+        let m_pad = m.next_multiple_of(K::MR);
+        // The KC blocks are independent: large operands pack them in parallel.
+        let block = |(b, out): (usize, &mut [f32])| {
+            let pc = b * kc_max;
+            K::pack_a(out, View { ptr: a.at(0, pc), ..a }, m, kc_max.min(k - pc));
+        };
+        let blocks = &mut dst[..m_pad * k];
+        if m_pad * k >= PARALLEL_PACK_MIN && crate::parallel::threads() > 1 {
+            blocks.par_chunks_mut(m_pad * kc_max).enumerate().for_each(block);
+        } else {
+            blocks.chunks_mut(m_pad * kc_max).enumerate().for_each(block);
+        }
     }
 }
 
@@ -364,46 +416,58 @@ enum BPanels<'a> {
 }
 
 /// Loops 2 and 1 over one block of A and the B panels `panels`.
+///
+/// # Safety
+/// `t` is a block of a problem that meets [`gemm`]'s contract: the A panels
+/// hold `t.m` rows (in whole MR panels) of `t.k` values, the B panels in
+/// `panels` hold `t.k` rows of NR values (or of B's row stride, in place), and
+/// `t.c` has the `t.m x t.n` elements of the block, rows `t.ldc` apart.
 unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: std::ops::Range<usize>) {
-    assert!(K::MR * K::NR <= MAX_TILE);
-    for s in panels {
-        let j0 = s * K::NR;
-        let cols = K::NR.min(t.n - j0);
-        let (bp, b_step) = match *b {
-            BPanels::Packed(bpack) => (bpack.as_ptr().add(s * K::NR * t.k), K::NR),
-            BPanels::InPlace { b, full, .. } if s < full => (b.at(0, j0), b.rs),
-            BPanels::InPlace { edge, .. } => (edge.as_ptr(), K::NR),
-        };
-        for r in 0..t.m.div_ceil(K::MR) {
-            let i0 = r * K::MR;
-            let rows = K::MR.min(t.m - i0);
-            let (ap, a_step) = match a {
-                APanels::Packed(apack) => (apack.as_ptr().add(r * K::MR * t.k), K::MR),
-                APanels::InPlace { a, full, .. } if i0 < full => (a.at(i0, 0), a.cs),
-                APanels::InPlace { edge, .. } => (edge.as_ptr(), K::MR),
+    // SAFETY: panel `s` of B and `r` of A lie inside the buffers (or operands) of
+    // the contract; an MR x NR tile of C is written in place only when it lies
+    // wholly inside the block, else through `scratch` (MAX_TILE floats), of which
+    // only the existing rows and columns are copied out.
+    unsafe {
+        assert!(K::MR * K::NR <= MAX_TILE);
+        for s in panels {
+            let j0 = s * K::NR;
+            let cols = K::NR.min(t.n - j0);
+            let (bp, b_step) = match *b {
+                BPanels::Packed(bpack) => (bpack.as_ptr().add(s * K::NR * t.k), K::NR),
+                BPanels::InPlace { b, full, .. } if s < full => (b.at(0, j0), b.rs),
+                BPanels::InPlace { edge, .. } => (edge.as_ptr(), K::NR),
             };
-            let cp = t.c.add(i0 * t.ldc + j0);
-            if rows == K::MR && cols == K::NR {
-                K::tile(TileSize::Full, t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
-            } else {
-                // Edge tile: compute the whole tile into scratch, copy the part
-                // that exists. C outside the matrix is never touched.
-                let mut scratch = [0.0f32; MAX_TILE];
-                let size = if rows <= K::SHORT {
-                    TileSize::Short
-                } else if cols <= K::NARROW {
-                    TileSize::Narrow
-                } else {
-                    TileSize::Full
+            for r in 0..t.m.div_ceil(K::MR) {
+                let i0 = r * K::MR;
+                let rows = K::MR.min(t.m - i0);
+                let (ap, a_step) = match a {
+                    APanels::Packed(apack) => (apack.as_ptr().add(r * K::MR * t.k), K::MR),
+                    APanels::InPlace { a, full, .. } if i0 < full => (a.at(i0, 0), a.cs),
+                    APanels::InPlace { edge, .. } => (edge.as_ptr(), K::MR),
                 };
-                K::tile(size, t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
-                for i in 0..rows {
-                    let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
-                    let src = &scratch[i * K::NR..i * K::NR + cols];
-                    if t.beta == 0.0 {
-                        dst.copy_from_slice(src);
+                let cp = t.c.add(i0 * t.ldc + j0);
+                if rows == K::MR && cols == K::NR {
+                    K::tile(TileSize::Full, t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
+                } else {
+                    // Edge tile: compute the whole tile into scratch, copy the part
+                    // that exists. C outside the matrix is never touched.
+                    let mut scratch = [0.0f32; MAX_TILE];
+                    let size = if rows <= K::SHORT {
+                        TileSize::Short
+                    } else if cols <= K::NARROW {
+                        TileSize::Narrow
                     } else {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
+                        TileSize::Full
+                    };
+                    K::tile(size, t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
+                    for i in 0..rows {
+                        let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
+                        let src = &scratch[i * K::NR..i * K::NR + cols];
+                        if t.beta == 0.0 {
+                            dst.copy_from_slice(src);
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
+                        }
                     }
                 }
             }

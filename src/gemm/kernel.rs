@@ -20,9 +20,15 @@
 use super::lane::{self, Lane};
 use super::pack::{self, Gather, View};
 
-/// One microkernel and its blocking. `tile` is `unsafe`: the caller guarantees
-/// the CPU features the kernel needs, and that `a`, `b` and `c` are valid for
-/// the panel and tile sizes.
+/// One microkernel and its blocking.
+///
+/// # Safety
+/// Every method needs a CPU with the kernel's features (see
+/// `KernelChoice::is_available`). `pack_a`, `pack_b` and `pack_b_gather`
+/// need what `pack::pack_a`, `pack::pack_b` and `pack::pack_b_gather` need
+/// (the source covers the block); `tile` needs what `tile_body` needs for
+/// the MR x NR tile (or its `size` part): `a`, `b` readable for k steps,
+/// `c` writable for the tile.
 pub(crate) trait Kernel: Sync {
     const MR: usize;
     const NR: usize;
@@ -73,6 +79,12 @@ pub(crate) enum TileSize {
 }
 
 /// The one microkernel body; `MR` rows by `NV` vectors of lane `L`.
+///
+/// # Safety
+/// The CPU runs `L`. `a` is readable at `a + p * a_step + i` and `b` for
+/// WIDTH floats at `b + p * b_step + v * WIDTH`, for `p < k`, `i < MR`,
+/// `v < NV`; C is writable (and, when `beta != 0`, readable) for WIDTH floats
+/// at `c + i * ldc + v * WIDTH`, `i < MR`, `v < NV`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
@@ -86,37 +98,44 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
     c: *mut f32,
     ldc: usize,
 ) {
-    let w = L::WIDTH;
-    // C is touched only after the k loop; start fetching its lines now so the
-    // update does not stall on a cache miss per row.
-    for i in 0..MR {
-        L::prefetch(c.add(i * ldc));
-        L::prefetch(c.add(i * ldc + NV * w - 1));
-    }
-    let mut acc = [[L::zero(); NV]; MR];
-    for _ in 0..k {
-        let mut bv = [L::zero(); NV];
-        for v in 0..NV {
-            bv[v] = L::load(b.add(v * w));
-        }
+    // SAFETY: the pointers stay on the panel elements the contract makes
+    // readable (`p < k`); C is touched only at the tile's elements; the
+    // prefetches only hint at addresses in C's tile.
+    unsafe {
+        let w = L::WIDTH;
+        // C is touched only after the k loop; start fetching its lines now so the
+        // update does not stall on a cache miss per row.
         for i in 0..MR {
-            let av = L::splat(*a.add(i));
-            for v in 0..NV {
-                acc[i][v] = acc[i][v].fma(av, bv[v]);
-            }
+            L::prefetch(c.add(i * ldc));
+            L::prefetch(c.add(i * ldc + NV * w - 1));
         }
-        a = a.add(a_step);
-        b = b.add(b_step);
-    }
-    let alpha = L::splat(alpha);
-    for i in 0..MR {
-        for v in 0..NV {
-            let p = c.add(i * ldc + v * w);
-            let mut r = acc[i][v].mul(alpha);
-            if beta != 0.0 {
-                r = r.fma(L::splat(beta), L::load(p));
+        let mut acc = [[L::zero(); NV]; MR];
+        for _ in 0..k {
+            let mut bv = [L::zero(); NV];
+            for v in 0..NV {
+                bv[v] = L::load(b.add(v * w));
             }
-            r.store(p);
+            for i in 0..MR {
+                let av = L::splat(*a.add(i));
+                for v in 0..NV {
+                    acc[i][v] = acc[i][v].fma(av, bv[v]);
+                }
+            }
+            // Wrapping: after the last step the pointers may point past their
+            // operand (a transposed A read in place), where `add` would be UB.
+            a = a.wrapping_add(a_step);
+            b = b.wrapping_add(b_step);
+        }
+        let alpha = L::splat(alpha);
+        for i in 0..MR {
+            for v in 0..NV {
+                let p = c.add(i * ldc + v * w);
+                let mut r = acc[i][v].mul(alpha);
+                if beta != 0.0 {
+                    r = r.fma(L::splat(beta), L::load(p));
+                }
+                r.store(p);
+            }
         }
     }
 }
@@ -140,27 +159,37 @@ macro_rules! kernel {
             // Packing is compiled with the kernel's features too, for wide moves.
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_a(dst: &mut [f32], a: View, mc: usize, kc: usize) {
-                pack::pack_a::<$mr, $avx>(dst, a, mc, kc)
+                // SAFETY: the trait's contract (the view covers the block, the CPU runs this kernel).
+                unsafe { pack::pack_a::<$mr, $avx>(dst, a, mc, kc) }
             }
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_b(dst: &mut [f32], b: View, cols: usize, kc: usize) {
-                pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }, $avx>(dst, b, cols, kc)
+                // SAFETY: the trait's contract (the view covers the block, the CPU runs this kernel).
+                unsafe { pack::pack_b::<{ $nv * <$lane as Lane>::WIDTH }, $avx>(dst, b, cols, kc) }
             }
             $(#[target_feature(enable = $feature)])*
             unsafe fn pack_b_gather(dst: &mut [f32], b: Gather, cols: usize, kc: usize) {
-                pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }, $avx, { <$lane as Lane>::WIDTH == 16 }>(dst, b, cols, kc)
+                // SAFETY: the trait's contract (the offsets land in the source, the CPU runs this kernel).
+                unsafe { pack::pack_b_gather::<{ $nv * <$lane as Lane>::WIDTH }, $avx, { <$lane as Lane>::WIDTH == 16 }>(dst, b, cols, kc) }
             }
             #[inline]
             unsafe fn tile(size: TileSize, k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                /// # Safety
+                /// As for [`tile_body`] with this block size; the CPU has the features enabled here.
                 $(#[target_feature(enable = $feature)])*
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn body<const MR: usize, const NV: usize>(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
-                    tile_body::<$lane, MR, NV>(k, alpha, a, a_step, b, b_step, beta, c, ldc)
+                    // SAFETY: forwarded from this function's contract.
+                    unsafe { tile_body::<$lane, MR, NV>(k, alpha, a, a_step, b, b_step, beta, c, ldc) }
                 }
-                match size {
-                    TileSize::Full => body::<$mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
-                    TileSize::Short => body::<{ $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
-                    TileSize::Narrow => body::<$mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                // SAFETY: the trait's contract; `size` only picks a part of the
+                // MR x NR tile the caller vouches for (the first MR / 2 rows or NARROW columns).
+                unsafe {
+                    match size {
+                        TileSize::Full => body::<$mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                        TileSize::Short => body::<{ $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                        TileSize::Narrow => body::<$mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                    }
                 }
             }
         }

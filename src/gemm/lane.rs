@@ -10,6 +10,11 @@
 
 /// A vector of `WIDTH` f32 values. All methods are `unsafe` because the fast
 /// implementations require CPU features that the caller must have checked.
+///
+/// # Safety
+/// Every method: the CPU has the lane's features (AVX2 and FMA for `Avx2`,
+/// AVX-512F for `Avx512`, none for the portable lane). `load` and `store`
+/// also need `WIDTH` readable (writable) floats at `p`, any alignment.
 pub(crate) trait Lane: Copy {
     const WIDTH: usize;
     unsafe fn zero() -> Self;
@@ -26,10 +31,14 @@ pub(crate) trait Lane: Copy {
     /// Hint that the cache line at `p` will be read and written soon.
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the
+        // address, and SSE (which it needs) is in every x86_64 CPU.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = p;
+        }
     }
 }
 
@@ -46,11 +55,13 @@ impl Lane for wide::f32x8 {
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
-        wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8]))
+        // SAFETY: the caller vouches for 8 readable floats at `p`.
+        unsafe { wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8])) }
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
-        std::ptr::write_unaligned(p as *mut [f32; 8], self.to_array())
+        // SAFETY: the caller vouches for 8 writable floats at `p`.
+        unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], self.to_array()) }
     }
     #[inline(always)]
     unsafe fn fma(self, a: Self, b: Self) -> Self {
@@ -83,33 +94,42 @@ mod x86 {
         const WIDTH: usize = 8;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Avx2(_mm256_setzero_ps())
+            // SAFETY: the caller has AVX2 and FMA (the trait's contract).
+            unsafe { Avx2(_mm256_setzero_ps()) }
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> Self {
-            Avx2(_mm256_set1_ps(x))
+            // SAFETY: the caller has AVX2 and FMA (the trait's contract).
+            unsafe { Avx2(_mm256_set1_ps(x)) }
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
-            Avx2(_mm256_loadu_ps(p))
+            // SAFETY: the caller has AVX2 and FMA and WIDTH readable floats at `p` (the trait's contract).
+            unsafe { Avx2(_mm256_loadu_ps(p)) }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
-            _mm256_storeu_ps(p, self.0)
+            // SAFETY: the caller has AVX2 and FMA and WIDTH writable floats at `p` (the trait's contract).
+            unsafe { _mm256_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn fma(self, a: Self, b: Self) -> Self {
-            Avx2(_mm256_fmadd_ps(a.0, b.0, self.0))
+            // SAFETY: the caller has AVX2 and FMA (the trait's contract).
+            unsafe { Avx2(_mm256_fmadd_ps(a.0, b.0, self.0)) }
         }
         #[inline(always)]
         unsafe fn mul(self, b: Self) -> Self {
-            Avx2(_mm256_mul_ps(self.0, b.0))
+            // SAFETY: the caller has AVX2 and FMA (the trait's contract).
+            unsafe { Avx2(_mm256_mul_ps(self.0, b.0)) }
         }
         #[inline(always)]
         unsafe fn reduce_sum(self) -> f32 {
-            let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+            // SAFETY: the caller has AVX2 and FMA (the trait's contract).
+            unsafe {
+                let s = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+            }
         }
     }
 
@@ -122,31 +142,38 @@ mod x86 {
         const WIDTH: usize = 16;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Avx512(_mm512_setzero_ps())
+            // SAFETY: the caller has AVX-512F (the trait's contract).
+            unsafe { Avx512(_mm512_setzero_ps()) }
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> Self {
-            Avx512(_mm512_set1_ps(x))
+            // SAFETY: the caller has AVX-512F (the trait's contract).
+            unsafe { Avx512(_mm512_set1_ps(x)) }
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
-            Avx512(_mm512_loadu_ps(p))
+            // SAFETY: the caller has AVX-512F and WIDTH readable floats at `p` (the trait's contract).
+            unsafe { Avx512(_mm512_loadu_ps(p)) }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
-            _mm512_storeu_ps(p, self.0)
+            // SAFETY: the caller has AVX-512F and WIDTH writable floats at `p` (the trait's contract).
+            unsafe { _mm512_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn fma(self, a: Self, b: Self) -> Self {
-            Avx512(_mm512_fmadd_ps(a.0, b.0, self.0))
+            // SAFETY: the caller has AVX-512F (the trait's contract).
+            unsafe { Avx512(_mm512_fmadd_ps(a.0, b.0, self.0)) }
         }
         #[inline(always)]
         unsafe fn mul(self, b: Self) -> Self {
-            Avx512(_mm512_mul_ps(self.0, b.0))
+            // SAFETY: the caller has AVX-512F (the trait's contract).
+            unsafe { Avx512(_mm512_mul_ps(self.0, b.0)) }
         }
         #[inline(always)]
         unsafe fn reduce_sum(self) -> f32 {
-            _mm512_reduce_add_ps(self.0)
+            // SAFETY: the caller has AVX-512F (the trait's contract).
+            unsafe { _mm512_reduce_add_ps(self.0) }
         }
     }
 }

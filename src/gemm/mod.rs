@@ -12,6 +12,15 @@
 //! Read more: Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
 //! Instantiating BLAS Functionality" (ACM TOMS 2015); Goto & van de Geijn,
 //! "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 2008).
+//!
+//! Soundness: the loop nest and kernels work on raw pointers, so every safe
+//! entry point (`sgemm_with`, `sgemm_packed`, `sgemm_packed_gather`,
+//! `PackedA::new`, `skinny::x_wt` / `dt_x`) first proves, with checked
+//! arithmetic, that each operand's slice covers every element the product
+//! touches, and that the CPU has the kernel's instruction set. Everything
+//! behind them is `pub(crate)` and `unsafe fn` with its contract written out.
+
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 mod driver;
 mod kernel;
@@ -112,10 +121,16 @@ pub enum GemmError {
     GatherRange { far: usize, len: usize },
     #[error("sgemm: kernel '{0}' is not supported by this CPU")]
     KernelUnavailable(&'static str),
+    #[error("sgemm: {operand} is stored as {rows}x{cols} with leading dimension {ld}, which spans more elements than memory can hold")]
+    Overflow { operand: &'static str, rows: usize, cols: usize, ld: usize },
+    #[error("sgemm: the skinny product takes 1 to {max} outputs with kernel '{kernel}', got {out}")]
+    SkinnyOut { out: usize, max: usize, kernel: &'static str },
 }
 
 /// Check that a row-major `rows x cols` matrix with leading dimension `ld`
-/// fits in a slice of `len` elements.
+/// fits in a slice of `len` elements. The extent is computed with checked
+/// arithmetic: a wrapped `(rows - 1) * ld + cols` would pass a short slice
+/// to the unchecked loops (the product reads every one of those elements).
 fn check_operand(operand: &'static str, rows: usize, cols: usize, ld: usize, len: usize) -> Result<(), GemmError> {
     if rows == 0 || cols == 0 {
         return Ok(());
@@ -123,7 +138,12 @@ fn check_operand(operand: &'static str, rows: usize, cols: usize, ld: usize, len
     if ld < cols {
         return Err(GemmError::LeadingDimension { operand, ld, row_len: cols });
     }
-    let needed = (rows - 1) * ld + cols;
+    let needed = (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).ok_or(GemmError::Overflow {
+        operand,
+        rows,
+        cols,
+        ld,
+    })?;
     if len < needed {
         return Err(GemmError::TooShort { operand, rows, cols, ld, needed, len });
     }
@@ -181,7 +201,7 @@ pub fn sgemm_with(
     }
     // Products with at most a few dozen outputs on operands that fit in L2
     // go to the skinny kernels, which need no packing (see skinny.rs).
-    let small = |elems: usize| elems <= SKINNY_MAX_ELEMS;
+    let small = |rows: usize, cols: usize| rows.checked_mul(cols).is_some_and(|e| e <= SKINNY_MAX_ELEMS);
     if alpha == 1.0 && k > 0 && m > 0 && n > 0 {
         let (max_x_wt, max_dt_x) = (skinny::x_wt_max_out(kernel), skinny::dt_x_max_out(kernel));
         if ta == Transpose::No
@@ -191,10 +211,9 @@ pub fn sgemm_with(
             && lda == k
             && ldb == k
             && ldc == n
-            && small(m * k)
+            && small(m, k)
         {
-            skinny::x_wt(kernel, &a[..m * k], m, k, &b[..n * k], n, &mut c[..m * n]);
-            return Ok(());
+            return skinny::x_wt(kernel, a, m, k, b, n, c);
         }
         if ta == Transpose::Yes
             && tb == Transpose::No
@@ -203,13 +222,12 @@ pub fn sgemm_with(
             && lda == m
             && ldb == n
             && ldc == n
-            && small(k * n)
+            && small(k, n)
         {
             if beta == 0.0 {
                 c[..m * n].fill(0.0);
             }
-            skinny::dt_x(kernel, &a[..k * m], k, m, &b[..k * n], n, &mut c[..m * n]);
-            return Ok(());
+            return skinny::dt_x(kernel, a, k, m, b, n, c);
         }
     }
     // Transposes become strides: packing reads op(A) and op(B) directly.
@@ -228,8 +246,10 @@ pub fn sgemm_with(
         a_rows: 0,
         a_row0: 0,
     };
-    // Safety: the operands were checked to cover every element the product
-    // touches, and the kernel's CPU features were checked above.
+    // SAFETY: `check_operand` proved that A, B and C cover every element of
+    // op(A), op(B) and C (the views and `ldc` are theirs), C is borrowed
+    // mutably so nothing aliases it, and `is_available` proved that the CPU
+    // runs the kernel `resolve` names (Auto resolves to an available one).
     unsafe {
         match kernel.resolve() {
             #[cfg(target_arch = "x86_64")]

@@ -30,14 +30,26 @@ macro_rules! with_kernel {
     };
 }
 
-unsafe fn pack<K: Kernel>(a: View, m: usize, k: usize) -> Vec<f32> {
-    let mut data = vec![0.0f32; m.next_multiple_of(K::MR) * k];
-    driver::pack_all_a::<K>(&mut data, a, m, k);
-    data
+/// op(A) packed into whole MR-row panels for kernel `K` (None when the
+/// padded size does not fit in usize).
+///
+/// # Safety
+/// `a` covers an `m x k` matrix (every `a.at(i, p)`, `i < m`, `p < k`, is
+/// readable) and the CPU runs `K`.
+unsafe fn pack<K: Kernel>(a: View, m: usize, k: usize) -> Option<Vec<f32>> {
+    let len = m.checked_next_multiple_of(K::MR)?.checked_mul(k)?;
+    let mut data = vec![0.0f32; len];
+    // SAFETY: `data` holds the padded panels `pack_all_a` writes; the view
+    // and CPU are the caller's promise.
+    unsafe { driver::pack_all_a::<K>(&mut data, a, m, k) };
+    Some(data)
 }
 
+/// # Safety
+/// As for [`driver::gemm`], with A packed for `K`.
 unsafe fn run<K: Kernel>(p: Problem) {
-    driver::gemm::<K>(p)
+    // SAFETY: the caller's promise, forwarded.
+    unsafe { driver::gemm::<K>(p) }
 }
 
 impl PackedA {
@@ -48,8 +60,18 @@ impl PackedA {
         check_operand("A", ar, ac, lda, a.len())?;
         let view = View::of(a.as_ptr(), lda, ta);
         let kernel = KernelChoice::Auto.resolve();
-        // Safety: the view was checked to cover op(A); the kernel is available.
-        let data = if m == 0 || k == 0 { Vec::new() } else { unsafe { with_kernel!(kernel, pack, view, m, k) } };
+        let data = if m == 0 || k == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: `check_operand` proved that the view covers op(A);
+            // `resolve` only picks kernels this CPU runs.
+            unsafe { with_kernel!(kernel, pack, view, m, k) }.ok_or(GemmError::Overflow {
+                operand: "A",
+                rows: ar,
+                cols: ac,
+                ld: lda,
+            })?
+        };
         Ok(PackedA { kernel, m, k, data })
     }
 
@@ -79,7 +101,7 @@ pub fn sgemm_packed(
 ) -> Result<(), GemmError> {
     let (br, bc) = if tb == Transpose::No { (a.k, n) } else { (n, a.k) };
     check_operand("B", br, bc, ldb, b.len())?;
-    // Safety: B was checked to cover op(B).
+    // SAFETY: `check_operand` proved that the view covers op(B), `a.k x n`.
     unsafe { run_packed(a, n, alpha, View::of(b.as_ptr(), ldb, tb), None, beta, c, ldc) }
 }
 
@@ -103,17 +125,25 @@ pub fn sgemm_packed_gather(
         return Err(GemmError::GatherRows { rows: rows.len(), depth: a.k });
     }
     let far = |o: &[u32]| o.iter().max().map_or(0, |&m| m as usize);
-    // (The packer indexes with 32-bit signed offsets from each row's start.)
-    if a.k > 0 && n > 0 && (far(rows) + far(cols) >= src.len() || far(cols) > i32::MAX as usize) {
-        return Err(GemmError::GatherRange { far: far(rows) + far(cols), len: src.len() });
+    // Every element read is `src[rows[p] + cols[j]]`, so the two largest
+    // offsets bound them all. (The packer indexes with 32-bit signed offsets
+    // from each row's start, so a column offset must also fit in an i32.)
+    let reach = far(rows).checked_add(far(cols));
+    if a.k > 0 && n > 0 && (reach.is_none_or(|r| r >= src.len()) || far(cols) > i32::MAX as usize) {
+        return Err(GemmError::GatherRange { far: reach.unwrap_or(usize::MAX), len: src.len() });
     }
     let gather = Gather { src: src.as_ptr(), rows: rows.as_ptr(), cols: cols.as_ptr() };
-    // Safety: every offset pair was checked to land inside `src`.
+    // SAFETY: every offset pair was checked above to land inside `src`, and
+    // the tables hold `k` rows and `n` columns.
     unsafe { run_packed(a, n, alpha, View { ptr: src.as_ptr(), rs: 0, cs: 0 }, Some(gather), beta, c, ldc) }
 }
 
-/// The product of packed `a` and B (`b`, or `gather` when given) into C.
-/// Safety: B must cover `a.k x n` elements.
+/// The product of packed `a` and B (`b`, or `gather` when given) into C
+/// (checked here).
+///
+/// # Safety
+/// `b` (or `gather`, when given) must cover an `a.k x n` matrix: every
+/// element `(p, j)`, `p < a.k`, `j < n`, readable.
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_packed(
     a: &PackedA,
@@ -143,9 +173,10 @@ unsafe fn run_packed(
         a_rows: 0,
         a_row0: 0,
     };
-    // Safety: C was checked to cover the product; A was packed for this
-    // kernel with these m and k.
-    with_kernel!(a.kernel, run, p);
+    // SAFETY: C was checked to cover the product and is borrowed mutably;
+    // A was packed for this kernel (available: `PackedA::new` resolved it)
+    // with these m and k; B is the caller's promise.
+    unsafe { with_kernel!(a.kernel, run, p) };
     Ok(())
 }
 

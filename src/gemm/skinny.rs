@@ -11,11 +11,16 @@
 //! set and per `out` (1..=12), like the GEMM microkernels.
 
 use super::lane::Lane;
-use super::KernelChoice;
+use super::{GemmError, KernelChoice};
 
 /// The largest `out` every instruction set takes (see [`max_out`]).
 pub const MAX_OUT: usize = 12;
 
+/// `z = x w^T` on lane `L` (the body of [`x_wt`]).
+///
+/// # Safety
+/// The CPU runs `L`'s instructions; `x` holds at least `rows * k` values, `w`
+/// `OUT * k` and `z` `rows * OUT` (the vector loads are unchecked).
 // Index loops keep the register blocking visible.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
@@ -26,39 +31,51 @@ unsafe fn x_wt_body<L: Lane, const OUT: usize, const ROWS: usize>(
     w: &[f32],
     z: &mut [f32],
 ) {
-    let width = L::WIDTH;
-    let body = k / width * width;
-    let (xp, wp) = (x.as_ptr(), w.as_ptr());
-    let mut r = 0;
-    while r < rows {
-        let take = ROWS.min(rows - r);
-        let mut acc = [[L::zero(); OUT]; ROWS];
-        let mut c = 0;
-        while c < body {
-            // The next rows are the next bytes of X: ask for them early, so
-            // the stream from memory overlaps the arithmetic.
-            L::prefetch(xp.add(((r + ROWS + ROWS) * k + c).min(rows * k - 1)));
-            L::prefetch(xp.add(((r + ROWS + ROWS + 1) * k + c).min(rows * k - 1)));
-            let xv: [L; ROWS] = std::array::from_fn(|q| L::load(xp.add((r + q.min(take - 1)) * k + c)));
-            for j in 0..OUT {
-                let wv = L::load(wp.add(j * k + c));
-                for q in 0..ROWS {
-                    acc[q][j] = acc[q][j].fma(xv[q], wv);
+    // SAFETY: each vector load reads WIDTH values at `(row, c)` with
+    // `row < rows`, `c + WIDTH <= body <= k` (rows of x; rows `j < OUT` of
+    // w), inside the lengths the caller vouches for; the prefetch address
+    // is clamped to the last element of x; the CPU features are the
+    // caller's promise.
+    unsafe {
+        let width = L::WIDTH;
+        let body = k / width * width;
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
+        let mut r = 0;
+        while r < rows {
+            let take = ROWS.min(rows - r);
+            let mut acc = [[L::zero(); OUT]; ROWS];
+            let mut c = 0;
+            while c < body {
+                // The next rows are the next bytes of X: ask for them early, so
+                // the stream from memory overlaps the arithmetic.
+                L::prefetch(xp.add(((r + ROWS + ROWS) * k + c).min(rows * k - 1)));
+                L::prefetch(xp.add(((r + ROWS + ROWS + 1) * k + c).min(rows * k - 1)));
+                let xv: [L; ROWS] = std::array::from_fn(|q| L::load(xp.add((r + q.min(take - 1)) * k + c)));
+                for j in 0..OUT {
+                    let wv = L::load(wp.add(j * k + c));
+                    for q in 0..ROWS {
+                        acc[q][j] = acc[q][j].fma(xv[q], wv);
+                    }
+                }
+                c += width;
+            }
+            for q in 0..take {
+                let xr = &x[(r + q) * k..(r + q + 1) * k];
+                for j in 0..OUT {
+                    let tail: f32 = (body..k).map(|i| xr[i] * w[j * k + i]).sum();
+                    z[(r + q) * OUT + j] = acc[q][j].reduce_sum() + tail;
                 }
             }
-            c += width;
+            r += ROWS;
         }
-        for q in 0..take {
-            let xr = &x[(r + q) * k..(r + q + 1) * k];
-            for j in 0..OUT {
-                let tail: f32 = (body..k).map(|i| xr[i] * w[j * k + i]).sum();
-                z[(r + q) * OUT + j] = acc[q][j].reduce_sum() + tail;
-            }
-        }
-        r += ROWS;
     }
 }
 
+/// `g += d^T x` on lane `L` (the body of [`dt_x`]).
+///
+/// # Safety
+/// The CPU runs `L`'s instructions; `d` holds at least `rows * OUT` values,
+/// `x` `rows * k` and `g` `OUT * k` (the vector loads and stores are unchecked).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn dt_x_body<L: Lane, const OUT: usize, const CHUNKS: usize>(
@@ -68,35 +85,41 @@ unsafe fn dt_x_body<L: Lane, const OUT: usize, const CHUNKS: usize>(
     k: usize,
     g: &mut [f32],
 ) {
-    let width = L::WIDTH;
-    let step = width * CHUNKS;
-    let body = k / step * step;
-    let (xp, gp, dp) = (x.as_ptr(), g.as_mut_ptr(), d.as_ptr());
-    let mut c = 0;
-    while c < body {
-        let mut acc: [[L; CHUNKS]; OUT] =
-            std::array::from_fn(|j| std::array::from_fn(|h| L::load(gp.add(j * k + c + h * width))));
-        for r in 0..rows {
-            let xv: [L; CHUNKS] = std::array::from_fn(|h| L::load(xp.add(r * k + c + h * width)));
-            for j in 0..OUT {
-                let dv = L::splat(*dp.add(r * OUT + j));
-                for h in 0..CHUNKS {
-                    acc[j][h] = acc[j][h].fma(dv, xv[h]);
+    // SAFETY: vectors of g and x are read and written at `(row, c + h *
+    // WIDTH)` with `c + CHUNKS * WIDTH <= body <= k`, rows below OUT (g) and
+    // `rows` (x); d is read at `r * OUT + j`, `r < rows`, `j < OUT`: all
+    // inside the lengths the caller vouches for, on the CPU it vouches for.
+    unsafe {
+        let width = L::WIDTH;
+        let step = width * CHUNKS;
+        let body = k / step * step;
+        let (xp, gp, dp) = (x.as_ptr(), g.as_mut_ptr(), d.as_ptr());
+        let mut c = 0;
+        while c < body {
+            let mut acc: [[L; CHUNKS]; OUT] =
+                std::array::from_fn(|j| std::array::from_fn(|h| L::load(gp.add(j * k + c + h * width))));
+            for r in 0..rows {
+                let xv: [L; CHUNKS] = std::array::from_fn(|h| L::load(xp.add(r * k + c + h * width)));
+                for j in 0..OUT {
+                    let dv = L::splat(*dp.add(r * OUT + j));
+                    for h in 0..CHUNKS {
+                        acc[j][h] = acc[j][h].fma(dv, xv[h]);
+                    }
                 }
             }
-        }
-        for (j, a) in acc.iter().enumerate() {
-            for (h, v) in a.iter().enumerate() {
-                v.store(gp.add(j * k + c + h * width));
+            for (j, a) in acc.iter().enumerate() {
+                for (h, v) in a.iter().enumerate() {
+                    v.store(gp.add(j * k + c + h * width));
+                }
             }
+            c += step;
         }
-        c += step;
-    }
-    for r in 0..rows {
-        for j in 0..OUT {
-            let dv = d[r * OUT + j];
-            for i in body..k {
-                g[j * k + i] += dv * x[r * k + i];
+        for r in 0..rows {
+            for j in 0..OUT {
+                let dv = d[r * OUT + j];
+                for i in body..k {
+                    g[j * k + i] += dv * x[r * k + i];
+                }
             }
         }
     }
@@ -106,9 +129,15 @@ unsafe fn dt_x_body<L: Lane, const OUT: usize, const CHUNKS: usize>(
 /// the instruction set's registers) behind one dispatching function.
 macro_rules! by_out {
     ($name:ident, $body:ident, $lane:ty, [$($feature:literal),*], $($block:literal => [$($n:literal)*]),*; ($($arg:ident: $ty:ty),*)) => {
+        /// The body for `out` outputs.
+        ///
+        /// # Safety
+        /// As for the body: the CPU has the features enabled here, and the
+        /// slices hold what the body's contract asks for this `out`.
         $(#[target_feature(enable = $feature)])*
         unsafe fn $name(out: usize, $($arg: $ty),*) {
-            by_out!(@dispatch out, $body, $lane, ($($arg),*), $($block => [$($n)*]),*)
+            // SAFETY: forwarded from this function's own contract.
+            unsafe { by_out!(@dispatch out, $body, $lane, ($($arg),*), $($block => [$($n)*]),*) }
         }
     };
     (@dispatch $out:ident, $body:ident, $lane:ty, $args:tt, $($block:literal => [$($n:literal)*]),*) => {
@@ -158,18 +187,48 @@ pub fn dt_x_max_out(kernel: KernelChoice) -> usize {
     }
 }
 
-fn check(what: &str, len: usize, need: usize) {
-    assert!(len >= need, "{what}: {len} values, {need} needed");
+/// The checks every skinny product makes before its unchecked loops: the
+/// kernel runs on this CPU, `out` is one it was instantiated for, and each
+/// `(name, slice length, rows, cols)` operand holds `rows * cols` values
+/// (computed without wrapping: a wrapped product would let a short slice through).
+fn check(
+    kernel: KernelChoice,
+    out: usize,
+    max: usize,
+    operands: [(&'static str, usize, usize, usize); 3],
+) -> Result<(), GemmError> {
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable(kernel.name()));
+    }
+    if !(1..=max).contains(&out) {
+        return Err(GemmError::SkinnyOut { out, max, kernel: kernel.resolve().name() });
+    }
+    for (operand, len, rows, cols) in operands {
+        let needed = rows.checked_mul(cols).ok_or(GemmError::Overflow { operand, rows, cols, ld: cols })?;
+        if len < needed {
+            return Err(GemmError::TooShort { operand, rows, cols, ld: cols, needed, len });
+        }
+    }
+    Ok(())
 }
 
 /// `z [rows, out] = x [rows, k] * w [out, k]^T`, for `1 <= out <= x_wt_max_out`.
-/// Panics on short slices or a bad `out` (callers are internal and check).
-pub fn x_wt(kernel: KernelChoice, x: &[f32], rows: usize, k: usize, w: &[f32], out: usize, z: &mut [f32]) {
-    assert!((1..=x_wt_max_out(kernel)).contains(&out));
-    check("x", x.len(), rows * k);
-    check("w", w.len(), out * k);
-    check("z", z.len(), rows * out);
-    // Safety: sizes checked above; the CPU features by `resolve`.
+/// An error, never a panic or a read out of bounds, for short slices, a bad
+/// `out` or a kernel this CPU lacks.
+pub fn x_wt(
+    kernel: KernelChoice,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    out: usize,
+    z: &mut [f32],
+) -> Result<(), GemmError> {
+    let max = x_wt_max_out(kernel);
+    check(kernel, out, max, [("x", x.len(), rows, k), ("w", w.len(), out, k), ("z", z.len(), rows, out)])?;
+    // SAFETY: `check` proved the slice lengths the body needs for this
+    // `out` (which `by_out!` instantiated: `out <= max`), and that the CPU
+    // runs the kernel `resolve` picks.
     unsafe {
         match kernel.resolve() {
             #[cfg(target_arch = "x86_64")]
@@ -179,15 +238,23 @@ pub fn x_wt(kernel: KernelChoice, x: &[f32], rows: usize, k: usize, w: &[f32], o
             _ => x_wt_portable(out, x, rows, k, w, z),
         }
     }
+    Ok(())
 }
 
-/// `g [out, k] += d [rows, out]^T * x [rows, k]`, for `1 <= out <= dt_x_max_out`.
-pub fn dt_x(kernel: KernelChoice, d: &[f32], rows: usize, out: usize, x: &[f32], k: usize, g: &mut [f32]) {
-    assert!((1..=dt_x_max_out(kernel)).contains(&out));
-    check("d", d.len(), rows * out);
-    check("x", x.len(), rows * k);
-    check("g", g.len(), out * k);
-    // Safety: as in `x_wt`.
+/// `g [out, k] += d [rows, out]^T * x [rows, k]`, for `1 <= out <= dt_x_max_out`;
+/// errors as for [`x_wt`].
+pub fn dt_x(
+    kernel: KernelChoice,
+    d: &[f32],
+    rows: usize,
+    out: usize,
+    x: &[f32],
+    k: usize,
+    g: &mut [f32],
+) -> Result<(), GemmError> {
+    let max = dt_x_max_out(kernel);
+    check(kernel, out, max, [("d", d.len(), rows, out), ("x", x.len(), rows, k), ("g", g.len(), out, k)])?;
+    // SAFETY: as in `x_wt`.
     unsafe {
         match kernel.resolve() {
             #[cfg(target_arch = "x86_64")]
@@ -197,6 +264,7 @@ pub fn dt_x(kernel: KernelChoice, d: &[f32], rows: usize, out: usize, x: &[f32],
             _ => dt_x_portable(out, d, rows, x, k, g),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,17 +293,50 @@ mod tests {
                 let mut z = z_want.clone();
                 if out <= x_wt_max_out(kernel) {
                     z.fill(f32::NAN);
-                    x_wt(kernel, &x, rows, k, &w, out, &mut z);
+                    x_wt(kernel, &x, rows, k, &w, out, &mut z).unwrap();
                 }
                 let mut g = g_want.clone();
                 if out <= dt_x_max_out(kernel) {
                     g.copy_from_slice(&g0);
-                    dt_x(kernel, &d, rows, out, &x, k, &mut g);
+                    dt_x(kernel, &d, rows, out, &x, k, &mut g).unwrap();
                 }
                 for (a, b) in z.iter().zip(&z_want).chain(g.iter().zip(&g_want)) {
                     prop_assert!((a - b).abs() <= 1e-5 * (k as f32 + rows as f32 + 1.0), "{kernel:?}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// Bad arguments are errors: a wrapped `rows * k` used to pass the
+    /// length checks (and the loops read far past `x`), a kernel the CPU
+    /// lacks used to run (SIGILL), a bad `out` used to panic.
+    #[test]
+    fn bad_arguments_are_errors() {
+        let huge = 1usize << (usize::BITS - 1);
+        let mut z = vec![0.0f32; 16];
+        for kernel in KernelChoice::available() {
+            // 2 * 2^63 wraps to 0: x and w "need" nothing.
+            let err = x_wt(kernel, &[], 2, huge, &[], 2, &mut z).unwrap_err();
+            assert!(matches!(err, GemmError::Overflow { operand: "x", .. }), "{kernel:?}: {err}");
+            let err = dt_x(kernel, &[0.0; 4], 2, 2, &[], huge, &mut z).unwrap_err();
+            assert!(matches!(err, GemmError::Overflow { operand: "x", .. }), "{kernel:?}: {err}");
+            let err = x_wt(kernel, &[0.0; 6], 2, 3, &[0.0; 5], 2, &mut z).unwrap_err();
+            assert!(matches!(err, GemmError::TooShort { operand: "w", needed: 6, len: 5, .. }), "{err}");
+            let err = dt_x(kernel, &[0.0; 4], 2, 2, &[0.0; 6], 3, &mut z[..5]).unwrap_err();
+            assert!(matches!(err, GemmError::TooShort { operand: "g", needed: 6, len: 5, .. }), "{err}");
+            for out in [0, x_wt_max_out(kernel) + 1] {
+                let err = x_wt(kernel, &[0.0; 64], 1, 1, &[0.0; 64], out, &mut z).unwrap_err();
+                assert!(matches!(err, GemmError::SkinnyOut { .. }), "{err}");
+            }
+            let err = dt_x(kernel, &[0.0; 64], 1, dt_x_max_out(kernel) + 1, &[0.0; 64], 1, &mut [0.0; 64]).unwrap_err();
+            assert!(matches!(err, GemmError::SkinnyOut { .. }), "{err}");
+        }
+        // A kernel this CPU cannot run is refused before any of its code runs.
+        for kernel in [KernelChoice::Avx2, KernelChoice::Avx512].into_iter().filter(|k| !k.is_available()) {
+            let err = x_wt(kernel, &[1.0; 64], 4, 16, &[1.0; 64], 2, &mut z).unwrap_err();
+            assert_eq!(err, GemmError::KernelUnavailable(kernel.name()));
+            let err = dt_x(kernel, &[1.0; 8], 4, 2, &[1.0; 64], 16, &mut [0.0; 32]).unwrap_err();
+            assert_eq!(err, GemmError::KernelUnavailable(kernel.name()));
         }
     }
 }

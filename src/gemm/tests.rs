@@ -102,6 +102,7 @@ fn agrees_with_matrixmultiply() {
     let mut ours = vec![0.0; m * n];
     let mut theirs = vec![0.0; m * n];
     sgemm(Transpose::No, Transpose::No, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut ours, n).unwrap();
+    // SAFETY: a, b and theirs hold m x k, k x n and m x n floats, row-major.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -151,5 +152,77 @@ fn one_and_two_threads_give_the_same_bits() {
             c
         };
         assert!(on(1) == on(2), "{m}x{n}x{k}: 1 and 2 threads differ");
+    }
+}
+
+/// Operand extents that overflow usize: the check must say so, not wrap to a
+/// small number and let the loops read far outside the slices. (Each of
+/// these passed the unchecked `(rows - 1) * ld + cols` test, which wrapped.)
+#[test]
+fn overflowing_extents_are_errors() {
+    let big = usize::MAX;
+    let half = (1usize << (usize::BITS - 1)) + 1;
+    let (a, b) = (vec![1.0f32; 8], vec![1.0f32; 8]);
+    let mut c = vec![0.0f32; 8];
+    let no = Transpose::No;
+    let yes = Transpose::Yes;
+    // (ta, tb, m, n, k, lda, ldb, ldc, the operand at fault)
+    let cases = [
+        (no, no, 3, 1, 2, big, 1, 1, "A"),          // 2 * MAX + 2 wraps to 0
+        (yes, no, 2, 1, 3, big, 1, 1, "A"),         // A stored k x m
+        (no, no, 1, 1, 3, 3, big, 1, "B"),          // B stored k x n
+        (no, yes, 1, 3, 1, 1, big, 3, "B"),         // B stored n x k
+        (no, no, 3, 1, 1, 1, 1, big, "C"),          // C rows MAX apart
+        (no, no, 2, 1, half, half, 2, 1, "A"),      // a huge depth: A and B both wrap
+        (no, yes, 2, 9, 1, 1, big / 8 + 1, 9, "B"), // n = 9 > the skinny limit
+    ];
+    for (ta, tb, m, n, k, lda, ldb, ldc, operand) in cases {
+        for kernel in KernelChoice::available() {
+            let err = sgemm_with(kernel, ta, tb, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, &mut c, ldc).unwrap_err();
+            assert!(
+                matches!(err, GemmError::Overflow { operand: o, .. } if o == operand),
+                "{kernel:?} {m}x{n}x{k}: {err}"
+            );
+            assert!(err.to_string().contains(&format!("{operand} is stored as")), "{err}");
+        }
+    }
+    // The pre-packed and gathered products check the same way.
+    use super::{sgemm_packed, sgemm_packed_gather, PackedA};
+    let err = PackedA::new(no, 3, 2, &a, big).err().expect("A's extent overflows");
+    assert!(matches!(err, GemmError::Overflow { operand: "A", .. }), "{err}");
+    let err = PackedA::new(yes, 2, 3, &a, big).err().expect("A's extent overflows");
+    assert!(matches!(err, GemmError::Overflow { operand: "A", .. }), "{err}");
+    let packed = PackedA::new(no, 3, 2, &a, 2).unwrap();
+    let err = sgemm_packed(&packed, no, 1, 1.0, &b, big, 0.0, &mut c, 1).unwrap_err();
+    assert!(matches!(err, GemmError::Overflow { operand: "B", .. }), "{err}");
+    let err = sgemm_packed(&packed, no, 1, 1.0, &b, 1, 0.0, &mut c, big).unwrap_err();
+    assert!(matches!(err, GemmError::Overflow { operand: "C", .. }), "{err}");
+    let err = sgemm_packed_gather(&packed, 1.0, &b, &[0, 1], &[0], 0.0, &mut c, big).unwrap_err();
+    assert!(matches!(err, GemmError::Overflow { operand: "C", .. }), "{err}");
+    let err = sgemm_packed_gather(&packed, 1.0, &b, &[0, u32::MAX], &[u32::MAX], 0.0, &mut c, 1).unwrap_err();
+    assert!(matches!(err, GemmError::GatherRange { .. }), "{err}");
+    // A row stride that cannot be stepped is fine when there is one row.
+    let mut one = [f32::NAN; 2];
+    sgemm(no, no, 1, 2, 3, 1.0, &a[..3], big, &b[..6], 2, 0.0, &mut one, big).unwrap();
+    assert_eq!(one, [3.0, 3.0]);
+    sgemm(yes, no, 2, 1, 1, 1.0, &a[..2], 2, &b[..1], big, 0.0, &mut one, 1).unwrap();
+    assert_eq!(one, [1.0, 1.0]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// The operand check agrees with exact (128-bit) arithmetic for any
+    /// extents, the huge ones included.
+    #[test]
+    fn the_operand_check_is_exact(
+        rows in prop_oneof![0usize..4, Just(usize::MAX), any::<usize>()],
+        cols in prop_oneof![0usize..4, any::<usize>()],
+        ld in prop_oneof![0usize..6, Just(usize::MAX), any::<usize>()],
+        len in prop_oneof![0usize..16, any::<usize>()],
+    ) {
+        let got = super::check_operand("A", rows, cols, ld, len);
+        let fits = rows == 0 || cols == 0
+            || (ld >= cols && (rows as u128 - 1) * ld as u128 + cols as u128 <= len as u128);
+        prop_assert_eq!(got.is_ok(), fits, "{:?}", got);
     }
 }

@@ -36,13 +36,31 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
+/// Elements of `shape`, or an error naming `op` when the product overflows
+/// usize (a wrapped count would pair a huge shape with a small storage).
+pub(crate) fn numel_of(shape: &[usize], op: &'static str) -> Result<usize> {
+    if shape.contains(&0) {
+        return Ok(0); // however large the other dimensions
+    }
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| Error::Invalid {
+        op,
+        message: format!("shape {shape:?} has more elements than memory can hold"),
+    })
+}
+
+/// [`numel_of`] for the constructors that cannot fail: such a shape could
+/// not be allocated either.
+fn numel_or_panic(shape: &[usize]) -> usize {
+    numel_of(shape, "tensor").unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl Tensor {
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; shape.iter().product()]) }
+        Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; numel_or_panic(shape)]) }
     }
 
     pub fn scalar(value: f32) -> Tensor {
@@ -51,7 +69,7 @@ impl Tensor {
 
     /// Wrap `data` (row-major) as a tensor of `shape`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
-        let numel: usize = shape.iter().product();
+        let numel = numel_of(shape, "from_vec")?;
         if data.len() != numel {
             return Err(Error::DataLength { op: "from_vec", data: data.len(), shape: shape.to_vec(), numel });
         }
@@ -60,13 +78,13 @@ impl Tensor {
 
     /// Uniform in `[lo, hi)` from `rng` (see `rng.rs` for the stream).
     pub fn uniform(shape: &[usize], lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
-        let data = (0..shape.iter().product::<usize>()).map(|_| lo + (hi - lo) * rng.uniform()).collect();
+        let data = (0..numel_or_panic(shape)).map(|_| lo + (hi - lo) * rng.uniform()).collect();
         Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
     /// Normal with the given mean and standard deviation from `rng`.
     pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut Rng) -> Tensor {
-        let data = (0..shape.iter().product::<usize>()).map(|_| mean + std * rng.normal()).collect();
+        let data = (0..numel_or_panic(shape)).map(|_| mean + std * rng.normal()).collect();
         Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
@@ -116,7 +134,7 @@ impl Tensor {
 
     /// Same storage, another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if shape.iter().product::<usize>() != self.numel() {
+        if numel_of(shape, "reshape")? != self.numel() {
             return Err(Error::Shape { op: "reshape", lhs: self.shape.clone(), rhs: shape.to_vec() });
         }
         Ok(Tensor { shape: shape.to_vec(), data: self.data.clone() })
@@ -160,6 +178,18 @@ mod tests {
         assert_eq!(err.to_string(), "reshape: shape mismatch: [2, 3] vs [4, 2]");
         let err = Tensor::from_vec(vec![1.0; 5], &[2, 3]).unwrap_err();
         assert!(err.to_string().contains("5 values cannot have shape [2, 3]"), "{err}");
+    }
+
+    /// A shape whose element count overflows usize used to wrap to a small
+    /// count: `[2^32, 2^32]` "held" 0 values, and every later op trusted it.
+    #[test]
+    fn shapes_that_overflow_are_errors() {
+        let huge = [1usize << 32, 1 << 32];
+        let err = Tensor::from_vec(Vec::new(), &huge).unwrap_err();
+        assert!(err.to_string().contains("more elements than memory can hold"), "{err}");
+        assert!(Tensor::from_le_bytes(&[], &[1 << 62, 4]).is_err());
+        assert!(Tensor::zeros(&[0]).reshape(&[1 << 40, 1 << 40]).is_err());
+        assert_eq!(Tensor::zeros(&[0]).reshape(&[1 << 40, 1 << 40, 0]).unwrap().numel(), 0);
     }
 
     #[test]

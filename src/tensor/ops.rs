@@ -174,7 +174,7 @@ impl Tensor {
             return self.zip_map(other, |a, b| op.apply(a, b));
         }
         let shape = broadcast_shape(self.shape(), other.shape(), op.name())?;
-        let numel: usize = shape.iter().product();
+        let numel = super::numel_of(&shape, op.name())?;
         let inner = *shape.last().unwrap_or(&1);
         let (sa, sb) = (broadcast_strides(self.shape(), &shape), broadcast_strides(other.shape(), &shape));
         let mut out = vec![0.0; numel];
