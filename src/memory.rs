@@ -33,14 +33,63 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
+    /// glibc's `struct mallinfo` (int fields: enough for the sizes used here;
+    /// `mallinfo2` would need glibc 2.33).
+    #[repr(C)]
+    struct Mallinfo {
+        arena: i32,
+        ordblks: i32,
+        smblks: i32,
+        hblks: i32,
+        /// Bytes in blocks glibc mapped on their own.
+        hblkhd: i32,
+        usmblks: i32,
+        fsmblks: i32,
+        uordblks: i32,
+        fordblks: i32,
+        keepcost: i32,
+    }
+
+    extern "C" {
+        fn mallinfo() -> Mallinfo;
+    }
+
+    /// Bytes glibc maps on their own for an 8 MiB block while it is held.
+    fn mapped_for_a_large_block() -> usize {
+        // Safety: mallinfo only reads the allocator's statistics.
+        let mapped = || unsafe { mallinfo() }.hblkhd as usize;
+        let before = mapped();
+        let block = std::hint::black_box(vec![1u8; 8 << 20]);
+        let during = mapped();
+        drop(block);
+        during.saturating_sub(before)
+    }
+
+    /// The settings change the process they are made in, so they are made in
+    /// a child process of their own (this test binary again, running the
+    /// ignored test below), not in the one every other test shares.
     #[test]
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn glibc_accepts_the_settings() {
+    fn large_blocks_come_from_the_heap_once_tuned() {
+        let o = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["memory::tests::tuned_in_a_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains("1 passed"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    #[test]
+    #[ignore = "changes the allocator of its process: run by large_blocks_come_from_the_heap_once_tuned in a child"]
+    fn tuned_in_a_child() {
+        // On new threads, as the pool's threads start after the settings.
+        let on_a_new_thread = || std::thread::spawn(mapped_for_a_large_block).join().unwrap();
+        // Untuned, glibc maps a block this large on its own (and unmaps it
+        // on free: a page fault per page at every reuse).
+        assert!(on_a_new_thread() >= 8 << 20, "untuned glibc did not map the block on its own");
         assert!(super::keep_freed_memory());
-        // Large blocks still allocate, free and come back zeroed.
-        let v = vec![0.0f32; 1 << 24];
-        assert!(v.iter().all(|&x| x == 0.0));
+        // Tuned, it comes from the heap, whose freed memory stays for reuse.
+        assert_eq!(on_a_new_thread(), 0, "tuned glibc still maps large blocks on their own");
     }
 }
