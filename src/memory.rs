@@ -35,22 +35,11 @@ pub fn keep_freed_memory() -> bool {
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
-    /// glibc's `struct mallinfo` (int fields: enough for the sizes used here;
-    /// `mallinfo2` would need glibc 2.33).
+    /// glibc's `struct mallinfo`: ten ints (enough for the sizes used here;
+    /// `mallinfo2` would need glibc 2.33), the fifth `hblkhd`, the bytes in
+    /// blocks glibc mapped on their own.
     #[repr(C)]
-    struct Mallinfo {
-        arena: i32,
-        ordblks: i32,
-        smblks: i32,
-        hblks: i32,
-        /// Bytes in blocks glibc mapped on their own.
-        hblkhd: i32,
-        usmblks: i32,
-        fsmblks: i32,
-        uordblks: i32,
-        fordblks: i32,
-        keepcost: i32,
-    }
+    struct Mallinfo([i32; 10]);
 
     extern "C" {
         fn mallinfo() -> Mallinfo;
@@ -59,7 +48,7 @@ mod tests {
     /// Bytes glibc maps on their own for an 8 MiB block while it is held.
     fn mapped_for_a_large_block() -> usize {
         // Safety: mallinfo only reads the allocator's statistics.
-        let mapped = || unsafe { mallinfo() }.hblkhd as usize;
+        let mapped = || unsafe { mallinfo() }.0[4] as usize;
         let before = mapped();
         let block = std::hint::black_box(vec![1u8; 8 << 20]);
         let during = mapped();
