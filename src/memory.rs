@@ -34,14 +34,59 @@ pub fn keep_freed_memory() -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
+    /// glibc's `struct mallinfo`: ten ints (enough for the sizes used here;
+    /// `mallinfo2` would need glibc 2.33), the fifth `hblkhd`, the bytes in
+    /// blocks glibc mapped on their own.
+    #[repr(C)]
+    struct Mallinfo([i32; 10]);
+
+    extern "C" {
+        fn mallinfo() -> Mallinfo;
+    }
+
+    /// Bytes glibc maps on their own for a 40 MiB block while it is held.
+    /// Above 32 MiB: freeing a smaller mapped block raises glibc's mmap
+    /// threshold to its size, so a smaller one would come from the heap on
+    /// the second try even untuned.
+    fn mapped_for_a_large_block() -> usize {
+        // Safety: mallinfo only reads the allocator's statistics.
+        let mapped = || unsafe { mallinfo() }.0[4] as usize;
+        let before = mapped();
+        let block = std::hint::black_box(vec![1u8; 40 << 20]);
+        let during = mapped();
+        drop(block);
+        during.saturating_sub(before)
+    }
+
+    /// The settings change the process they are made in, so they are made in
+    /// a child process of their own (this test binary again, running the
+    /// ignored test below), not in the one every other test shares.
     #[test]
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn glibc_accepts_the_settings() {
+    fn large_blocks_come_from_the_heap_once_tuned() {
+        let o = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["memory::tests::tuned_in_a_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains("1 passed"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    #[test]
+    #[ignore = "changes the allocator of its process: run by large_blocks_come_from_the_heap_once_tuned in a child"]
+    fn tuned_in_a_child() {
+        // On new threads, as the pool's threads start after the settings.
+        let on_a_new_thread = || std::thread::spawn(mapped_for_a_large_block).join().unwrap();
+        // Untuned, glibc maps a block this large on its own (and unmaps it
+        // on free: a page fault per page at every reuse).
+        for _ in 0..2 {
+            assert!(on_a_new_thread() >= 40 << 20, "untuned glibc did not map the block on its own");
+        }
         assert!(super::keep_freed_memory());
-        // Large blocks still allocate, free and come back zeroed.
-        let v = vec![0.0f32; 1 << 24];
-        assert!(v.iter().all(|&x| x == 0.0));
+        // Tuned, it comes from the heap, whose freed memory stays for reuse.
+        // (This sees M_MMAP_MAX; the arena and trim settings act on threads
+        // and heaps a test harness has already set up.)
+        assert_eq!(on_a_new_thread(), 0, "tuned glibc still maps large blocks on their own");
     }
 }

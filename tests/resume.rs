@@ -135,8 +135,8 @@ fn adam_epochs_of_shuffled_batches_resume_bit_for_bit() {
 /// mid-epoch too: 2 epochs of 2 batches, killed after its first checkpoint.
 #[test]
 fn alexnet_finetune_resumes_bit_for_bit() {
-    if !Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/facescrub/cropped227").is_dir() {
-        return; // no faces on this machine
+    if nabla::data::shared_data_or_skip("facescrub/cropped227", "alexnet_finetune_resumes_bit_for_bit").is_none() {
+        return;
     }
     let dir = temp("finetune");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/part10_finetune.toml");

@@ -296,10 +296,11 @@ mod tests {
 
     #[test]
     fn the_shared_crops_load_with_the_reports_split() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/facescrub/cropped32");
-        if !dir.is_dir() {
-            return; // the shared data is not on this machine
-        }
+        let Some(dir) =
+            crate::data::shared_data_or_skip("facescrub/cropped32", "the_shared_crops_load_with_the_reports_split")
+        else {
+            return;
+        };
         let actors: Vec<String> =
             ["hader", "carell", "baldwin", "harmon", "bracco", "gilpin"].map(String::from).to_vec();
         let split = SplitSpec {

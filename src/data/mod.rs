@@ -10,7 +10,7 @@ pub mod idx;
 pub mod mnist;
 
 use crate::tensor::Tensor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Examples `[n, inputs]` and their class indices.
 #[derive(Clone, Debug)]
@@ -28,7 +28,9 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// The rows at `indices`, in that order.
+    /// The rows at `indices`, in that order. Panics on an index past the
+    /// rows: callers pass orders they made, or checked when read back
+    /// (`pipeline::checkpoint::check_permutation`).
     pub fn select(&self, indices: &[usize]) -> Split {
         let width = self.images.shape()[1];
         let src = self.images.data();
@@ -43,6 +45,9 @@ impl Split {
     /// Subtract each row's mean and divide by its largest absolute value.
     pub fn normalize_per_row(&mut self) {
         let width = self.images.shape()[1];
+        if width == 0 {
+            return;
+        }
         for row in self.images.data_mut().chunks_mut(width) {
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width.max(1) as f64;
             row.iter_mut().for_each(|v| *v -= mean as f32);
@@ -101,5 +106,69 @@ impl DataError {
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DataError {
         DataError::Io { path: path.into(), source }
+    }
+}
+
+/// For tests that need the shared data sets (never committed): the folder
+/// `rel` under `$NABLA_DATA_ROOT`, or else `../shared/data` beside the
+/// crate. When it is absent, the test `test` is skipped with a loud line on
+/// stderr, except on CI (`CI` set, as CI services do), where the data must
+/// be there and its absence fails the test.
+#[doc(hidden)]
+pub fn shared_data_or_skip(rel: &str, test: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("NABLA_DATA_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    found_or_skip(&root.join(rel), test, std::env::var("CI").ok().as_deref())
+}
+
+fn found_or_skip(dir: &Path, test: &str, ci: Option<&str>) -> Option<PathBuf> {
+    if dir.is_dir() {
+        return Some(dir.to_path_buf());
+    }
+    // Any value but empty, "false" or "0" means CI.
+    if ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0") {
+        panic!("{test}: CI is set but the shared data {} is missing", dir.display());
+    }
+    // Straight to stderr: the test harness captures `eprintln!`.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: {} not found (set NABLA_DATA_ROOT, or put the shared data at ../shared/data)",
+        dir.display()
+    );
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_shared_data_skips_locally_and_fails_on_ci() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        assert_eq!(found_or_skip(&here, "t", Some("true")), Some(here.clone()));
+        assert_eq!(found_or_skip(&here, "t", None), Some(here.clone()));
+        let gone = here.join("no-such-data");
+        assert_eq!(found_or_skip(&gone, "(the skip rule's own test)", None), None);
+        assert_eq!(found_or_skip(&gone, "(the skip rule's own test)", Some("false")), None);
+        for ci in ["true", "1"] {
+            let failed = std::panic::catch_unwind(|| found_or_skip(&gone, "(the skip rule's own test)", Some(ci)));
+            assert!(failed.is_err(), "CI={ci}: a missing data set passed");
+        }
+    }
+
+    #[test]
+    fn select_and_normalize_take_whole_rows() {
+        let s = Split { images: Tensor::from_vec(vec![1.0, 3.0, 5.0, 9.0], &[2, 2]).unwrap(), labels: vec![0, 1] };
+        let picked = s.select(&[1, 0, 1]);
+        assert_eq!(picked.images.data(), &[5.0, 9.0, 1.0, 3.0, 5.0, 9.0]);
+        assert_eq!(picked.labels, [1, 0, 1]);
+        let mut n = s.clone();
+        n.normalize_per_row();
+        assert_eq!(n.images.data(), &[-1.0, 1.0, -1.0, 1.0]);
+        // Rows of no values are left alone (chunks of 0 would panic).
+        let mut empty = Split { images: Tensor::from_vec(vec![], &[2, 0]).unwrap(), labels: vec![0, 1] };
+        empty.normalize_per_row();
     }
 }

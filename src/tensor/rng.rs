@@ -10,11 +10,32 @@
 //! scheduling.
 
 /// A seeded SplitMix64 stream.
-/// Serialisable, so a checkpoint can continue the same stream.
+/// Serialisable, so a checkpoint can continue the same stream; read back, a
+/// spare normal value must be one Box-Muller can make (finite).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SavedRng")]
 pub struct Rng {
     state: u64,
     spare_normal: Option<f64>,
+}
+
+/// An [`Rng`] as a file holds it, before it is checked.
+#[derive(serde::Deserialize)]
+struct SavedRng {
+    state: u64,
+    spare_normal: Option<f64>,
+}
+
+impl TryFrom<SavedRng> for Rng {
+    type Error = String;
+
+    fn try_from(s: SavedRng) -> Result<Rng, String> {
+        match s.spare_normal {
+            // Box-Muller's radius is at most sqrt(-2 ln 2^-53), about 8.6.
+            Some(z) if z.is_nan() || z.abs() > 9.0 => Err(format!("rng.spare_normal: {z} is not a normal draw")),
+            _ => Ok(Rng { state: s.state, spare_normal: s.spare_normal }),
+        }
+    }
 }
 
 impl Rng {
@@ -79,17 +100,36 @@ mod tests {
 
     #[test]
     fn known_values_pin_the_stream() {
-        // SplitMix64 from seed 0: the first output is the reference value
-        // published with the algorithm.
+        // SplitMix64 from seed 0 and from 1234567: the reference outputs of
+        // the published algorithm (Vigna's splitmix64.c).
         let mut r = Rng::new(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        let mut r = Rng::new(42);
-        let u: Vec<f32> = (0..3).map(|_| r.uniform()).collect();
-        assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
-        assert_eq!(u, {
-            let mut r = Rng::new(42);
-            (0..3).map(|_| r.uniform()).collect::<Vec<_>>()
-        });
+        let mut r = Rng::new(1234567);
+        let first: Vec<u64> = (0..5).map(|_| r.next_u64()).collect();
+        assert_eq!(
+            first,
+            [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
+        );
+        // Uniform floats are the top 24 bits of the same stream, scaled.
+        let mut r = Rng::new(1234567);
+        let u: Vec<f32> = (0..2).map(|_| r.uniform()).collect();
+        // The top 24 bits of those outputs, over 2^24.
+        assert_eq!(u, [5873360.0 / 16_777_216.0, 2913264.0 / 16_777_216.0]);
+    }
+
+    #[test]
+    fn a_saved_stream_continues_and_a_forged_one_is_refused() {
+        let mut r = Rng::new(5);
+        r.normal();
+        let json = serde_json::to_string(&r).unwrap();
+        let mut back: Rng = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.normal(), back.next_u64()), (r.normal(), r.next_u64()));
+        for bad in ["1e300", "-20.0"] {
+            let forged = format!("{{\"state\":1,\"spare_normal\":{bad}}}");
+            let err = serde_json::from_str::<Rng>(&forged).unwrap_err().to_string();
+            assert!(err.contains("rng.spare_normal"), "{err}");
+        }
+        assert!(serde_json::from_str::<Rng>("{\"state\":-1,\"spare_normal\":null}").is_err());
     }
 
     #[test]

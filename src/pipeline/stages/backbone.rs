@@ -1,7 +1,9 @@
 //! Report part 10's first half: pass every image through a fixed AlexNet and
 //! keep the 9216 features after its last max-pool; the model then trains on
 //! those. Features are cached on disk, keyed by the weights and the images,
-//! so a rerun with another head skips extraction.
+//! so a rerun with another head skips extraction. The weights and the cache
+//! are files like any other: read with a ceiling and checked (names, shapes,
+//! finite values) before use.
 
 use super::Ctx;
 use crate::autodiff::{Tape, Var};
@@ -12,15 +14,25 @@ use crate::pipeline::run::RunError;
 use crate::pipeline::schema::{Backbone, IfMissing};
 use crate::tensor::{Rng, Tensor};
 use sha2::{Digest, Sha256};
+use std::io::Write;
 
 /// Images per forward pass.
 const BATCH: usize = 16;
+/// The largest weights file read (torchvision's AlexNet is 244 MB).
+const WEIGHTS_LIMIT: u64 = 1 << 30;
+/// Room for a safetensors header beside its tensors.
+const HEADER_ROOM: u64 = 1 << 20;
 
 /// The backbone's weights, and how they were obtained ("file <path>" or "random-init").
 pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params, String), RunError> {
+    // Only a file that is not there counts as missing: a folder or a FIFO in
+    // its place is an error, not a reason to fall back to random weights.
+    let missing = |p: &std::path::Path| std::fs::metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
     match &b.weights {
-        Some(path) if path.is_file() => {
-            let params = crate::weights::read(path).map_err(|e| ctx.err("backbone", e))?;
+        Some(path) if !missing(path) => {
+            let named = |e: String| ctx.err("backbone", format!("backbone.weights: {}: {e}", path.display()));
+            let bytes = crate::files::read_capped(path, WEIGHTS_LIMIT).map_err(|e| named(e.to_string()))?;
+            let params = crate::weights::parse(&bytes).map_err(named)?;
             // Pretrained checkpoints carry the 1000-class head; only the features are used.
             let mut features = Params::new();
             for (name, t) in params.iter().filter(|(n, _)| n.starts_with("features.")) {
@@ -28,6 +40,7 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params,
             }
             net.check_part(&features, "features.")
                 .map_err(|e| ctx.err("backbone", format!("{}: {e}", path.display())))?;
+            finite(&features).map_err(named)?;
             Ok((features, format!("file {}", path.display())))
         }
         other if b.if_missing == IfMissing::Random => {
@@ -48,6 +61,41 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params,
             ),
         )),
     }
+}
+
+/// Why `params` cannot be weights: the first value that is not finite.
+fn finite(params: &Params) -> Result<(), String> {
+    for (name, t) in params.iter() {
+        if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
+            return Err(format!("tensor '{name}' holds {v}"));
+        }
+    }
+    Ok(())
+}
+
+/// The data set's features from the cache file at `path`: exactly a train,
+/// a validation and a test tensor of one `width`-long finite row per example
+/// of the split (the file is only named by a hash; its content is checked).
+fn from_cache(path: &std::path::Path, data: &Dataset, width: usize) -> Result<Dataset, String> {
+    let splits = [("train", &data.train), ("validation", &data.validation), ("test", &data.test)];
+    let rows: u64 = splits.iter().map(|(_, s)| s.len() as u64).sum();
+    let limit = rows.saturating_mul(width as u64 * 4).saturating_add(HEADER_ROOM);
+    let bytes = crate::files::read_capped(path, limit).map_err(|e| e.to_string())?;
+    let p = crate::weights::parse(&bytes)?;
+    if let Some((extra, _)) = p.iter().find(|(n, _)| !splits.iter().any(|(s, _)| s == n)) {
+        return Err(format!("unexpected tensor '{extra}'"));
+    }
+    finite(&p)?;
+    let mut out = Vec::new();
+    for (name, split) in splits {
+        let t = p.get(name).map_err(|_| format!("no tensor '{name}'"))?;
+        if t.shape() != [split.len(), width] {
+            return Err(format!("tensor '{name}' has shape {:?}, expected {:?}", t.shape(), [split.len(), width]));
+        }
+        out.push(Split { images: t.clone(), labels: split.labels.clone() });
+    }
+    let [train, validation, test] = <[Split; 3]>::try_from(out).expect("three splits");
+    Ok(Dataset { train, validation, test, channels: 256, side: 6, ..data.clone() })
 }
 
 fn features_of(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<Split> {
@@ -88,22 +136,15 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
     let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
     let cached = b.cache.as_ref().map(|dir| dir.join(format!("alexnet-features-{key}.safetensors")));
     let names = ["train", "validation", "test"];
-    if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
-        if let Ok(p) = crate::weights::read(path) {
-            if let (Ok(tr), Ok(va), Ok(te)) = (p.get("train"), p.get("validation"), p.get("test")) {
-                eprintln!("features from cache {}", path.display());
-                let split = |t: &Tensor, s: &Split| Split { images: t.clone(), labels: s.labels.clone() };
-                let ds = Dataset {
-                    train: split(tr, &data.train),
-                    validation: split(va, &data.validation),
-                    test: split(te, &data.test),
-                    channels: 256,
-                    side: 6,
-                    ..data.clone()
-                };
-                return Ok((ds, source));
-            }
-        }
+    if let Some(path) = cached.as_ref().filter(|p| std::fs::symlink_metadata(p).is_ok()) {
+        let ds = from_cache(path, data, net.feature_len()).map_err(|e| {
+            ctx.err(
+                "backbone",
+                format!("feature cache {}: {e} (delete it to extract the features again)", path.display()),
+            )
+        })?;
+        eprintln!("features from cache {}", path.display());
+        return Ok((ds, source));
     }
     let fail = |e: crate::Error| ctx.err("backbone", e);
     let started = std::time::Instant::now();
@@ -123,10 +164,10 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
             p.insert(name, s.images.clone());
         }
         // Best effort: a cache that cannot be written only costs time.
-        let tmp = path.with_extension("partial");
+        let bytes = p.to_safetensors();
         let written = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
-            .and_then(|()| std::fs::write(&tmp, p.to_safetensors()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .map_err(|e| e.to_string())
+            .and_then(|()| crate::pipeline::checkpoint::write_staged(&path, |f| f.write_all(&bytes)));
         if let Err(e) = written {
             eprintln!("warning: could not cache features in {}: {e}", path.display());
         }

@@ -46,8 +46,17 @@ impl<'a> Ctx<'a> {
         out: &'a mut Outputs,
         report: &'a mut Report,
         progress: bool,
-        checkpoints: Checkpoints,
+        mut checkpoints: Checkpoints,
     ) -> Result<Ctx<'a>, RunError> {
+        // What the run computes; how often it checkpoints does not change it.
+        let mut settings = loaded.pipeline.clone();
+        settings.train.iter_mut().for_each(|t| t.checkpoint_every = 0);
+        settings.finetune.iter_mut().for_each(|f| f.checkpoint_every = 0);
+        checkpoints.open(&settings).map_err(|message| RunError::Stage {
+            file: loaded.file.clone(),
+            stage: "resume",
+            message,
+        })?;
         Ok(Ctx { loaded, out, report, progress, params: None, backbone_source: Mutex::new(None), checkpoints })
     }
 
@@ -60,19 +69,17 @@ impl<'a> Ctx<'a> {
         RunError::Stage { file: self.loaded.file.clone(), stage, message: message.to_string() }
     }
 
-    /// The data set `d` describes, loaded once per process and settings;
-    /// `train_limit` applied.
+    /// The data set `d` describes (through the backbone, if there is one),
+    /// loaded once per process and content; `train_limit` applied.
     pub fn data_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
-        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Dataset>>>> = OnceLock::new();
+        /// The data set and where its backbone's weights came from.
+        type Cached = (Arc<Dataset>, Option<String>);
+        static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
         let root = d.resolved_root();
-        let key = format!(
-            "{}|{}",
-            root.display(),
-            serde_json::to_string(&Data { train_limit: 0, ..d.clone() }).expect("serialises")
-        );
+        let key = self.content_key(d, &root);
         let cache = CACHE.get_or_init(Default::default);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        let full = match cache.get(&key) {
+        let (full, source) = match cache.get(&key) {
             Some(m) => m.clone(),
             None => {
                 let loaded = match d.dataset {
@@ -105,16 +112,20 @@ impl<'a> Ctx<'a> {
                         s.normalize_per_row();
                     }
                 }
+                let mut source = None;
                 if let Some(b) = &self.pipeline().backbone {
-                    let (features, source) = backbone::extract(self, b, &ds)?;
-                    *self.backbone_source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
-                    ds = features;
+                    let (features, from) = backbone::extract(self, b, &ds)?;
+                    (ds, source) = (features, Some(from));
                 }
-                let m = Arc::new(ds);
+                let m = (Arc::new(ds), source);
                 cache.insert(key, m.clone());
                 m
             }
         };
+        // A data set from the cache keeps its provenance too.
+        if source.is_some() {
+            *self.backbone_source.lock().unwrap_or_else(|e| e.into_inner()) = source;
+        }
         if d.train_limit == 0 {
             return Ok(full);
         }
@@ -130,6 +141,22 @@ impl<'a> Ctx<'a> {
             ));
         }
         Ok(Arc::new(Dataset { train: full.train.head(d.train_limit), ..(*full).clone() }))
+    }
+
+    /// Everything that decides what [`Ctx::data_for`] holds: the folder and
+    /// the data section (bar `train_limit`, applied after), and the backbone
+    /// the images go through: its kind, which weights file (by its identity
+    /// on disk, as a file can be replaced between pipelines), what to do
+    /// when it is missing, and the seed of random weights.
+    fn content_key(&self, d: &Data, root: &Path) -> String {
+        let p = self.pipeline();
+        let backbone = p.backbone.as_ref().map(|b| {
+            let weights = b.weights.as_ref().map(|w| (w.clone(), file_identity(w)));
+            (b.kind, weights, b.if_missing, p.seed)
+        });
+        // Paths by Debug: exact, and never an error (JSON refuses non-UTF-8 paths).
+        let data = Data { train_limit: 0, root: None, ..d.clone() };
+        format!("{root:?}|{}|{backbone:?}", serde_json::to_string(&data).expect("a data section serialises"))
     }
 
     /// The data set of this pipeline.
@@ -185,14 +212,32 @@ pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, data: &Dataset, seed: u64) -> R
     Ok(params)
 }
 
+/// Which file is at `path` (device, inode, size, modification time), or
+/// None when there is none.
+fn file_identity(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Replace `params` with the file's tensors of the same names and shapes.
 fn load_weights(ctx: &Ctx, params: &mut Params, path: &Path) -> Result<(), RunError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        ctx.err(
-            "model",
-            format!("model.load: cannot read {}: {e} (run the pipeline that saves it first)", path.display()),
-        )
+    // The model's tensors and a header: a larger file is not its weights.
+    let limit = (params.numel() as u64).saturating_mul(4).saturating_add(1 << 20);
+    let bytes = crate::files::read_capped(path, limit).map_err(|e| {
+        let why = match e {
+            crate::files::ReadError::Io(e) => format!("cannot read {}: {e}", path.display()),
+            other => format!("{} {other}", path.display()),
+        };
+        ctx.err("model", format!("model.load: {why} (run the pipeline that saves it first)"))
     })?;
-    params.load_safetensors(&bytes).map_err(|e| ctx.err("model", format!("model.load: {}: {e}", path.display())))
+    params.load_safetensors(&bytes).map_err(|e| ctx.err("model", format!("model.load: {}: {e}", path.display())))?;
+    for (name, t) in params.iter() {
+        if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
+            return Err(ctx.err("model", format!("model.load: {}: tensor '{name}' holds {v}", path.display())));
+        }
+    }
+    Ok(())
 }
 
 /// The model's current parameters (created on first use).
