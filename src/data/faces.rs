@@ -95,7 +95,9 @@ fn parse_name(path: &Path) -> Option<(String, u64)> {
     Some((actor.to_ascii_lowercase(), digits.parse().ok()?))
 }
 
-/// Every actor's image files in `dir`, in numeric order.
+/// Every actor's image files in `dir`, in numeric order. Entries are only
+/// listed here, never opened: one that is not a regular file (a FIFO, a
+/// device, a folder) is refused by [`read_image`], with its name.
 pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut by_actor: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
@@ -115,13 +117,20 @@ pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
 }
 
 /// Decode one image to `side x side` values per channel, scaled by `scale`.
+/// Only a regular file of at most [`MAX_IMAGE_FILE_BYTES`] is opened, so a
+/// FIFO cannot block the run and `/dev/zero` or a sparse file is not read.
 pub fn read_image(path: &Path, side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::files::read_capped(path, MAX_IMAGE_FILE_BYTES)
+        .map_err(|e| DataError::format(path, format!("the image {e}")))?;
     decode_image(path, &bytes, side, color, scale)
 }
 
 /// The largest width or height an image file may declare.
 pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// The largest image file read: an 8192 x 8192 RGBA image stored without
+/// compression, plus 8 MiB for the container's other chunks. The decoder
+/// refuses anything needing more than 256 MiB anyway.
+pub const MAX_IMAGE_FILE_BYTES: u64 = (MAX_IMAGE_SIDE as u64 * MAX_IMAGE_SIDE as u64 * 4) + (8 << 20);
 
 /// Decode image bytes (`path` only names them in errors); see [`read_image`].
 pub fn decode_image(path: &Path, bytes: &[u8], side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {

@@ -5,7 +5,10 @@
 //! A header is checked against the data that follows before anything large
 //! is allocated: a file that claims 2^31 images but holds 10 is an error
 //! naming both counts, not a 1.6 TB allocation. Gzipped files are detected by
-//! their magic bytes and decompressed while reading; raw files are mapped.
+//! their magic bytes and decompressed while reading (all members, as `cat
+//! a.gz b.gz` makes), stopping one byte past what the header declares; raw
+//! files are mapped. Only a regular file is opened, and no file or header may
+//! ask for more than [`MAX_DATA_BYTES`].
 
 use super::DataError;
 use byteorder::{BigEndian, ReadBytesExt};
@@ -22,17 +25,30 @@ pub struct IdxArray {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UNSIGNED_BYTE: u8 = 0x08;
 
+/// The most data (after the header) an IDX file may declare: five times
+/// MNIST's 47 MB of training images, which as f32 pixels take 1 GiB.
+pub const MAX_DATA_BYTES: usize = 256 << 20;
+/// The largest IDX file opened, gzipped or raw: the data, the longest header
+/// (255 dimensions) and room for gzip's framing of incompressible data.
+pub const MAX_FILE_BYTES: u64 = MAX_DATA_BYTES as u64 + (1 << 20);
+
 /// Read an IDX file (gzipped or raw).
 pub fn read(path: &Path) -> Result<IdxArray, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let (file, _) = crate::files::open_regular(path, MAX_FILE_BYTES)
+        .map_err(|e| DataError::format(path, format!("the IDX file {e}")))?;
     // Safety: the map is read-only and dropped before this function returns;
     // a file truncated meanwhile by another process could fault, which is the
     // usual, accepted caveat of reading through a map.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
-    if map.starts_with(&GZIP_MAGIC) {
-        parse(path, flate2::read::GzDecoder::new(&map[..]))
+    parse_file(path, &map)
+}
+
+/// Parse the bytes of an IDX file, gzipped or raw; `path` names them in errors.
+pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        parse(path, flate2::read::MultiGzDecoder::new(bytes))
     } else {
-        parse(path, &map[..])
+        parse(path, bytes)
     }
 }
 
@@ -58,12 +74,19 @@ pub fn parse(path: &Path, mut r: impl Read) -> Result<IdxArray, DataError> {
     }
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let expected = expected.ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
-    // Read at most one byte more than the header promises, growing the
-    // buffer only as data actually arrives.
+    // Read at most one byte more than the header promises (and never more
+    // than the ceiling allows), growing the buffer only as data arrives: a
+    // lying header costs no more than the bytes actually there.
+    let limit = expected.min(MAX_DATA_BYTES) + 1;
     let mut data = Vec::new();
-    r.take(expected as u64 + 1)
+    r.take(limit as u64)
         .read_to_end(&mut data)
         .map_err(|e| bad(format!("cannot read the data after the header: {e}")))?;
+    if expected > MAX_DATA_BYTES && data.len() > MAX_DATA_BYTES {
+        return Err(bad(format!(
+            "dimensions {dims:?} need {expected} bytes of data, more than the {MAX_DATA_BYTES} an IDX file may hold"
+        )));
+    }
     if data.len() != expected {
         let what = if data.len() < expected { "truncated" } else { "longer than its header says" };
         let found = if data.len() > expected { format!("more than {expected}") } else { data.len().to_string() };
