@@ -326,3 +326,49 @@ mod tests {
         assert_eq!(f.train.images.shape()[1], 1024);
     }
 }
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    #[test]
+    fn special_files_in_the_folder_are_refused_by_name_without_opening_them() {
+        let dir = std::env::temp_dir().join(format!("nabla-faces-special-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(4, 4).write_to(&mut png, image::ImageOutputFormat::Png).unwrap();
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("aa{i}.png")), png.get_ref()).unwrap();
+        }
+        let actors = ["aa".to_string()];
+        let spec = SplitSpec { train: 1, train_for: BTreeMap::new(), test: 1, validation: 1, validation_exact: false };
+        // Each is tried alone, on a thread with a deadline: a FIFO opened for
+        // reading would block forever.
+        let special: [(&str, &dyn Fn(&Path)); 4] = [
+            ("FIFO", &|p| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success())),
+            ("device", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+            ("folder", &|p| std::fs::create_dir(p).unwrap()),
+            ("more than the", &|p| std::fs::File::create(p).unwrap().set_len(MAX_IMAGE_FILE_BYTES + 1).unwrap()),
+        ];
+        for (what, make) in special {
+            let path = dir.join("aa9.png");
+            make(&path);
+            let (d, a, s) = (dir.clone(), actors.clone(), spec.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(load(&d, &a, 4, Color::Gray, 1.0, &s, 0, OnBadImage::Fail).map(drop));
+            });
+            let err = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the load returns").unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("aa9.png: the image is a {what}")) || err.to_string().contains(what),
+                "{err}"
+            );
+            assert!(err.to_string().contains("aa9.png"), "{err}");
+            let f = load(&dir, &actors, 4, Color::Gray, 1.0, &spec, 0, OnBadImage::Skip).unwrap();
+            assert_eq!(f.skipped.len(), 1, "{what}");
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

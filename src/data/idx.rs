@@ -146,4 +146,67 @@ mod tests {
         assert!(err.contains("missing.idx"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_multi_member_gzip_file_reads_whole() {
+        // `cat a.gz b.gz`: one stream cut anywhere, in two members.
+        let raw = idx(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+        for cut in 1..raw.len() {
+            let two = [gzip(&raw[..cut]), gzip(&raw[cut..])].concat();
+            assert_eq!(parse_file(Path::new("x.idx.gz"), &two).unwrap().data, vec![1, 2, 3, 4, 5, 6], "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_stream_is_read_no_further_than_its_header_allows() {
+        /// A reader that counts what is taken from it.
+        struct Counted<R>(R, std::rc::Rc<std::cell::Cell<usize>>);
+        impl<R: Read> Read for Counted<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.set(self.1.get() + n);
+                Ok(n)
+            }
+        }
+        // 64 MiB of zeros behind a header that declares 10 bytes, and one
+        // that declares 1.6 TB: read to 11 bytes, and to the ceiling + 1.
+        let lying = gzip(&[idx(&[10], &[]), vec![0; 64 << 20]].concat());
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let err = parse(Path::new("x"), Counted(flate2::read::MultiGzDecoder::new(&lying[..]), taken.clone()));
+        assert!(err.unwrap_err().to_string().contains("longer than its header says"));
+        assert!(taken.get() < 1 << 20, "read {} bytes", taken.get());
+        let huge = idx(&[1 << 31, 28, 28], &[0; 64]);
+        taken.set(0);
+        let endless = std::io::Read::chain(&huge[..], std::io::repeat(0));
+        let err = parse(Path::new("x"), Counted(endless, taken.clone())).unwrap_err().to_string();
+        assert!(err.contains("more than the 268435456 an IDX file may hold"), "{err}");
+        assert!(taken.get() <= MAX_DATA_BYTES + 2 * 4096, "read {} bytes", taken.get());
+        // Short data behind a huge claim is still "truncated", with the count.
+        let err = parse_bytes(&huge).unwrap_err().to_string();
+        assert!(err.contains("truncated") && err.contains("found 64"), "{err}");
+    }
+
+    #[test]
+    fn only_regular_files_within_the_ceiling_are_opened() {
+        let dir = std::env::temp_dir().join(format!("nabla-idx-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.idx");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = read(&fifo).unwrap_err().to_string();
+        assert!(err.contains("fifo.idx: the IDX file is a FIFO, not a regular file"), "{err}");
+        let err = read(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("is a device"), "{err}");
+        // A sparse file: refused by its size, before a byte is read.
+        let sparse = dir.join("sparse.idx");
+        std::fs::File::create(&sparse).unwrap().set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = read(&sparse).unwrap_err().to_string();
+        assert!(err.contains("more than the"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -63,3 +63,21 @@ pub fn parse(bytes: &[u8]) -> Result<Params, String> {
     }
     Ok(params)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_weights_file_is_refused_before_reading_when_it_cannot_be_one() {
+        let dir = std::env::temp_dir().join(format!("nabla-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("w.pth");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = super::read(&fifo).unwrap_err();
+        assert!(err.contains("w.pth: the weights file is a FIFO, not a regular file"), "{err}");
+        let sparse = dir.join("big.pth");
+        std::fs::File::create(&sparse).unwrap().set_len(5 << 29).unwrap();
+        let err = super::read(&sparse).unwrap_err();
+        assert!(err.contains("big.pth: the weights file is 2684354560 bytes, more than the 1073741824"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

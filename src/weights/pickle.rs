@@ -500,3 +500,102 @@ pub fn load_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `f` on a thread with the 2 MiB stack of a pool thread.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().expect("no stack overflow")
+    }
+
+    #[test]
+    fn memo_lookups_share_instead_of_copying() {
+        // A tuple of 1000 ints in memo 0, then a list of 100 000 lookups of
+        // it: copied, that is 10^8 values (3 GB); shared, 100 000.
+        let mut p = b"\x80\x02(".to_vec();
+        p.extend(std::iter::repeat_n(*b"K\x07", 1000).flatten());
+        p.extend_from_slice(b"tq\x00](");
+        p.extend(std::iter::repeat_n(*b"h\x00", 100_000).flatten());
+        p.extend_from_slice(b"e.");
+        let Value::List(items) = load(&p).unwrap() else { panic!("not a list") };
+        assert_eq!(items.len(), 100_000);
+        let (Value::Tuple(first), Value::Tuple(last)) = (&items[0], &items[99_999]) else { panic!("not tuples") };
+        assert!(Rc::ptr_eq(first, last) && first.len() == 1000);
+    }
+
+    #[test]
+    fn a_doubling_memo_bomb_is_refused_quickly() {
+        // t = (t, t), 200 times: 2^200 values if expanded.
+        let mut p = b"\x80\x02)q\x00".to_vec();
+        p.extend(std::iter::repeat_n(*b"h\x00h\x00\x86q\x00", 200).flatten());
+        p.push(b'.');
+        let err = load(&p).unwrap_err();
+        assert!(err.message.contains("nest more than 32 deep"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_on_a_small_stack() {
+        let repeat = |head: &[u8], body: &[u8], n: usize, tail: &[u8]| {
+            let mut p = head.to_vec();
+            p.extend(std::iter::repeat_n(body, n).flatten());
+            p.extend_from_slice(tail);
+            p
+        };
+        // 1M nested tuples (2 MB), nested lists, dicts nested through their keys.
+        let tuples = repeat(b"\x80\x02)", b"\x85", 1_000_000, b".");
+        let lists = repeat(b"\x80\x02", b"]", 100_000, &[b'a'; 99_999]);
+        let keys = repeat(b"\x80\x02)q\x00", b"}h\x00Nsq\x00", 100_000, b".");
+        for (what, p) in [("tuples", tuples), ("lists", lists), ("keys", keys)] {
+            let err = on_small_stack(move || load(&p).map(drop).unwrap_err());
+            assert!(err.message.contains("nest more than"), "{what}: {err}");
+        }
+        // Within the limit, a nested value is read, and dropped, on that stack.
+        let ok = repeat(b"\x80\x02)", b"\x85", MAX_DEPTH as usize - 1, b".");
+        assert!(on_small_stack(move || load(&ok).is_ok()));
+    }
+
+    #[test]
+    fn values_marks_and_copies_count_against_the_budget() {
+        let many = |body: &[u8], n: usize| {
+            let mut p = b"\x80\x02".to_vec();
+            p.extend(std::iter::repeat_n(body, n).flatten());
+            p
+        };
+        // Values on the stack, marks, memo entries: each 2^20 + 1.
+        for body in [b"N".as_slice(), b"(", b"Nq\x00"] {
+            let err = load(&many(body, MAX_NODES + 1)).unwrap_err();
+            assert!(err.message.contains("builds more than"), "{err}");
+        }
+        // A memoized list appended to after each store is copied each time:
+        // n copies of a list growing to n, n^2 / 2 slots.
+        let mut p = b"\x80\x02]".to_vec();
+        p.extend(std::iter::repeat_n(*b"q\x00Na", 5000).flatten());
+        let err = load(&p).unwrap_err();
+        assert!(err.message.contains("builds more than"), "{err}");
+    }
+
+    #[test]
+    fn errors_show_a_short_text_of_a_huge_value() {
+        // A shared 2^30-value tuple called with another as its arguments.
+        let mut p = b"\x80\x02)q\x00".to_vec();
+        p.extend(std::iter::repeat_n(*b"h\x00h\x00\x86q\x00", 30).flatten());
+        p.extend_from_slice(b"R.");
+        let err = load(&p).unwrap_err();
+        assert!(err.message.starts_with("cannot call ((((") && err.message.len() < 3 * SHOWN_CHARS, "{err}");
+        let shared = {
+            let mut v = Value::Tuple(Rc::default());
+            for _ in 0..30 {
+                v = Value::Tuple(Rc::new(vec![v.clone(), v]));
+            }
+            v
+        };
+        assert!(shared.describe().len() <= SHOWN_CHARS + 3);
+        // Start past the end, cut anywhere: errors, never panics.
+        assert!(load_at(b".", 5).is_err());
+        for cut in 0..p.len() {
+            let _ = load(&p[..cut]);
+        }
+    }
+}

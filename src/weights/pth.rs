@@ -207,3 +207,100 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    /// A pickle `{name: tensor}` for each (name, offset, size), all views of
+    /// one float storage "0" of `numel` elements, with row-major strides.
+    /// Numbers are written as 8-byte LONG1, so any i64 fits.
+    fn pickle(numel: i64, tensors: &[(&str, i64, &[i64])]) -> Vec<u8> {
+        let int = |p: &mut Vec<u8>, v: i64| {
+            p.extend_from_slice(b"\x8a\x08");
+            p.extend_from_slice(&v.to_le_bytes());
+        };
+        let text = |p: &mut Vec<u8>, s: &str| {
+            p.push(0x8c);
+            p.push(s.len() as u8);
+            p.extend_from_slice(s.as_bytes());
+        };
+        let mut p = b"\x80\x02}(".to_vec();
+        for (name, offset, size) in tensors {
+            text(&mut p, name);
+            p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+            text(&mut p, "storage");
+            p.extend_from_slice(b"ctorch\nFloatStorage\n");
+            text(&mut p, "0");
+            text(&mut p, "cpu");
+            int(&mut p, numel);
+            p.extend_from_slice(b"tQ");
+            int(&mut p, *offset);
+            p.push(b'(');
+            size.iter().for_each(|&d| int(&mut p, d));
+            p.extend_from_slice(b"t(");
+            let mut strides = vec![1i64; size.len()];
+            for i in (0..size.len().saturating_sub(1)).rev() {
+                strides[i] = strides[i + 1].wrapping_mul(size[i + 1]);
+            }
+            strides.iter().for_each(|&s| int(&mut p, s));
+            p.extend_from_slice(b"t\x89)tR");
+        }
+        p.extend_from_slice(b"u.");
+        p
+    }
+
+    fn read(numel: i64, tensors: &[(&str, i64, &[i64])], storage: &[u8]) -> Result<Params, String> {
+        let root = pickle::load(&pickle(numel, tensors)).map_err(|e| e.to_string())?;
+        state_dict(root, "data.pkl", |_, limit| Ok(storage[..storage.len().min(limit)].to_vec()))
+    }
+
+    #[test]
+    fn views_read_their_slice() {
+        let storage: Vec<u8> = (0..8).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let p = read(8, &[("a", 2, &[2, 2]), ("b", 0, &[8])], &storage).unwrap();
+        assert_eq!(p.get("a").unwrap().data(), &[2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(p.get("b").unwrap().shape(), &[8]);
+    }
+
+    #[test]
+    fn overflowing_offsets_counts_and_shapes_are_errors() {
+        let storage = [0u8; 16];
+        let dense = "not a dense slice of its storage";
+        for (offset, size) in [
+            (i64::MAX, &[2i64][..]),     // offset * 4 passes usize::MAX
+            (0, &[1 << 62, 4]),          // the shape's product wraps to 0
+            (0, &[(1 << 62) + 1, 4]),    // ... or to 4, the storage's size
+            (3, &[1 << 31, 1 << 31, 4]), // 2^64, wraps to 0 after an offset
+            (5, &[0]),                   // an empty view past the end
+        ] {
+            let err = read(4, &[("t", offset, size)], &storage).unwrap_err();
+            assert!(err.contains(dense), "offset {offset}, size {size:?}: {err}");
+        }
+        // A storage whose byte size overflows, or passes the ceiling.
+        for numel in [i64::MAX, 1 << 40] {
+            let err = read(numel, &[("t", 0, &[1])], &storage).unwrap_err();
+            assert!(err.contains("larger than the 1073741824 bytes"), "{err}");
+        }
+        // The direct checks, with sizes no pickle could carry.
+        assert_eq!(dense_range(&[2], &[1], usize::MAX, usize::MAX), None);
+        assert_eq!(dense_range(&[usize::MAX, 2], &[2, 1], 0, usize::MAX), None);
+        assert_eq!(dense_range(&[2, 1, 3], &[3, 99, 1], 1, 7), Some(1..7));
+        assert_eq!(dense_range(&[2, 3], &[1, 2], 0, 6), None);
+    }
+
+    #[test]
+    fn views_sharing_a_storage_cannot_multiply_it_past_the_ceiling() {
+        // 257 views of one 4 MiB storage would be 1.03 GiB of tensors.
+        let numel = 1 << 20;
+        let names: Vec<String> = (0..257).map(|i| format!("t{i}")).collect();
+        let size = [numel];
+        let views: Vec<(&str, i64, &[i64])> = names.iter().map(|n| (n.as_str(), 0, &size[..])).collect();
+        let storage = vec![0u8; 4 << 20];
+        let err = read(numel, &views, &storage).unwrap_err();
+        assert!(err.contains("'t256': the tensors need more than the 1073741824 bytes"), "{err}");
+        assert_eq!(read(numel, &views[..2], &storage).unwrap().iter().count(), 2);
+        let err = read(4, &[("t", 0, &[2]), ("t", 2, &[2])], &storage[..16]).unwrap_err();
+        assert!(err.contains("'t' appears twice"), "{err}");
+    }
+}
