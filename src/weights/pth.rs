@@ -268,11 +268,12 @@ mod reader_tests {
         let storage = [0u8; 16];
         let dense = "not a dense slice of its storage";
         for (offset, size) in [
-            (i64::MAX, &[2i64][..]),     // offset * 4 passes usize::MAX
-            (0, &[1 << 62, 4]),          // the shape's product wraps to 0
-            (0, &[(1 << 62) + 1, 4]),    // ... or to 4, the storage's size
-            (3, &[1 << 31, 1 << 31, 4]), // 2^64, wraps to 0 after an offset
-            (5, &[0]),                   // an empty view past the end
+            (i64::MAX, &[2i64][..]),         // offset * 4 passes usize::MAX
+            (i64::MAX, &[(1 << 61) + 1, 4]), // offset + count wraps to 3, inside the storage
+            (0, &[1 << 62, 4]),              // the shape's product wraps to 0
+            (0, &[(1 << 62) + 1, 4]),        // ... or to 4, the storage's size
+            (3, &[1 << 31, 1 << 31, 4]),     // 2^64, wraps to 0 after an offset
+            (5, &[0]),                       // an empty view past the end
         ] {
             let err = read(4, &[("t", offset, size)], &storage).unwrap_err();
             assert!(err.contains(dense), "offset {offset}, size {size:?}: {err}");
