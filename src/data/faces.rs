@@ -345,7 +345,8 @@ mod reader_tests {
         let spec = SplitSpec { train: 1, train_for: BTreeMap::new(), test: 1, validation: 1, validation_exact: false };
         // Each is tried alone, on a thread with a deadline: a FIFO opened for
         // reading would block forever.
-        let special: [(&str, &dyn Fn(&Path)); 4] = [
+        type Make<'a> = &'a dyn Fn(&Path);
+        let special: [(&str, Make); 4] = [
             ("FIFO", &|p| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success())),
             ("device", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
             ("folder", &|p| std::fs::create_dir(p).unwrap()),
