@@ -12,9 +12,9 @@ pub fn pipeline(bytes: &[u8]) -> Result<(), String> {
     crate::pipeline::load::parse(Path::new("fuzz.toml"), text, &[]).map(drop).map_err(|e| e.to_string())
 }
 
-/// An IDX array (raw, as a mapped file is read).
+/// An IDX array, raw or gzipped (as a mapped file is read).
 pub fn idx(bytes: &[u8]) -> Result<(), String> {
-    crate::data::idx::parse(Path::new("fuzz.idx"), bytes).map(drop).map_err(|e| e.to_string())
+    crate::data::idx::parse_file(Path::new("fuzz.idx"), bytes).map(drop).map_err(|e| e.to_string())
 }
 
 /// A weights file: a `.pth` zip checkpoint or safetensors.

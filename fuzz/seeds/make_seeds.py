@@ -32,6 +32,30 @@ header = {"fc.weight": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]
           "fc.bias": {"dtype": "F32", "shape": [2], "data_offsets": [24, 32]}}
 h = json.dumps(header, separators=(",", ":")).encode()
 out("weights", "tiny.safetensors", struct.pack("<Q", len(h)) + h + a.tobytes() + b.tobytes())
+
+# weights, stdlib only: a valid .pth whose pickle uses the shapes a hostile one
+# would push further: a storage shared through the memo by two views, and a
+# BUILD state nested 31 deep through memo lookups (t = (t, t)), just inside
+# the reader's limit of 32.
+def pth_zip(pickle, storages):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle)
+        for key, data in storages.items():
+            z.writestr("archive/data/" + key, data)
+    return buf.getvalue()
+def text(s):
+    return b"\x8c" + bytes([len(s)]) + s.encode()
+view = lambda offset, storage: (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + b"QK" + bytes([offset])
+                                + b"K\x02\x85K\x01\x85\x89)tR")
+shared = b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + b"K\x04tq\x01"
+pickle = (b"\x80\x02}q\x00(" + text("fc.bias") + view(0, shared) + text("fc.extra") + view(2, b"h\x01") + b"u"
+          + b")q\x02" + b"h\x02\x86q\x02" * 30 + b"b.")
+out("weights", "shared_and_nested.pth", pth_zip(pickle, {"0": struct.pack("<4f", 0, 1, 2, 3)}))
+# idx: gzipped, and in two gzip members (as `cat a.gz b.gz` writes).
+out("idx", "images.idx.gz", gzip.compress(idx([2, 3, 3], range(18)), mtime=0))
+out("idx", "labels_two_members.idx.gz",
+    gzip.compress(idx([5], [7, 2, 1, 0, 4])[:6], mtime=0) + gzip.compress(idx([5], [7, 2, 1, 0, 4])[6:], mtime=0))
 import torch
 buf = io.BytesIO()
 torch.save({"fc.weight": torch.from_numpy(a), "fc.bias": torch.from_numpy(b)}, buf)

@@ -95,7 +95,9 @@ fn parse_name(path: &Path) -> Option<(String, u64)> {
     Some((actor.to_ascii_lowercase(), digits.parse().ok()?))
 }
 
-/// Every actor's image files in `dir`, in numeric order.
+/// Every actor's image files in `dir`, in numeric order. Entries are only
+/// listed here, never opened: one that is not a regular file (a FIFO, a
+/// device, a folder) is refused by [`read_image`], with its name.
 pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut by_actor: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
@@ -115,13 +117,20 @@ pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
 }
 
 /// Decode one image to `side x side` values per channel, scaled by `scale`.
+/// Only a regular file of at most [`MAX_IMAGE_FILE_BYTES`] is opened, so a
+/// FIFO cannot block the run and `/dev/zero` or a sparse file is not read.
 pub fn read_image(path: &Path, side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::files::read_capped(path, MAX_IMAGE_FILE_BYTES)
+        .map_err(|e| DataError::format(path, format!("the image {e}")))?;
     decode_image(path, &bytes, side, color, scale)
 }
 
 /// The largest width or height an image file may declare.
 pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// The largest image file read: an 8192 x 8192 RGBA image stored without
+/// compression, plus 8 MiB for the container's other chunks. The decoder
+/// refuses anything needing more than 256 MiB anyway.
+pub const MAX_IMAGE_FILE_BYTES: u64 = (MAX_IMAGE_SIDE as u64 * MAX_IMAGE_SIDE as u64 * 4) + (8 << 20);
 
 /// Decode image bytes (`path` only names them in errors); see [`read_image`].
 pub fn decode_image(path: &Path, bytes: &[u8], side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
@@ -316,5 +325,52 @@ mod tests {
         // Up to 20 each: harmon (97 crops) keeps 17, bracco (91) 11, gilpin (58 - 37 - 10) 11.
         assert_eq!(f.validation.len(), 3 * 20 + 17 + 11 + 11);
         assert_eq!(f.train.images.shape()[1], 1024);
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    #[test]
+    fn special_files_in_the_folder_are_refused_by_name_without_opening_them() {
+        let dir = std::env::temp_dir().join(format!("nabla-faces-special-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(4, 4).write_to(&mut png, image::ImageOutputFormat::Png).unwrap();
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("aa{i}.png")), png.get_ref()).unwrap();
+        }
+        let actors = ["aa".to_string()];
+        let spec = SplitSpec { train: 1, train_for: BTreeMap::new(), test: 1, validation: 1, validation_exact: false };
+        // Each is tried alone, on a thread with a deadline: a FIFO opened for
+        // reading would block forever.
+        type Make<'a> = &'a dyn Fn(&Path);
+        let special: [(&str, Make); 4] = [
+            ("FIFO", &|p| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success())),
+            ("device", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap()),
+            ("folder", &|p| std::fs::create_dir(p).unwrap()),
+            ("more than the", &|p| std::fs::File::create(p).unwrap().set_len(MAX_IMAGE_FILE_BYTES + 1).unwrap()),
+        ];
+        for (what, make) in special {
+            let path = dir.join("aa9.png");
+            make(&path);
+            let (d, a, s) = (dir.clone(), actors.clone(), spec.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(load(&d, &a, 4, Color::Gray, 1.0, &s, 0, OnBadImage::Fail).map(drop));
+            });
+            let err = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the load returns").unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("aa9.png: the image is a {what}")) || err.to_string().contains(what),
+                "{err}"
+            );
+            assert!(err.to_string().contains("aa9.png"), "{err}");
+            let f = load(&dir, &actors, 4, Color::Gray, 1.0, &spec, 0, OnBadImage::Skip).unwrap();
+            assert_eq!(f.skipped.len(), 1, "{what}");
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir(&path));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,10 @@
 //! A header is checked against the data that follows before anything large
 //! is allocated: a file that claims 2^31 images but holds 10 is an error
 //! naming both counts, not a 1.6 TB allocation. Gzipped files are detected by
-//! their magic bytes and decompressed while reading; raw files are mapped.
+//! their magic bytes and decompressed while reading (all members, as `cat
+//! a.gz b.gz` makes), stopping one byte past what the header declares; raw
+//! files are mapped. Only a regular file is opened, and no file or header may
+//! ask for more than [`MAX_DATA_BYTES`].
 
 use super::DataError;
 use byteorder::{BigEndian, ReadBytesExt};
@@ -22,17 +25,30 @@ pub struct IdxArray {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UNSIGNED_BYTE: u8 = 0x08;
 
+/// The most data (after the header) an IDX file may declare: five times
+/// MNIST's 47 MB of training images, which as f32 pixels take 1 GiB.
+pub const MAX_DATA_BYTES: usize = 256 << 20;
+/// The largest IDX file opened, gzipped or raw: the data, the longest header
+/// (255 dimensions) and room for gzip's framing of incompressible data.
+pub const MAX_FILE_BYTES: u64 = MAX_DATA_BYTES as u64 + (1 << 20);
+
 /// Read an IDX file (gzipped or raw).
 pub fn read(path: &Path) -> Result<IdxArray, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let (file, _) = crate::files::open_regular(path, MAX_FILE_BYTES)
+        .map_err(|e| DataError::format(path, format!("the IDX file {e}")))?;
     // Safety: the map is read-only and dropped before this function returns;
     // a file truncated meanwhile by another process could fault, which is the
     // usual, accepted caveat of reading through a map.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
-    if map.starts_with(&GZIP_MAGIC) {
-        parse(path, flate2::read::GzDecoder::new(&map[..]))
+    parse_file(path, &map)
+}
+
+/// Parse the bytes of an IDX file, gzipped or raw; `path` names them in errors.
+pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<IdxArray, DataError> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        parse(path, flate2::read::MultiGzDecoder::new(bytes))
     } else {
-        parse(path, &map[..])
+        parse(path, bytes)
     }
 }
 
@@ -58,12 +74,19 @@ pub fn parse(path: &Path, mut r: impl Read) -> Result<IdxArray, DataError> {
     }
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let expected = expected.ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
-    // Read at most one byte more than the header promises, growing the
-    // buffer only as data actually arrives.
+    // Read at most one byte more than the header promises (and never more
+    // than the ceiling allows), growing the buffer only as data arrives: a
+    // lying header costs no more than the bytes actually there.
+    let limit = expected.min(MAX_DATA_BYTES) + 1;
     let mut data = Vec::new();
-    r.take(expected as u64 + 1)
+    r.take(limit as u64)
         .read_to_end(&mut data)
         .map_err(|e| bad(format!("cannot read the data after the header: {e}")))?;
+    if expected > MAX_DATA_BYTES && data.len() > MAX_DATA_BYTES {
+        return Err(bad(format!(
+            "dimensions {dims:?} need {expected} bytes of data, more than the {MAX_DATA_BYTES} an IDX file may hold"
+        )));
+    }
     if data.len() != expected {
         let what = if data.len() < expected { "truncated" } else { "longer than its header says" };
         let found = if data.len() > expected { format!("more than {expected}") } else { data.len().to_string() };
@@ -121,6 +144,69 @@ mod tests {
         assert_eq!(read(&dir.join("a.idx")).unwrap(), read(&dir.join("a.idx.gz")).unwrap());
         let err = read(&dir.join("missing.idx")).unwrap_err().to_string();
         assert!(err.contains("missing.idx"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_multi_member_gzip_file_reads_whole() {
+        // `cat a.gz b.gz`: one stream cut anywhere, in two members.
+        let raw = idx(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+        for cut in 1..raw.len() {
+            let two = [gzip(&raw[..cut]), gzip(&raw[cut..])].concat();
+            assert_eq!(parse_file(Path::new("x.idx.gz"), &two).unwrap().data, vec![1, 2, 3, 4, 5, 6], "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_stream_is_read_no_further_than_its_header_allows() {
+        /// A reader that counts what is taken from it.
+        struct Counted<R>(R, std::rc::Rc<std::cell::Cell<usize>>);
+        impl<R: Read> Read for Counted<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.set(self.1.get() + n);
+                Ok(n)
+            }
+        }
+        // 64 MiB of zeros behind a header that declares 10 bytes, and one
+        // that declares 1.6 TB: read to 11 bytes, and to the ceiling + 1.
+        let lying = gzip(&[idx(&[10], &[]), vec![0; 64 << 20]].concat());
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let err = parse(Path::new("x"), Counted(flate2::read::MultiGzDecoder::new(&lying[..]), taken.clone()));
+        assert!(err.unwrap_err().to_string().contains("longer than its header says"));
+        assert!(taken.get() < 1 << 20, "read {} bytes", taken.get());
+        let huge = idx(&[1 << 31, 28, 28], &[0; 64]);
+        taken.set(0);
+        let endless = std::io::Read::chain(&huge[..], std::io::repeat(0));
+        let err = parse(Path::new("x"), Counted(endless, taken.clone())).unwrap_err().to_string();
+        assert!(err.contains("more than the 268435456 an IDX file may hold"), "{err}");
+        assert!(taken.get() <= MAX_DATA_BYTES + 2 * 4096, "read {} bytes", taken.get());
+        // Short data behind a huge claim is still "truncated", with the count.
+        let err = parse_bytes(&huge).unwrap_err().to_string();
+        assert!(err.contains("truncated") && err.contains("found 64"), "{err}");
+    }
+
+    #[test]
+    fn only_regular_files_within_the_ceiling_are_opened() {
+        let dir = std::env::temp_dir().join(format!("nabla-idx-special-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.idx");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = read(&fifo).unwrap_err().to_string();
+        assert!(err.contains("fifo.idx: the IDX file is a FIFO, not a regular file"), "{err}");
+        let err = read(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(err.contains("is a device"), "{err}");
+        // A sparse file: refused by its size, before a byte is read.
+        let sparse = dir.join("sparse.idx");
+        std::fs::File::create(&sparse).unwrap().set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = read(&sparse).unwrap_err().to_string();
+        assert!(err.contains("more than the"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -18,10 +18,12 @@ pub struct Mnist {
     pub test: Split,
 }
 
-/// `root/name` or `root/name.gz`, whichever exists.
+/// `root/name.gz` or `root/name`, whichever exists. Anything by that name
+/// counts (a FIFO, a folder, a dangling link): reading it then says what is
+/// wrong with it, rather than "not found".
 fn find(root: &Path, name: &str) -> Result<PathBuf, DataError> {
     for candidate in [root.join(format!("{name}.gz")), root.join(name)] {
-        if candidate.is_file() {
+        if candidate.symlink_metadata().is_ok() {
             return Ok(candidate);
         }
     }
@@ -41,6 +43,9 @@ fn read_pair(root: &Path, images: &str, labels: &str) -> Result<Split, DataError
     }
     if lab.dims.len() != 1 {
         return Err(DataError::format(&lpath, format!("expected dimensions [n], found {:?}", lab.dims)));
+    }
+    if img.dims[0] == 0 {
+        return Err(DataError::format(&ipath, "holds no images (dimensions [0, 28, 28])"));
     }
     if img.dims[0] != lab.dims[0] {
         return Err(DataError::format(
@@ -77,6 +82,11 @@ pub fn load(root: &Path) -> Result<Mnist, DataError> {
     }
     let train = read_pair(root, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
     let t10k = read_pair(root, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    if t10k.len() < 2 {
+        // Validation takes the odd indices and test the even ones: both need one.
+        let path = find(root, "t10k-images-idx3-ubyte")?;
+        return Err(DataError::format(path, "holds 1 image; validation and test need at least 2"));
+    }
     let odd: Vec<usize> = (1..t10k.len()).step_by(2).collect();
     let even: Vec<usize> = (0..t10k.len()).step_by(2).collect();
     Ok(Mnist { validation: t10k.select(&odd), test: t10k.select(&even), train })

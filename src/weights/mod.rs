@@ -4,6 +4,11 @@
 //! [`Params`] under the file's own names; strict checking against a model
 //! (missing, unexpected, wrongly shaped tensors, all listed) is the model's
 //! job (`AlexNet::check`, `Params::load_safetensors`).
+//!
+//! Every size a file declares is checked before it is used: the file
+//! against [`MAX_FILE_BYTES`] before it is read, the pickle against its own
+//! limits (`pickle.rs`), and each shape, stride, offset and byte count with
+//! checked arithmetic.
 
 mod pickle;
 mod pth;
@@ -14,9 +19,17 @@ pub use pth::read_pth;
 use crate::nn::Params;
 use std::path::Path;
 
+/// The largest weights file we read, and the most bytes its tensors may
+/// take: torchvision's AlexNet, the largest we use, is 244 MB; 1 GiB leaves
+/// room for a bigger backbone and refuses a sparse or endless file before
+/// any of it is read.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// Read every tensor of a `.pth` or `.safetensors` file (by its contents).
+/// Only a regular file of at most [`MAX_FILE_BYTES`] is opened.
 pub fn read(path: &Path) -> Result<Params, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let bytes = crate::files::read_capped(path, MAX_FILE_BYTES)
+        .map_err(|e| format!("{}: the weights file {e}", path.display()))?;
     parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -36,7 +49,35 @@ pub fn parse(bytes: &[u8]) -> Result<Params, String> {
         if view.dtype() != safetensors::Dtype::F32 {
             return Err(format!("tensor '{name}' is {:?}; only F32 is read", view.dtype()));
         }
+        // The crate checked the shape against the bytes (with checked
+        // arithmetic); check again, as `Tensor::from_vec` multiplies freely.
+        let numel = view.shape().iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(4)) != Some(view.data().len()) {
+            return Err(format!(
+                "tensor '{name}': shape {:?} does not match its {} bytes",
+                view.shape(),
+                view.data().len()
+            ));
+        }
         params.insert(&name, crate::Tensor::from_le_bytes(view.data(), view.shape()).map_err(|e| e.to_string())?);
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_weights_file_is_refused_before_reading_when_it_cannot_be_one() {
+        let dir = std::env::temp_dir().join(format!("nabla-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("w.pth");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = super::read(&fifo).unwrap_err();
+        assert!(err.contains("w.pth: the weights file is a FIFO, not a regular file"), "{err}");
+        let sparse = dir.join("big.pth");
+        std::fs::File::create(&sparse).unwrap().set_len(5 << 29).unwrap();
+        let err = super::read(&sparse).unwrap_err();
+        assert!(err.contains("big.pth: the weights file is 2684354560 bytes, more than the 1073741824"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

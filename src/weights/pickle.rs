@@ -3,36 +3,127 @@
 //! tensors (as references to raw storages), and nothing that runs code.
 //! Any other opcode or callable is an error that names it and its offset.
 //! Reference: CPython's `Lib/pickletools.py`, which documents every opcode.
+//!
+//! A pickle is a program, so a hostile one can ask for far more than its
+//! size suggests. Three limits keep it bounded:
+//! - memo entries are shared (`Rc`), never deep-copied, so a memo lookup costs
+//!   O(1) however large the value, and memory grows with the opcodes run;
+//! - every value, stack slot, mark and memo entry counts against
+//!   [`MAX_NODES`] (a real state dict needs a few per tensor);
+//! - nesting is tracked beside each value (not by walking it) and refused
+//!   past [`MAX_DEPTH`], so dropping, printing or comparing a value recurses
+//!   at most that deep, far inside any thread's stack.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
-/// A value rebuilt from a pickle.
-#[derive(Clone, Debug, PartialEq)]
+/// A value rebuilt from a pickle. Containers and strings are shared, so a
+/// clone is cheap whatever the size.
+/// No `PartialEq`: comparing two values that share parts could take
+/// exponential time; match on them instead.
+#[derive(Clone)]
 pub enum Value {
     None,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
+    Str(Rc<str>),
+    Tuple(Rc<Vec<Value>>),
+    List(Rc<Vec<Value>>),
     /// Insertion-ordered (an OrderedDict or a dict).
-    Dict(Vec<(Value, Value)>),
+    Dict(Rc<Vec<(Value, Value)>>),
     /// `module.name`, before it is called.
-    Global(String, String),
+    Global(Rc<str>, Rc<str>),
     /// A persistent reference to raw data: `('storage', type, key, location, numel)`.
     Storage {
-        dtype: String,
-        key: String,
+        dtype: Rc<str>,
+        key: Rc<str>,
         numel: usize,
     },
     /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`.
     Tensor {
         storage: Box<Value>,
         offset: usize,
-        size: Vec<usize>,
-        stride: Vec<usize>,
+        size: Rc<[usize]>,
+        stride: Rc<[usize]>,
     },
+}
+
+/// Values in error messages are shown up to this many characters: a value
+/// may share its parts many times over, so its full text can be huge.
+const SHOWN_CHARS: usize = 200;
+
+impl Value {
+    /// A short text of the value, cut at about [`SHOWN_CHARS`] characters.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        self.write_short(&mut out);
+        if out.len() > SHOWN_CHARS {
+            let cut = (0..=SHOWN_CHARS).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+            out.truncate(cut);
+            out.push_str("...");
+        }
+        out
+    }
+
+    /// Appends to `out` until it is past the length that will be shown;
+    /// recursion is bounded by [`MAX_DEPTH`].
+    fn write_short(&self, out: &mut String) {
+        if out.len() > SHOWN_CHARS {
+            return;
+        }
+        let short = |s: &str| s.chars().take(SHOWN_CHARS).collect::<String>();
+        let items = |out: &mut String, open: &str, vs: &[Value], close: &str| {
+            out.push_str(open);
+            for (i, v) in vs.iter().enumerate() {
+                if out.len() > SHOWN_CHARS {
+                    break;
+                }
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                v.write_short(out);
+            }
+            out.push_str(close);
+        };
+        match self {
+            Value::None => out.push_str("None"),
+            Value::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+            Value::Int(i) => out.push_str(&i.to_string()),
+            Value::Float(f) => out.push_str(&f.to_string()),
+            Value::Str(s) => out.push_str(&format!("{:?}", short(s))),
+            Value::Tuple(vs) => items(out, "(", vs, ")"),
+            Value::List(vs) => items(out, "[", vs, "]"),
+            Value::Dict(kvs) => {
+                out.push('{');
+                for (i, (k, v)) in kvs.iter().enumerate() {
+                    if out.len() > SHOWN_CHARS {
+                        break;
+                    }
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    k.write_short(out);
+                    out.push_str(": ");
+                    v.write_short(out);
+                }
+                out.push('}');
+            }
+            Value::Global(m, n) => out.push_str(&format!("{}.{}", short(m), short(n))),
+            Value::Storage { dtype, key, numel } => {
+                out.push_str(&format!("storage({}, {:?}, {numel})", short(dtype), short(key)))
+            }
+            Value::Tensor { offset, size, .. } => {
+                out.push_str(&format!("tensor(size {:?}, offset {offset})", &size[..size.len().min(8)]))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 /// A pickle this reader does not accept, and where.
@@ -43,9 +134,23 @@ pub struct PickleError {
     pub message: String,
 }
 
-/// Limits that keep a hostile file from using unbounded memory.
-const MAX_STACK: usize = 1 << 16;
-const MAX_MEMO: usize = 1 << 20;
+/// Values, stack slots, marks and memo entries one pickle may create (about
+/// 64 bytes each). An AlexNet state dict needs a few hundred, ResNet-152's a
+/// few tens of thousands.
+pub const MAX_NODES: usize = 1 << 20;
+/// How deeply values may nest. A state dict nests about 4 deep (dict,
+/// tensor arguments, persistent id); `_metadata` one level more.
+pub const MAX_DEPTH: u32 = 32;
+/// The most dimensions a tensor may have (PyTorch's own limit is 64).
+pub const MAX_RANK: usize = 64;
+
+/// A value on the stack or in the memo, with how deeply it nests (a scalar
+/// is 0, a tuple of scalars 1), so depth is checked in O(1) per opcode.
+#[derive(Clone)]
+struct Item {
+    value: Value,
+    depth: u32,
+}
 
 struct Reader<'a> {
     data: &'a [u8],
@@ -58,8 +163,9 @@ impl Reader<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], PickleError> {
-        if self.data.len() - self.pos < n {
-            return Err(self.err(format!("truncated: {n} bytes needed, {} left", self.data.len() - self.pos)));
+        let left = self.data.len().saturating_sub(self.pos);
+        if left < n {
+            return Err(self.err(format!("truncated: {n} bytes needed, {left} left")));
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -74,30 +180,36 @@ impl Reader<'_> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
-    fn line(&mut self) -> Result<String, PickleError> {
-        let rest = &self.data[self.pos..];
+    fn line(&mut self) -> Result<Rc<str>, PickleError> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
         let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| self.err("unterminated text line"))?;
-        let s = String::from_utf8(rest[..end].to_vec()).map_err(|_| self.err("text line is not UTF-8"))?;
+        let s = std::str::from_utf8(&rest[..end]).map_err(|_| self.err("text line is not UTF-8"))?;
+        let s = Rc::from(s);
         self.pos += end + 1;
         Ok(s)
     }
 
-    fn utf8(&mut self, n: usize) -> Result<String, PickleError> {
-        let bytes = self.take(n)?.to_vec();
-        String::from_utf8(bytes).map_err(|_| self.err("string is not UTF-8"))
+    fn utf8(&mut self, n: usize) -> Result<Rc<str>, PickleError> {
+        let bytes = self.take(n)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(Rc::from(s)),
+            Err(_) => Err(self.err("string is not UTF-8")),
+        }
     }
 }
 
 fn as_usize(v: &Value) -> Option<usize> {
     match v {
-        Value::Int(i) if *i >= 0 => Some(*i as usize),
+        Value::Int(i) => usize::try_from(*i).ok(),
         _ => None,
     }
 }
 
-fn as_usizes(v: &Value) -> Option<Vec<usize>> {
+fn as_usizes(v: &Value) -> Option<Rc<[usize]>> {
     match v {
-        Value::Tuple(items) | Value::List(items) => items.iter().map(as_usize).collect(),
+        Value::Tuple(items) | Value::List(items) if items.len() <= MAX_RANK => {
+            items.iter().map(as_usize).collect::<Option<Vec<usize>>>().map(Rc::from)
+        }
         _ => None,
     }
 }
@@ -105,14 +217,13 @@ fn as_usizes(v: &Value) -> Option<Vec<usize>> {
 /// Call a global: only the few constructors a state dict uses.
 fn call(r: &Reader, f: Value, args: Value) -> Result<Value, PickleError> {
     let Value::Global(module, name) = &f else { return Err(r.err(format!("cannot call {f:?}"))) };
-    let args = match args {
-        Value::Tuple(a) => a,
-        other => return Err(r.err(format!("arguments of {module}.{name} are not a tuple: {other:?}"))),
+    let Value::Tuple(args) = args else {
+        return Err(r.err(format!("arguments of {module}.{name} are not a tuple: {args:?}")));
     };
-    match (module.as_str(), name.as_str()) {
-        ("collections", "OrderedDict") if args.is_empty() => Ok(Value::Dict(Vec::new())),
+    match (&**module, &**name) {
+        ("collections", "OrderedDict") if args.is_empty() => Ok(Value::Dict(Rc::default())),
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") if args.len() >= 4 => {
-            let bad = || r.err(format!("{module}.{name}: unexpected arguments {args:?}"));
+            let bad = || r.err(format!("{module}.{name}: unexpected arguments {:?}", Value::Tuple(args.clone())));
             if !matches!(args[0], Value::Storage { .. }) {
                 return Err(bad());
             }
@@ -131,30 +242,95 @@ pub fn load(data: &[u8]) -> Result<Value, PickleError> {
     load_at(data, 0).map(|(v, _)| v)
 }
 
+/// The machine's state: the stack, the marks into it, the memo, and what has
+/// been spent of [`MAX_NODES`].
+struct Machine {
+    stack: Vec<Item>,
+    marks: Vec<usize>,
+    memo: HashMap<u32, Item>,
+    nodes: usize,
+}
+
+impl Machine {
+    /// Count `n` more nodes against the budget.
+    fn spend(&mut self, r: &Reader, n: usize) -> Result<(), PickleError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(r.err(format!("the pickle builds more than {MAX_NODES} values")));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, r: &Reader, value: Value, depth: u32) -> Result<(), PickleError> {
+        if depth > MAX_DEPTH {
+            return Err(r.err(format!("values nest more than {MAX_DEPTH} deep")));
+        }
+        self.spend(r, 1)?;
+        self.stack.push(Item { value, depth });
+        Ok(())
+    }
+
+    fn scalar(&mut self, r: &Reader, value: Value) -> Result<(), PickleError> {
+        self.push(r, value, 0)
+    }
+
+    fn pop(&mut self, r: &Reader, op: u8) -> Result<Item, PickleError> {
+        self.stack.pop().ok_or_else(|| r.err(format!("opcode 0x{op:02x} on an empty stack")))
+    }
+
+    fn since_mark(&mut self, r: &Reader) -> Result<Vec<Item>, PickleError> {
+        let m = self.marks.pop().ok_or_else(|| r.err("no MARK to close"))?;
+        if m > self.stack.len() {
+            return Err(r.err("MARK beyond the stack"));
+        }
+        Ok(self.stack.split_off(m))
+    }
+
+    /// Push a container of `items`, one level deeper than the deepest.
+    fn push_tuple(&mut self, r: &Reader, items: Vec<Item>) -> Result<(), PickleError> {
+        let depth = items.iter().map(|i| i.depth).max().unwrap_or(0) + 1;
+        self.push(r, Value::Tuple(Rc::new(items.into_iter().map(|i| i.value).collect())), depth)
+    }
+
+    fn memo_put(&mut self, r: &Reader, key: u32) -> Result<(), PickleError> {
+        let top = self.stack.last().cloned().ok_or_else(|| r.err("memo store on an empty stack"))?;
+        self.spend(r, 1)?;
+        self.memo.insert(key, top);
+        Ok(())
+    }
+
+    /// The list or dict on top of the stack, to add `added` (at most
+    /// `depth` deep) to; copied first only if the memo shares it.
+    fn top_container(&mut self, r: &Reader, what: &str, depth: u32) -> Result<&mut Value, PickleError> {
+        let new_depth = depth + 1;
+        if new_depth > MAX_DEPTH {
+            return Err(r.err(format!("values nest more than {MAX_DEPTH} deep")));
+        }
+        let shared_len = match self.stack.last() {
+            Some(Item { value: Value::List(l), .. }) if Rc::strong_count(l) > 1 => l.len(),
+            Some(Item { value: Value::Dict(d), .. }) if Rc::strong_count(d) > 1 => 2 * d.len(),
+            Some(Item { value: Value::List(_) | Value::Dict(_), .. }) => 0,
+            _ => return Err(r.err(format!("{what} on something that is not a list or dict"))),
+        };
+        // Copy-on-write copies the container's slots (not their contents).
+        self.spend(r, shared_len)?;
+        let top = self.stack.last_mut().expect("checked above");
+        top.depth = top.depth.max(new_depth);
+        Ok(&mut top.value)
+    }
+}
+
 /// Rebuild the pickle that starts at `start` in `data` (files may hold
 /// several one after another); returns it and where it ends.
 pub fn load_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError> {
     let mut r = Reader { data, pos: start };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut marks: Vec<usize> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
+    if start > data.len() {
+        return Err(r.err("starts past the end of the file"));
+    }
+    let mut m = Machine { stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), nodes: 0 };
     loop {
-        if stack.len() > MAX_STACK || memo.len() > MAX_MEMO {
-            return Err(r.err("pickle too deep or too large"));
-        }
         let at = r.pos;
         let op = r.u8()?;
-        let pop = |stack: &mut Vec<Value>, r: &Reader| {
-            stack.pop().ok_or_else(|| r.err(format!("opcode 0x{op:02x} on an empty stack")))
-        };
-        let since_mark =
-            |stack: &mut Vec<Value>, marks: &mut Vec<usize>, r: &Reader| -> Result<Vec<Value>, PickleError> {
-                let m = marks.pop().ok_or_else(|| r.err("no MARK to close"))?;
-                if m > stack.len() {
-                    return Err(r.err("MARK beyond the stack"));
-                }
-                Ok(stack.split_off(m))
-            };
         match op {
             0x80 => {
                 r.u8()?; // PROTO n
@@ -162,17 +338,30 @@ pub fn load_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError>
             0x95 => {
                 r.take(8)?; // FRAME: a length hint
             }
-            b'.' => return Ok((pop(&mut stack, &r)?, r.pos)), // STOP
-            b'(' => marks.push(stack.len()),                  // MARK
-            b'}' => stack.push(Value::Dict(Vec::new())),
-            b']' => stack.push(Value::List(Vec::new())),
-            b')' => stack.push(Value::Tuple(Vec::new())),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'K' => stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => stack.push(Value::Int(u16::from_le_bytes(r.take(2)?.try_into().expect("2")) as i64)),
-            b'J' => stack.push(Value::Int(r.u32()? as i32 as i64)),
+            b'.' => return Ok((m.pop(&r, op)?.value, r.pos)), // STOP
+            b'(' => {
+                // MARK
+                m.spend(&r, 1)?;
+                m.marks.push(m.stack.len());
+            }
+            b'}' => m.push(&r, Value::Dict(Rc::default()), 1)?,
+            b']' => m.push(&r, Value::List(Rc::default()), 1)?,
+            b')' => m.push(&r, Value::Tuple(Rc::default()), 1)?,
+            b'N' => m.scalar(&r, Value::None)?,
+            0x88 => m.scalar(&r, Value::Bool(true))?,
+            0x89 => m.scalar(&r, Value::Bool(false))?,
+            b'K' => {
+                let v = r.u8()?;
+                m.scalar(&r, Value::Int(v as i64))?
+            }
+            b'M' => {
+                let v = u16::from_le_bytes(r.take(2)?.try_into().expect("2"));
+                m.scalar(&r, Value::Int(v as i64))?
+            }
+            b'J' => {
+                let v = r.u32()? as i32;
+                m.scalar(&r, Value::Int(v as i64))?
+            }
             0x8a => {
                 // LONG1: little-endian two's complement of n bytes.
                 let n = r.u8()? as usize;
@@ -187,132 +376,226 @@ pub fn load_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError>
                 if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
                     v -= 1i64 << (8 * n);
                 }
-                stack.push(Value::Int(v));
+                m.scalar(&r, Value::Int(v))?;
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().expect("8")))),
-            b'X' => {
-                let n = r.u32()? as usize;
+            b'G' => {
+                let v = f64::from_be_bytes(r.take(8)?.try_into().expect("8"));
+                m.scalar(&r, Value::Float(v))?
+            }
+            b'X' | 0x8c => {
+                let n = if op == b'X' { r.u32()? as usize } else { r.u8()? as usize };
                 let s = r.utf8(n)?;
-                stack.push(Value::Str(s));
+                m.scalar(&r, Value::Str(s))?;
             }
-            0x8c => {
-                let n = r.u8()? as usize;
-                let s = r.utf8(n)?;
-                stack.push(Value::Str(s));
-            }
-            b'U' => {
-                let n = r.u8()? as usize;
-                let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                stack.push(Value::Str(s));
-            }
-            b'T' => {
-                let n = r.u32()? as usize;
-                let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                stack.push(Value::Str(s));
+            b'U' | b'T' => {
+                // SHORT_BINSTRING, BINSTRING: Python 2 byte strings.
+                let n = if op == b'U' { r.u8()? as usize } else { r.u32()? as usize };
+                let s = Rc::from(String::from_utf8_lossy(r.take(n)?));
+                m.scalar(&r, Value::Str(s))?;
             }
             b'c' => {
                 let module = r.line()?;
                 let name = r.line()?;
-                stack.push(Value::Global(module, name));
+                m.scalar(&r, Value::Global(module, name))?;
             }
             0x93 => {
                 // STACK_GLOBAL
-                let name = pop(&mut stack, &r)?;
-                let module = pop(&mut stack, &r)?;
+                let name = m.pop(&r, op)?.value;
+                let module = m.pop(&r, op)?.value;
                 match (module, name) {
-                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(m, n)),
+                    (Value::Str(a), Value::Str(b)) => m.scalar(&r, Value::Global(a, b))?,
                     _ => return Err(r.err("STACK_GLOBAL needs two strings")),
                 }
             }
             b'q' => {
                 let k = r.u8()? as u32;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| r.err("BINPUT on an empty stack"))?);
+                m.memo_put(&r, k)?;
             }
             b'r' => {
                 let k = r.u32()?;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| r.err("LONG_BINPUT on an empty stack"))?);
+                m.memo_put(&r, k)?;
             }
             0x94 => {
-                let k = memo.len() as u32;
-                memo.insert(k, stack.last().cloned().ok_or_else(|| r.err("MEMOIZE on an empty stack"))?);
+                let k = u32::try_from(m.memo.len()).map_err(|_| r.err("memo full"))?;
+                m.memo_put(&r, k)?;
             }
             b'h' | b'j' => {
                 let k = if op == b'h' { r.u8()? as u32 } else { r.u32()? };
-                stack.push(memo.get(&k).cloned().ok_or_else(|| r.err(format!("memo {k} was never stored")))?);
+                // Shared, not copied: O(1) however large the value.
+                let item = m.memo.get(&k).cloned().ok_or_else(|| r.err(format!("memo {k} was never stored")))?;
+                m.push(&r, item.value, item.depth)?;
             }
             b't' => {
-                let items = since_mark(&mut stack, &mut marks, &r)?;
-                stack.push(Value::Tuple(items));
+                let items = m.since_mark(&r)?;
+                m.push_tuple(&r, items)?;
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
-                if stack.len() < n {
+                if m.stack.len() < n {
                     return Err(r.err("TUPLEn on a short stack"));
                 }
-                let items = stack.split_off(stack.len() - n);
-                stack.push(Value::Tuple(items));
+                let items = m.stack.split_off(m.stack.len() - n);
+                m.push_tuple(&r, items)?;
             }
-            b'a' => {
-                let v = pop(&mut stack, &r)?;
-                match stack.last_mut() {
-                    Some(Value::List(l)) => l.push(v),
+            b'a' | b'e' => {
+                // APPEND one value, APPENDS all since the mark.
+                let items = if op == b'a' { vec![m.pop(&r, op)?] } else { m.since_mark(&r)? };
+                let depth = items.iter().map(|i| i.depth).max().unwrap_or(0);
+                match m.top_container(&r, "APPEND", depth)? {
+                    Value::List(l) => Rc::make_mut(l).extend(items.into_iter().map(|i| i.value)),
                     _ => return Err(r.err("APPEND to a non-list")),
                 }
             }
-            b'e' => {
-                let items = since_mark(&mut stack, &mut marks, &r)?;
-                match stack.last_mut() {
-                    Some(Value::List(l)) => l.extend(items),
-                    _ => return Err(r.err("APPENDS to a non-list")),
-                }
-            }
-            b's' => {
-                let v = pop(&mut stack, &r)?;
-                let k = pop(&mut stack, &r)?;
-                match stack.last_mut() {
-                    Some(Value::Dict(d)) => d.push((k, v)),
-                    _ => return Err(r.err("SETITEM on a non-dict")),
-                }
-            }
-            b'u' => {
-                let items = since_mark(&mut stack, &mut marks, &r)?;
+            b's' | b'u' => {
+                // SETITEM one pair, SETITEMS all pairs since the mark.
+                let items = if op == b's' {
+                    let v = m.pop(&r, op)?;
+                    let k = m.pop(&r, op)?;
+                    vec![k, v]
+                } else {
+                    m.since_mark(&r)?
+                };
                 if items.len() % 2 != 0 {
                     return Err(r.err("SETITEMS with an odd number of items"));
                 }
-                let mut it = items.into_iter();
-                let d = match stack.last_mut() {
-                    Some(Value::Dict(d)) => d,
-                    _ => return Err(r.err("SETITEMS on a non-dict")),
+                let depth = items.iter().map(|i| i.depth).max().unwrap_or(0);
+                let Value::Dict(d) = m.top_container(&r, "SETITEM", depth)? else {
+                    return Err(r.err("SETITEM on a non-dict"));
                 };
+                let d = Rc::make_mut(d);
+                let mut it = items.into_iter().map(|i| i.value);
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     d.push((k, v));
                 }
             }
             b'R' => {
-                let args = pop(&mut stack, &r)?;
-                let f = pop(&mut stack, &r)?;
-                let v = call(&r, f, args)?;
-                stack.push(v);
+                let args = m.pop(&r, op)?;
+                let f = m.pop(&r, op)?;
+                let v = call(&r, f.value, args.value)?;
+                // A tensor keeps its sizes flat; a parameter is at most as
+                // deep as its arguments.
+                let depth = if matches!(v, Value::Tensor { .. } | Value::Dict(_)) { 1 } else { args.depth };
+                m.push(&r, v, depth)?;
             }
             b'b' => {
                 // BUILD: set an object's state (a state dict's `_metadata`): ignored.
-                pop(&mut stack, &r)?;
+                m.pop(&r, op)?;
             }
             b'Q' => {
-                let pid = pop(&mut stack, &r)?;
+                let pid = m.pop(&r, op)?.value;
                 let bad = || r.err(format!("unexpected persistent id {pid:?}"));
                 let Value::Tuple(items) = &pid else { return Err(bad()) };
                 match items.as_slice() {
                     [Value::Str(tag), Value::Global(_, dtype), Value::Str(key), _location, numel, ..]
-                        if tag == "storage" =>
+                        if &**tag == "storage" =>
                     {
                         let numel = as_usize(numel).ok_or_else(bad)?;
-                        stack.push(Value::Storage { dtype: dtype.clone(), key: key.clone(), numel });
+                        let storage = Value::Storage { dtype: dtype.clone(), key: key.clone(), numel };
+                        m.scalar(&r, storage)?;
                     }
                     _ => return Err(bad()),
                 }
             }
             _ => return Err(PickleError { offset: at, message: format!("unsupported opcode 0x{op:02x}") }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `f` on a thread with the 2 MiB stack of a pool thread.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().expect("no stack overflow")
+    }
+
+    #[test]
+    fn memo_lookups_share_instead_of_copying() {
+        // A tuple of 1000 ints in memo 0, then a list of 100 000 lookups of
+        // it: copied, that is 10^8 values (3 GB); shared, 100 000.
+        let mut p = b"\x80\x02(".to_vec();
+        p.extend(std::iter::repeat_n(*b"K\x07", 1000).flatten());
+        p.extend_from_slice(b"tq\x00](");
+        p.extend(std::iter::repeat_n(*b"h\x00", 100_000).flatten());
+        p.extend_from_slice(b"e.");
+        let Value::List(items) = load(&p).unwrap() else { panic!("not a list") };
+        assert_eq!(items.len(), 100_000);
+        let (Value::Tuple(first), Value::Tuple(last)) = (&items[0], &items[99_999]) else { panic!("not tuples") };
+        assert!(Rc::ptr_eq(first, last) && first.len() == 1000);
+    }
+
+    #[test]
+    fn a_doubling_memo_bomb_is_refused_quickly() {
+        // t = (t, t), 200 times: 2^200 values if expanded.
+        let mut p = b"\x80\x02)q\x00".to_vec();
+        p.extend(std::iter::repeat_n(*b"h\x00h\x00\x86q\x00", 200).flatten());
+        p.push(b'.');
+        let err = load(&p).unwrap_err();
+        assert!(err.message.contains("nest more than 32 deep"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_on_a_small_stack() {
+        let repeat = |head: &[u8], body: &[u8], n: usize, tail: &[u8]| {
+            let mut p = head.to_vec();
+            p.extend(std::iter::repeat_n(body, n).flatten());
+            p.extend_from_slice(tail);
+            p
+        };
+        // 1M nested tuples (2 MB), nested lists, dicts nested through their keys.
+        let tuples = repeat(b"\x80\x02)", b"\x85", 1_000_000, b".");
+        let lists = repeat(b"\x80\x02", b"]", 100_000, &[b'a'; 99_999]);
+        let keys = repeat(b"\x80\x02)q\x00", b"}h\x00Nsq\x00", 100_000, b".");
+        for (what, p) in [("tuples", tuples), ("lists", lists), ("keys", keys)] {
+            let err = on_small_stack(move || load(&p).map(drop).unwrap_err());
+            assert!(err.message.contains("nest more than"), "{what}: {err}");
+        }
+        // Within the limit, a nested value is read, and dropped, on that stack.
+        let ok = repeat(b"\x80\x02)", b"\x85", MAX_DEPTH as usize - 1, b".");
+        assert!(on_small_stack(move || load(&ok).is_ok()));
+    }
+
+    #[test]
+    fn values_marks_and_copies_count_against_the_budget() {
+        let many = |body: &[u8], n: usize| {
+            let mut p = b"\x80\x02".to_vec();
+            p.extend(std::iter::repeat_n(body, n).flatten());
+            p
+        };
+        // Values on the stack, marks, memo entries: each 2^20 + 1.
+        for body in [b"N".as_slice(), b"(", b"Nq\x00"] {
+            let err = load(&many(body, MAX_NODES + 1)).unwrap_err();
+            assert!(err.message.contains("builds more than"), "{err}");
+        }
+        // A memoized list appended to after each store is copied each time:
+        // n copies of a list growing to n, n^2 / 2 slots.
+        let mut p = b"\x80\x02]".to_vec();
+        p.extend(std::iter::repeat_n(*b"q\x00Na", 5000).flatten());
+        let err = load(&p).unwrap_err();
+        assert!(err.message.contains("builds more than"), "{err}");
+    }
+
+    #[test]
+    fn errors_show_a_short_text_of_a_huge_value() {
+        // A shared 2^30-value tuple called with another as its arguments.
+        let mut p = b"\x80\x02)q\x00".to_vec();
+        p.extend(std::iter::repeat_n(*b"h\x00h\x00\x86q\x00", 30).flatten());
+        p.extend_from_slice(b"R.");
+        let err = load(&p).unwrap_err();
+        assert!(err.message.starts_with("cannot call ((((") && err.message.len() < 3 * SHOWN_CHARS, "{err}");
+        let shared = {
+            let mut v = Value::Tuple(Rc::default());
+            for _ in 0..30 {
+                v = Value::Tuple(Rc::new(vec![v.clone(), v]));
+            }
+            v
+        };
+        assert!(shared.describe().len() <= SHOWN_CHARS + 3);
+        // Start past the end, cut anywhere: errors, never panics.
+        assert!(load_at(b".", 5).is_err());
+        for cut in 0..p.len() {
+            let _ = load(&p[..cut]);
         }
     }
 }
