@@ -53,7 +53,10 @@ pub fn open_regular(path: &Path, limit: u64) -> Result<(std::fs::File, u64), Rea
     if meta.len() > limit {
         return Err(ReadError::TooLarge { size: meta.len(), limit });
     }
-    let file = std::fs::File::open(path)?;
+    // Non-blocking, so a FIFO swapped in since the first look cannot hang the
+    // open; it has no effect on reading a regular file.
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     // The path may have been swapped between the two looks; ask the open file.
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {

@@ -32,6 +32,34 @@ struct LoopState {
     curve: Vec<(usize, f64, f64, f64, f64)>,
 }
 
+impl LoopState {
+    /// Whether this state, read back from a checkpoint, can be a point of a
+    /// run of `epochs` epochs of `batches` mini-batches over `n` examples.
+    fn fits(&self, epochs: usize, batches: usize, n: usize) -> Result<(), String> {
+        if !(1..=epochs).contains(&self.epoch) || !(1..=batches).contains(&self.next_batch) {
+            return Err(format!(
+                "epoch {}, batch {} is not within epochs 1..={epochs}, batches 1..={batches}",
+                self.epoch, self.next_batch
+            ));
+        }
+        crate::pipeline::checkpoint::check_permutation(&self.order, n)?;
+        if !(self.loss_sum.is_finite() && self.loss_sum >= 0.0) {
+            return Err(format!("loss_sum {} is not a sum of losses", self.loss_sum));
+        }
+        let fraction = |v: f64| (0.0..=1.0).contains(&v);
+        let done = self.curve.len() + 1 == self.epoch
+            && self
+                .curve
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.0 == i + 1 && p.1.is_finite() && fraction(p.2) && fraction(p.3) && fraction(p.4));
+        if !done {
+            return Err(format!("the curve does not hold the {} epochs before epoch {}", self.epoch - 1, self.epoch));
+        }
+        Ok(())
+    }
+}
+
 fn accuracy(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<f64> {
     let width = split.images.shape()[1];
     let mut right = 0;
@@ -73,7 +101,9 @@ pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
     let settings = (settings, ctx.pipeline().seed);
     let (mut first_epoch, mut first_batch, mut loss_sum) = (1, 0, 0.0);
     let ck = &ctx.checkpoints;
-    if let Some(s) = ck.load::<LoopState>("finetune", &settings).map_err(|e| ctx.err("finetune", e))? {
+    let (n, batches) = (data.train.len(), data.train.len().div_ceil(f.batch_size));
+    let fits = |l: &LoopState| l.fits(f.epochs, batches, n);
+    if let Some(s) = ck.load_checked("finetune", &settings, Some(&params), fits).map_err(|e| ctx.err("finetune", e))? {
         params = s.params;
         opt.restore(s.optim).map_err(fail)?;
         let l = s.looped;
@@ -81,7 +111,6 @@ pub(crate) fn run(ctx: &mut Ctx, f: &Finetune) -> Result<(), RunError> {
         (first_epoch, first_batch, loss_sum) = (l.epoch, l.next_batch, l.loss_sum);
         eprintln!("finetune: resuming from the checkpoint at epoch {first_epoch}, batch {first_batch}");
     }
-    let batches = order.len().div_ceil(f.batch_size);
     for epoch in first_epoch..=f.epochs {
         // A resumed epoch keeps the order its shuffle made.
         let resumed = epoch == first_epoch && first_batch > 0;

@@ -54,6 +54,30 @@ struct RunId<'a> {
     settings: &'a Pipeline,
 }
 
+impl LoopState {
+    /// Whether this state, read back from a checkpoint, can be a point of a
+    /// run of `total` steps on `n` training examples.
+    fn fits(&self, total: usize, n: usize) -> Result<(), String> {
+        if !(1..=total).contains(&self.iteration) {
+            return Err(format!("iteration {} is not within 1..={total}", self.iteration));
+        }
+        crate::pipeline::checkpoint::check_permutation(&self.order, n)?;
+        if self.cursor > n {
+            return Err(format!("cursor {} is past the {n} training examples", self.cursor));
+        }
+        let steps: Vec<usize> = self.curve.iter().map(|p| p.iteration).collect();
+        if steps.first() != Some(&0) || steps.windows(2).any(|w| w[0] >= w[1]) || steps.last() > Some(&self.iteration) {
+            return Err(format!("the curve's iterations {steps:?} do not run from 0 up to {}", self.iteration));
+        }
+        let fraction = |v: f64| (0.0..=1.0).contains(&v);
+        if let Some(p) = self.curve.iter().find(|p| !(fraction(p.train) && fraction(p.validation) && fraction(p.test)))
+        {
+            return Err(format!("the curve's accuracies at iteration {} are not fractions", p.iteration));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn accuracy(net: &Mlp, params: &Params, split: &Split) -> crate::Result<f64> {
     let logits = net.forward(&Tape::inference(), params, &Var::constant(split.images.clone()))?;
     let pred = logits.value().argmax_axis(1)?;
@@ -138,7 +162,9 @@ fn train_loop(
             .collect()
     };
     let ck = &ctx.checkpoints;
-    let saved = ck.load::<LoopState>(label, run.settings).map_err(|e| ctx.err("train", e))?;
+    let saved = ck
+        .load_checked(label, run.settings, Some(params), |l: &LoopState| l.fits(total, data.train.len()))
+        .map_err(|e| ctx.err("train", e))?;
     let (mut curve, first) = match saved {
         Some(s) => {
             *params = s.params;
