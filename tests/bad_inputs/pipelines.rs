@@ -228,7 +228,7 @@ fn values_that_parse_but_mean_nothing() {
     case.write("mnist/t10k-images-idx3-ubyte", one(&[1, 28, 28], 784))
         .write("mnist/t10k-labels-idx1-ubyte", one(&[1], 1))
         .pipeline(MNIST)
-        .fails(&[], "bad.toml", &["validation split holds no examples"]);
+        .fails(&[], "t10k-images-idx3-ubyte", &["holds 1 image", "validation and test need at least 2"]);
 }
 
 #[test]
