@@ -168,10 +168,11 @@ pub fn from_table(table: &toml::Table) -> Result<Pipeline, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A small valid file, shared with the other pipeline tests.
+    pub(crate) const GOOD: &str = r#"
 version = 1
 name = "t"
 [data]

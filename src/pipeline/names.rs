@@ -227,18 +227,7 @@ fn check_labels(p: &Pipeline) -> Result<(), NameError> {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-version = 1
-name = "t"
-[data]
-dataset = "mnist"
-[model]
-kind = "linear"
-[train]
-optimizer = "sgd"
-lr = 1e-4
-iterations = 10
-"#;
+    use crate::pipeline::load::tests::GOOD as BASE;
 
     fn pipeline(extra: &str, train: &str) -> Pipeline {
         let text = BASE.replace("iterations = 10", &format!("iterations = 10\n{train}"));
