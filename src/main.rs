@@ -201,6 +201,9 @@ fn main() -> ExitCode {
                 match pipeline::load(f, &args.sets).and_then(|l| pipeline::check_paths(&l).map(|()| l)) {
                     Ok(l) => {
                         println!("{}: ok ({})", f.display(), l.pipeline.name);
+                        if let Some(table) = pipeline::network_table(&l) {
+                            println!("\n{table}");
+                        }
                         good.push(l);
                     }
                     Err(e) => {

@@ -88,6 +88,11 @@ impl Dataset {
     pub fn classes(&self) -> usize {
         self.class_names.len()
     }
+
+    /// One example's shape, `[channels, side, side]` (rows hold it flat).
+    pub fn example_shape(&self) -> Vec<usize> {
+        vec![self.channels, self.side, self.side]
+    }
 }
 
 /// A data file that could not be used, with the file and the reason.

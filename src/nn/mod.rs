@@ -6,11 +6,16 @@
 pub mod alexnet;
 pub mod chain;
 mod init;
+pub mod layer;
 mod linear;
 mod mlp;
 mod params;
+pub mod presets;
+pub mod sequential;
 
 pub use init::Init;
+pub use layer::{Layer, Window2d};
 pub use linear::Linear;
 pub use mlp::{Activation, Mlp};
 pub use params::Params;
+pub use sequential::{LayerSpec, Sequential};

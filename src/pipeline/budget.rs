@@ -78,10 +78,18 @@ pub(crate) fn check(p: &Pipeline) -> Result<(), String> {
     Ok(())
 }
 
-/// Widths of the layers the `[model]` section declares for `shape`.
-fn widths(p: &Pipeline, shape: &DataShape) -> Vec<f64> {
-    let hidden = p.model.as_ref().map_or(&[][..], |m| &m.hidden[..]);
-    std::iter::once(shape.inputs).chain(hidden.iter().copied()).chain([shape.classes]).map(|w| w as f64).collect()
+/// The network's size per example: parameters, activations (every layer's
+/// output), widest activation and forward FLOPs; zeros when the `[model]`
+/// does not build (validation has said why already).
+fn network_size(m: &super::schema::Model, shape: &DataShape) -> (f64, f64, f64, f64) {
+    let Ok(net) = super::model::build(m, &shape.example, shape.classes) else {
+        return (0.0, 0.0, 0.0, 0.0);
+    };
+    let size = |s: &[usize]| s.iter().map(|&d| d as f64).product::<f64>();
+    let units: f64 = net.nodes.iter().map(|n| size(&n.output)).sum();
+    let widest = net.nodes.iter().map(|n| size(&n.output)).fold(shape.inputs as f64, f64::max);
+    let flops: f64 = net.nodes.iter().map(|n| n.layer.flops(&n.input, &n.output)).sum();
+    (net.param_count() as f64, units, widest, flops)
 }
 
 /// Memory terms (each held at once, so the largest decides) and work terms
@@ -102,31 +110,44 @@ fn estimate(p: &Pipeline) -> (Vec<Term>, Vec<Term>) {
         });
     }
 
-    if let (Some(_), Some(t)) = (&p.model, &p.train) {
-        let w = widths(p, &shape);
-        let macs: f64 = w.windows(2).map(|l| l[0] * l[1]).sum();
-        let units: f64 = w.iter().sum();
-        let params = macs + w[1..].iter().sum::<f64>();
+    if let (Some(m), Some(t)) = (&p.model, &p.train) {
+        let (params, units, widest, flops) = network_size(m, &shape);
+        let macs = flops / 2.0;
+        let key = if m.kind == super::schema::ModelKind::Sequential { "model.layers" } else { "model.hidden" };
         // Weights, gradients, two Adam moments, the initial copy and the saved one.
-        memory.push(Term { key: "model.hidden", what: format!("{params:.3e} parameters"), amount: params * 4.0 * 6.0 });
-        // Accuracy runs a whole split through the network at once.
+        memory.push(Term { key, what: format!("{params:.3e} parameters"), amount: params * 4.0 * 6.0 });
+        // Accuracy runs a split through the network in pieces of at most
+        // 2^26 values of its widest layer.
         let split = shape.train.max(shape.validation).max(shape.test) as f64;
+        let rows = split.min((f64::from(1u32 << 26) / widest.max(1.0)).max(1.0));
         memory.push(Term {
-            key: "model.hidden",
-            what: format!("the activations of {split} examples through layers of {units} units"),
-            amount: split * units * 4.0 * 3.0,
+            key,
+            what: format!("the activations of {rows} examples through layers of {units} values"),
+            amount: rows * units * 4.0 * 3.0,
         });
-        let steps = t.total_steps().unwrap_or(usize::MAX) as f64;
-        let batch = if t.epochs > 0 {
+        let steps = t.total_steps(shape.train).unwrap_or(usize::MAX) as f64;
+        let batch = if t.epochs > 0 && t.batch_size > 0 {
+            t.batch_size as f64
+        } else if t.epochs > 0 {
             (train / t.batches_per_epoch.max(1) as f64).ceil()
         } else if t.batch_size == 0 {
             train
         } else {
             t.batch_size as f64
         };
-        let evals =
-            if t.epochs > 0 { steps / t.steps_per_batch.max(1) as f64 } else { steps / t.eval_every.max(1) as f64 }
-                + 1.0;
+        let evals = if t.epochs > 0 && t.batch_size > 0 {
+            t.epochs as f64
+        } else if t.epochs > 0 {
+            steps / t.steps_per_batch.max(1) as f64
+        } else {
+            steps / t.eval_every.max(1) as f64
+        } + 1.0;
+        // A training step's activations and their gradients.
+        memory.push(Term {
+            key: "train.batch_size",
+            what: format!("a step's activations of {batch} examples through layers of {units} values"),
+            amount: batch * units * 4.0 * 3.0,
+        });
         let runs = p.crossval.as_ref().map_or(1, |c| c.seeds.len()) as f64
             * (1 + p.trials.len() + p.sweep.as_ref().map_or(0, |s| s.values.len())) as f64;
         let key = if t.epochs > 0 { "train.epochs" } else { "train.iterations" };

@@ -9,6 +9,7 @@
 mod budget;
 pub mod checkpoint;
 pub mod load;
+mod model;
 pub mod names;
 pub mod output;
 mod report;
@@ -19,6 +20,7 @@ pub mod stages;
 mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
+pub use model::network_table;
 pub use report::Report;
 pub use run::{default_out, run, RunError, RunOptions};
 pub use stages::scaling;

@@ -248,7 +248,8 @@ impl Default for SplitCounts {
 #[serde(deny_unknown_fields)]
 pub struct Model {
     /// "linear": softmax regression, inputs -> classes (the report's part 2);
-    /// "mlp": hidden layers between them.
+    /// "mlp": hidden layers between them; "alexnet": torchvision's AlexNet
+    /// (3 x 227 x 227 images); "sequential": the layers of `layers`.
     pub kind: ModelKind,
     /// Widths of the hidden layers ("mlp" only), e.g. [25].
     #[serde(default)]
@@ -256,6 +257,9 @@ pub struct Model {
     /// Activation between layers ("mlp" only): "relu", "tanh" or "sigmoid".
     #[serde(default = "default_activation")]
     pub activation: ActivationName,
+    /// The layers, in order ("sequential" only): `[[model.layers]]` tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerFields>,
     /// How weights start.
     #[serde(default = "default_init")]
     pub weight_init: InitSpec,
@@ -271,6 +275,54 @@ pub struct Model {
 pub enum ModelKind {
     Linear,
     Mlp,
+    Alexnet,
+    Sequential,
+}
+
+/// One layer of `[[model.layers]]`: a `type` and the fields that type takes
+/// (any other field is an error). The input shape comes from the data (MNIST
+/// [1, 28, 28], faces [channels, size, size], a backbone's output); shapes are
+/// inferred when the file is checked. Parameters are named as
+/// torch.nn.Sequential names them: `layers.<index>.weight` (index from 0).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayerFields {
+    /// "conv2d", "max_pool2d", "avg_pool2d", "relu", "tanh", "sigmoid",
+    /// "dropout", "flatten" or "linear".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The layer's parameter prefix instead of `layers.<index>` (dotted words
+    /// of letters, digits and '_'), e.g. "conv1" for `conv1.weight`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// conv2d: output channels; linear: output features (required for both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<usize>,
+    /// conv2d and pooling: side of the square window (required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<usize>,
+    /// conv2d (default 1) and pooling (default: the kernel): window step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// conv2d and pooling: zeros added on each side (default 0; pooling at
+    /// most half the kernel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padding: Option<usize>,
+    /// conv2d: channel groups, dividing input and output channels (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<usize>,
+    /// conv2d and linear: add a bias (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias: Option<bool>,
+    /// dropout: probability of zeroing each value while training, in [0, 1) (required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<f32>,
+    /// conv2d and linear: how this layer's weight starts (default: model.weight_init).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_init: Option<InitSpec>,
+    /// conv2d and linear: how this layer's bias starts (default: model.bias_init).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_init: Option<InitSpec>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -461,7 +513,9 @@ pub struct Train {
     /// Steps on each mini-batch (with `epochs`).
     #[serde(default = "one")]
     pub steps_per_batch: usize,
-    /// Examples per step (0 = the whole training set every step).
+    /// Examples per step (0 = the whole training set every step). With
+    /// `epochs`: each epoch is shuffled mini-batches of this size (the last
+    /// one smaller), accuracies measured after each epoch.
     #[serde(default)]
     pub batch_size: usize,
     /// "sum" (the report's cost for MNIST) or "mean" over the batch.
@@ -486,9 +540,12 @@ pub struct Train {
 }
 
 impl Train {
-    /// Optimiser steps in all, or `None` if the product overflows.
-    pub fn total_steps(&self) -> Option<usize> {
-        if self.epochs > 0 {
+    /// Optimiser steps in all for `train` training examples, or `None` if
+    /// the product overflows.
+    pub fn total_steps(&self, train: usize) -> Option<usize> {
+        if self.epochs > 0 && self.batch_size > 0 {
+            self.epochs.checked_mul(train.div_ceil(self.batch_size))
+        } else if self.epochs > 0 {
             self.epochs.checked_mul(self.batches_per_epoch)?.checked_mul(self.steps_per_batch)
         } else {
             Some(self.iterations)

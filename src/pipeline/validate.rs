@@ -3,8 +3,9 @@
 //! once and checks it here, with no recursion. Every message names the key,
 //! and where the value came from: a line of the file or a `--set`.
 
+use super::model::{build, init_ok};
 use super::names::file_name;
-use super::schema::{Dataset, InitSpec, ModelKind, Pipeline};
+use super::schema::{Dataset, ModelKind, Pipeline};
 
 /// Where values came from, for messages.
 pub(crate) struct Source<'a> {
@@ -61,6 +62,9 @@ pub(crate) struct DataShape {
     pub test: usize,
     /// Pixels per image before a backbone (channels x side x side).
     pub pixels: usize,
+    /// One example's shape as the model gets it: `[channels, side, side]`,
+    /// or the backbone's output.
+    pub example: Vec<usize>,
 }
 
 /// The widest MNIST can be: 60000 training images, 10000 test images split in two.
@@ -68,21 +72,23 @@ const MNIST_TRAIN: usize = 60000;
 
 pub(crate) fn data_shape(p: &Pipeline) -> DataShape {
     let d = &p.data;
-    let (pixels, classes, train, validation, test) = match d.dataset {
+    let (image, classes, train, validation, test) = match d.dataset {
         Dataset::Mnist => {
             let train = if d.train_limit > 0 { d.train_limit.min(MNIST_TRAIN) } else { MNIST_TRAIN };
-            (784, 10, train, 5000, 5000)
+            ([1, 28, 28], 10, train, 5000, 5000)
         }
         Dataset::Faces => {
             let channels = if d.color == super::schema::ColorName::Rgb { 3 } else { 1 };
             let train = d.actors.iter().map(|a| *d.split.train_for.get(a).unwrap_or(&d.split.train)).sum::<usize>();
             let train = if d.train_limit > 0 { d.train_limit.min(train) } else { train };
             let n = d.actors.len();
-            (channels * d.size * d.size, n, train, n.saturating_mul(d.split.validation), n.saturating_mul(d.split.test))
+            ([channels, d.size, d.size], n, train, n.saturating_mul(d.split.validation), n.saturating_mul(d.split.test))
         }
     };
-    let inputs = if p.backbone.is_some() { 9216 } else { pixels };
-    DataShape { inputs, classes, train, validation, test, pixels }
+    let pixels = image.iter().product();
+    let example = if p.backbone.is_some() { vec![256, 6, 6] } else { image.to_vec() };
+    let inputs = example.iter().product();
+    DataShape { inputs, classes, train, validation, test, pixels, example }
 }
 
 /// Checks of one resolved pipeline (its variants are checked by the caller).
@@ -252,18 +258,18 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         }
     }
     if let Some(m) = &p.model {
-        if m.kind == ModelKind::Linear && !m.hidden.is_empty() {
-            return Err(at("model", "hidden", "a linear model has no hidden layers (use kind = \"mlp\")".into()));
-        }
-        if m.kind == ModelKind::Mlp && (m.hidden.is_empty() || m.hidden.contains(&0)) {
-            return Err(at("model", "hidden", format!("an mlp needs positive hidden widths, got {:?}", m.hidden)));
-        }
         if m.hidden.len() > 100 {
             return Err(at("model", "hidden", format!("{} hidden layers; at most 100", m.hidden.len())));
         }
         for (key, spec) in [("weight_init", m.weight_init), ("bias_init", m.bias_init)] {
             init_ok(spec).map_err(|e| at("model", key, e))?;
         }
+        let shape = data_shape(p);
+        // Messages start with the key they concern: "model.layers: layer 3 ...".
+        build(m, &shape.example, shape.classes).map_err(|e| {
+            let (key, what) = e.split_once(": ").unwrap_or(("model.kind", &e));
+            at("model", key.trim_start_matches("model."), what.to_string())
+        })?;
     }
     if let Some(s) = &p.samples {
         if s.per_class == 0 || s.per_class > 100 {
@@ -288,7 +294,16 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
                 "batches_per_epoch and steps_per_batch must be at least 1".into(),
             ));
         }
-        if t.total_steps().is_none() {
+        if t.epochs > 0 && t.batch_size > 0 && (t.batches_per_epoch != 1 || t.steps_per_batch != 1) {
+            return Err(at(
+                "train",
+                "batch_size",
+                "with epochs, give either batch_size (epochs of mini-batches of that size) or batches_per_epoch and \
+                 steps_per_batch (the report's schedule), not both"
+                    .into(),
+            ));
+        }
+        if t.total_steps(shape.train).is_none() {
             return Err(at(
                 "train",
                 "epochs",
@@ -436,16 +451,4 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
 fn variable(key: &str) -> bool {
     let first = key.split('.').next().unwrap_or("");
     key == "seed" || (matches!(first, "data" | "model" | "train") && key.len() > first.len() + 1)
-}
-
-fn init_ok(spec: InitSpec) -> Result<(), String> {
-    match spec {
-        InitSpec::Uniform { lo, hi } if !(lo.is_finite() && hi.is_finite() && lo <= hi) => {
-            Err(format!("uniform needs finite lo <= hi, got lo = {lo}, hi = {hi}"))
-        }
-        InitSpec::Normal { mean, std } if !(mean.is_finite() && std.is_finite() && std >= 0.0) => {
-            Err(format!("normal needs a finite mean and a finite std >= 0, got mean = {mean}, std = {std}"))
-        }
-        _ => Ok(()),
-    }
 }

@@ -45,8 +45,9 @@ fn trajectory(
 
 pub(crate) fn run(ctx: &mut Ctx, c: &Contour) -> Result<(), RunError> {
     let data = ctx.data()?;
-    let net = network(ctx.pipeline().model.as_ref().expect("validated"), &data);
-    let (wname, bname) = (net.layers[0].weight_name(), net.layers[0].bias_name());
+    let net = network(ctx, ctx.pipeline().model.as_ref().expect("validated"), &data)?;
+    let first = net.weighted()[0];
+    let (wname, bname) = (first.param_name("weight"), first.param_name("bias"));
     let params = params(ctx)?.clone();
     let cost = Cost64::new(&data.train, &params, &wname, &bname).map_err(|e| ctx.err("contour", e))?;
     let inputs = data.inputs();

@@ -13,9 +13,10 @@ use serde_json::json;
 pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
     let data = ctx.data()?;
     let model = ctx.pipeline().model.clone().expect("validated");
-    let net = network(&model, &data);
+    let net = network(ctx, &model, &data)?;
     let (inputs, classes) = (data.inputs(), data.classes());
-    let (wname, bname) = (net.layers[0].weight_name(), net.layers[0].bias_name());
+    let first = net.weighted()[0];
+    let (wname, bname) = (first.param_name("weight"), first.param_name("bias"));
     let seed = ctx.pipeline().seed;
     let params = params(ctx)?.clone();
 
@@ -23,7 +24,7 @@ pub(crate) fn run(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
     let tape = Tape::new();
     let x = Var::constant(data.train.images.clone());
     let grads = (|| {
-        let logits = net.forward(&tape, &params, &x)?;
+        let logits = net.forward(&tape, &params, &x, None)?;
         let loss = tape.softmax_cross_entropy(&logits, &Targets::Classes(data.train.labels.clone()), Reduction::Sum)?;
         tape.backward(&loss)
     })()

@@ -12,15 +12,14 @@ mod units;
 
 use super::checkpoint::Checkpoints;
 use super::load::Loaded;
+use super::model::{build, init};
 use super::output::Outputs;
 use super::report::Report;
 use super::run::RunError;
-use super::schema::{
-    ActivationName, BadImage, ColorName, Data, Dataset as DatasetName, InitSpec, Model, ModelKind, Normalize, Pipeline,
-};
+use super::schema::{BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
 use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
 use crate::data::{mnist, Dataset};
-use crate::nn::{Activation, Init, Mlp, Params};
+use crate::nn::{Params, Sequential};
 use crate::tensor::Rng;
 use std::collections::HashMap;
 use std::path::Path;
@@ -170,33 +169,16 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The network a `[model]` section describes, for `data`'s inputs and classes.
-pub(crate) fn network(m: &Model, data: &Dataset) -> Mlp {
-    let mut widths = vec![data.inputs()];
-    if m.kind == ModelKind::Mlp {
-        widths.extend(&m.hidden);
-    }
-    widths.push(data.classes());
-    let act = match m.activation {
-        ActivationName::Relu => Activation::Relu,
-        ActivationName::Tanh => Activation::Tanh,
-        ActivationName::Sigmoid => Activation::Sigmoid,
-    };
-    Mlp::new(&widths, act).expect("validated widths")
-}
-
-pub(crate) fn init(spec: InitSpec) -> Init {
-    match spec {
-        InitSpec::Zeros => Init::Zeros,
-        InitSpec::Uniform { lo, hi } => Init::Uniform { lo, hi },
-        InitSpec::Normal { mean, std } => Init::Normal { mean, std },
-        InitSpec::FanIn => Init::FanIn,
-    }
+/// The network a `[model]` section describes, for `data`'s examples and
+/// classes (checked for the shapes the file implies; an error here means the
+/// data is not what the file said).
+pub(crate) fn network(ctx: &Ctx, m: &Model, data: &Dataset) -> Result<Sequential, RunError> {
+    build(m, &data.example_shape(), data.classes()).map_err(|e| ctx.err("model", e))
 }
 
 /// Fresh parameters for `m` from `seed`, or the file `m.load` names.
 pub(crate) fn fresh_params(ctx: &Ctx, m: &Model, data: &Dataset, seed: u64) -> Result<Params, RunError> {
-    let net = network(m, data);
+    let net = network(ctx, m, data)?;
     let mut params = Params::new();
     net.init(&mut params, init(m.weight_init), init(m.bias_init), &mut Rng::new(seed));
     if let Some(path) = &m.load {
@@ -254,6 +236,15 @@ pub(crate) fn params<'c>(ctx: &'c mut Ctx) -> Result<&'c mut Params, RunError> {
 /// Run the stages present in the file, in their fixed order.
 pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     let p = ctx.pipeline().clone();
+    if let Some(m) = &p.model {
+        // The network as it runs, for the data as loaded.
+        let data = ctx.data()?;
+        let net = network(ctx, m, &data)?;
+        ctx.report.section(
+            "Network",
+            format!("One example in, logits out; FLOPs of the forward pass per example.\n\n{}", net.summary()),
+        );
+    }
     if let Some(s) = &p.samples {
         samples::run(ctx, s)?;
     }

@@ -4,7 +4,7 @@
 use super::{fresh_params, network, Ctx};
 use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::data::{Dataset, Split};
-use crate::nn::{Mlp, Params};
+use crate::nn::{Layer, Params, Sequential};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::pipeline::checkpoint::Saved;
 use crate::pipeline::load::{from_table, set_path, to_table};
@@ -44,6 +44,10 @@ struct LoopState {
     order: Vec<usize>,
     cursor: usize,
     curve: Vec<EvalPoint>,
+    /// The dropout masks' generator (absent in checkpoints of networks
+    /// saved before dropout could be declared).
+    #[serde(default)]
+    dropout: Option<Rng>,
 }
 
 /// Which training run a loop is: its label (for messages and checkpoint
@@ -78,17 +82,34 @@ impl LoopState {
     }
 }
 
-pub(crate) fn accuracy(net: &Mlp, params: &Params, split: &Split) -> crate::Result<f64> {
-    let logits = net.forward(&Tape::inference(), params, &Var::constant(split.images.clone()))?;
-    let pred = logits.value().argmax_axis(1)?;
-    Ok(pred.iter().zip(&split.labels).filter(|(p, y)| p == y).count() as f64 / split.len().max(1) as f64)
+/// Activations one evaluation pass may hold at once (256 MB of f32): a
+/// split goes through in as few pieces as fit (one, for the report's MLPs).
+const EVAL_VALUES: usize = 1 << 26;
+
+pub(crate) fn accuracy(net: &Sequential, params: &Params, split: &Split) -> crate::Result<f64> {
+    let widest = net.nodes.iter().map(|n| n.output.iter().product::<usize>()).max().unwrap_or(1);
+    let widest = widest.max(split.images.shape().get(1).copied().unwrap_or(1));
+    let rows = (EVAL_VALUES / widest.max(1)).clamp(1, split.len().max(1));
+    let mut right = 0;
+    for start in (0..split.len()).step_by(rows) {
+        let end = (start + rows).min(split.len());
+        let x = if start == 0 && end == split.len() {
+            split.images.clone()
+        } else {
+            split.select(&(start..end).collect::<Vec<_>>()).images
+        };
+        let logits = net.forward(&Tape::inference(), params, &Var::constant(x), None)?;
+        let pred = logits.value().argmax_axis(1)?;
+        right += pred.iter().zip(&split.labels[start..end]).filter(|(p, y)| p == y).count();
+    }
+    Ok(right as f64 / split.len().max(1) as f64)
 }
 
 /// Train `params` in place as `t` says; returns the learning curve.
 fn train_loop(
     ctx: &Ctx,
     data: &Dataset,
-    net: &Mlp,
+    net: &Sequential,
     params: &mut Params,
     t: &Train,
     run: &RunId,
@@ -111,8 +132,14 @@ fn train_loop(
     };
     // The faces schedule: epochs of `batches_per_epoch` shuffled mini-batches,
     // `steps_per_batch` steps on each, accuracies after each mini-batch.
-    let epochs = t.epochs > 0;
-    let total = t.total_steps().ok_or_else(|| ctx.err("train", "train.epochs: the number of steps overflows"))?;
+    // With a batch size instead, epochs of shuffled mini-batches of that
+    // size (the last one smaller), accuracies after each epoch.
+    let by_size = t.epochs > 0 && t.batch_size > 0;
+    let epochs = t.epochs > 0 && !by_size;
+    let n_train = data.train.len();
+    let total =
+        t.total_steps(n_train).ok_or_else(|| ctx.err("train", "train.epochs: the number of steps overflows"))?;
+    let per_epoch = if by_size { n_train.div_ceil(t.batch_size) } else { 0 };
     if epochs && t.batches_per_epoch > data.train.len() {
         return Err(ctx.err(
             "train",
@@ -123,7 +150,13 @@ fn train_loop(
             ),
         ));
     }
-    let eval_every = if epochs { t.steps_per_batch } else { t.eval_every };
+    let eval_every = if epochs {
+        t.steps_per_batch
+    } else if by_size {
+        per_epoch
+    } else {
+        t.eval_every
+    };
     let mut epoch_batches: Vec<(Var, Targets)> = Vec::new();
     let bar = if ctx.progress && std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total as u64);
@@ -137,11 +170,12 @@ fn train_loop(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let full = t.batch_size == 0 || t.batch_size >= data.train.len();
+    let full = !by_size && (t.batch_size == 0 || t.batch_size >= data.train.len());
     let (x_full, y_full) = (Var::constant(data.train.images.clone()), Targets::Classes(data.train.labels.clone()));
     let mut rng = Rng::new(seed ^ 0x6261_7463);
     let mut order: Vec<usize> = (0..data.train.len()).collect();
     let mut cursor = order.len();
+    let mut dropout = Rng::new(seed ^ 0x6472_6f70);
     let evaluate = |params: &Params, iteration: usize, loss: f64| -> Result<EvalPoint, RunError> {
         Ok(EvalPoint {
             iteration,
@@ -171,6 +205,7 @@ fn train_loop(
             opt.restore(s.optim).map_err(fail)?;
             let l = s.looped;
             (rng, order, cursor) = (l.rng, l.order, l.cursor);
+            dropout = l.dropout.unwrap_or(dropout);
             if epochs {
                 // The current epoch's mini-batches, as its shuffle made them.
                 epoch_batches = batches_of(&order);
@@ -192,6 +227,14 @@ fn train_loop(
             }
             let (x, y) = &epoch_batches[block % t.batches_per_epoch];
             (x, y)
+        } else if by_size {
+            let b = (it - 1) % per_epoch;
+            if b == 0 {
+                rng.shuffle(&mut order);
+            }
+            let part = data.train.select(&order[b * t.batch_size..((b + 1) * t.batch_size).min(n_train)]);
+            batch = (Var::constant(part.images), Targets::Classes(part.labels));
+            (&batch.0, &batch.1)
         } else if full {
             (&x_full, &y_full)
         } else {
@@ -206,7 +249,7 @@ fn train_loop(
             (&batch.0, &batch.1)
         };
         let (loss, grads) = {
-            let loss = net.loss(&tape, params, x, y, reduction).map_err(fail)?;
+            let loss = net.loss(&tape, params, x, y, reduction, Some(&mut dropout)).map_err(fail)?;
             let value = loss.value().item().map_err(fail)? as f64;
             if !value.is_finite() {
                 return Err(ctx.err("train", not_finite(it, first, value, t, label, x, params)));
@@ -223,8 +266,14 @@ fn train_loop(
         }
         bar.inc(1);
         if t.checkpoint_every > 0 && (it.is_multiple_of(t.checkpoint_every) || it == total) {
-            let looped =
-                LoopState { iteration: it, rng: rng.clone(), order: order.clone(), cursor, curve: curve.clone() };
+            let looped = LoopState {
+                iteration: it,
+                rng: rng.clone(),
+                order: order.clone(),
+                cursor,
+                curve: curve.clone(),
+                dropout: Some(dropout.clone()),
+            };
             let state = Saved { params: params.clone(), optim: opt.state(), looped };
             ck.save(label, run.settings, &state).map_err(|e| ctx.err("train", e))?;
         }
@@ -282,7 +331,7 @@ fn summary(curve: &[EvalPoint]) -> (EvalPoint, EvalPoint) {
 /// One training run of `p`: its data (with its data seed), its network,
 /// parameters from `start` or fresh from `p.seed`.
 pub(crate) struct Run {
-    pub net: Mlp,
+    pub net: Sequential,
     pub data: std::sync::Arc<Dataset>,
     pub initial: Params,
     pub params: Params,
@@ -294,7 +343,7 @@ pub(crate) fn train_once(ctx: &Ctx, p: &Pipeline, label: &str, start: Option<Par
     let (model, t) = (p.model.clone().expect("validated"), p.train.clone().expect("validated"));
     let data = ctx.data_for(&p.data)?;
     non_empty(ctx, &data)?;
-    let net = network(&model, &data);
+    let net = network(ctx, &model, &data)?;
     let mut params = match start {
         Some(s) => s,
         None => fresh_params(ctx, &model, &data, p.seed)?,
@@ -363,10 +412,12 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     r.set("final_loss", mean(lasts.iter().map(|l| l.0.loss)));
     r.set("train_seconds", mean(runs.iter().map(|x| x.seconds)));
     r.set("data_skipped_files", runs[0].data.skipped);
-    r.set("steps", t.total_steps().unwrap_or(usize::MAX));
+    r.set("steps", t.total_steps(runs[0].data.train.len()).unwrap_or(usize::MAX));
     r.set("best_validation", json!({ "iteration": best.iteration, "train_accuracy": best.train, "validation_accuracy": best.validation, "test_accuracy": best.test }));
     r.set("learning_curve", serde_json::to_value(&runs[0].curve).expect("points serialise"));
-    let schedule = if t.epochs > 0 {
+    let schedule = if t.epochs > 0 && t.batch_size > 0 {
+        format!("{} epochs of shuffled mini-batches of {}", t.epochs, t.batch_size)
+    } else if t.epochs > 0 {
         format!("{} epochs of {} mini-batches x {} steps", t.epochs, t.batches_per_epoch, t.steps_per_batch)
     } else if t.batch_size == 0 {
         format!("{} iterations, full batch", t.iterations)
@@ -411,19 +462,18 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     let png = curve_chart(&title, &first.curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.curve_figure, &png)?;
     ctx.report.figure(&t.curve_figure, "Learning curve: training, validation and test accuracy");
-    // Weight images only where the inputs are images (not backbone features).
-    if first.data.side >= 16 {
-        let png = weight_grid(&first.net, &first.data, &first.params, None).png().map_err(|e| ctx.err("train", e))?;
+    // Weight images where the first layer's weights are images.
+    if let Some(grid) = weight_grid(&first.net, &first.data, &first.params, None) {
+        let png = grid.png().map_err(|e| ctx.err("train", e))?;
         ctx.write(&t.weights_figure, &png)?;
         ctx.report.figure(
             &t.weights_figure,
-            "Weights into each output (first layer for an MLP): red above, blue below each image's mean weight",
+            "Weights of the first layer (into each output for a linear model): red above, blue below each image's mean weight",
         );
         // What training changed: random starts (the report's U[0, 1)) can hide it.
         let learned = crate::pipeline::names::learned_figure(&t.weights_figure);
-        let png = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial))
-            .png()
-            .map_err(|e| ctx.err("train", e))?;
+        let grid = weight_grid(&first.net, &first.data, &first.params, Some(&first.initial)).expect("as above");
+        let png = grid.png().map_err(|e| ctx.err("train", e))?;
         ctx.write(&learned, &png)?;
         ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
     }
@@ -432,28 +482,47 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     Ok(())
 }
 
+/// The first layer's weights as images: a linear layer's weights on the
+/// first channel's pixels (one image per output), a convolution's filters on
+/// their first input channel. None when the first layer has neither shape.
 /// With `since`, the change from those parameters.
-fn weight_grid(net: &Mlp, data: &Dataset, params: &Params, since: Option<&Params>) -> ImageGrid {
-    let name = net.layers[0].weight_name();
-    let w = params.get(&name).expect("the first layer exists");
+pub(crate) fn weight_grid(
+    net: &Sequential,
+    data: &Dataset,
+    params: &Params,
+    since: Option<&Params>,
+) -> Option<ImageGrid> {
+    let first = *net.weighted().first()?;
+    let name = first.param_name("weight");
+    let w = params.get(&name).ok()?;
     let w = match since {
-        Some(p0) => w.sub(p0.get(&name).expect("same model")).expect("same shape"),
+        Some(p0) => w.sub(p0.get(&name).ok()?).ok()?,
         None => w.clone(),
     };
     let units = w.shape()[0];
-    // One image per unit: its weights on the first channel's pixels.
-    let plane = data.side * data.side;
-    let images: Vec<Vec<f32>> = w.data().chunks(data.inputs()).map(|u| u[..plane].to_vec()).collect();
-    let linear = net.layers.len() == 1;
-    ImageGrid {
-        title: format!(
-            "{}eights into {}",
-            if since.is_some() { "Change of the w" } else { "W" },
-            if linear { "each output".to_string() } else { format!("the {units} hidden units") }
-        ),
+    let (side, images): (usize, Vec<Vec<f32>>) = match first.layer {
+        Layer::Linear { .. } if first.input == [data.inputs()] && data.side >= 16 => {
+            let plane = data.side * data.side;
+            (data.side, w.data().chunks(data.inputs()).map(|u| u[..plane].to_vec()).collect())
+        }
+        Layer::Conv2d { win, .. } => {
+            let per_filter = w.numel() / units.max(1);
+            let plane = win.kernel * win.kernel;
+            (win.kernel, w.data().chunks(per_filter).map(|f| f[..plane].to_vec()).collect())
+        }
+        _ => return None,
+    };
+    let linear = net.weighted().len() == 1;
+    let what = match first.layer {
+        Layer::Conv2d { .. } => format!("the {units} filters of {}", first.prefix),
+        _ if linear => "each output".to_string(),
+        _ => format!("the {units} hidden units"),
+    };
+    Some(ImageGrid {
+        title: format!("{}eights into {what}", if since.is_some() { "Change of the w" } else { "W" }),
         images,
-        width: data.side,
-        height: data.side,
+        width: side,
+        height: side,
         cols: if linear { units } else { (units as f64).sqrt().ceil() as usize },
         colormap: ColorMap::Diverging,
         per_image: true,
@@ -462,8 +531,9 @@ fn weight_grid(net: &Mlp, data: &Dataset, params: &Params, since: Option<&Params
         captions: (0..units)
             .map(|u| if linear { data.class_names[u].clone() } else { format!("unit {}", u + 1) })
             .collect(),
-        zoom: 3,
-    }
+        // Small filters drawn large enough to see.
+        zoom: (96 / side).clamp(3, 16),
+    })
 }
 
 /// The sweep stage: train once per value from the same start, pick the best

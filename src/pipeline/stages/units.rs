@@ -12,13 +12,14 @@ use serde_json::json;
 pub(crate) fn run(ctx: &mut Ctx, u: &Units) -> Result<(), RunError> {
     let data = ctx.data()?;
     let model = ctx.pipeline().model.clone().expect("validated");
-    let net = network(&model, &data);
-    if net.layers.len() < 2 {
+    let net = network(ctx, &model, &data)?;
+    let layers = net.weighted();
+    if layers.len() < 2 {
         return Err(ctx.err("units", "the units stage needs a hidden layer (model.kind = \"mlp\")"));
     }
     let params = params(ctx)?.clone();
-    let w1 = params.get(&net.layers[0].weight_name()).map_err(|e| ctx.err("units", e))?;
-    let w2 = params.get(&net.layers[1].weight_name()).map_err(|e| ctx.err("units", e))?;
+    let w1 = params.get(&layers[0].param_name("weight")).map_err(|e| ctx.err("units", e))?;
+    let w2 = params.get(&layers[1].param_name("weight")).map_err(|e| ctx.err("units", e))?;
     let (hidden, plane) = (w1.shape()[0], data.side * data.side);
     let next = w2.shape()[0];
     let mut favours = Vec::new();
@@ -27,7 +28,7 @@ pub(crate) fn run(ctx: &mut Ctx, u: &Units) -> Result<(), RunError> {
         let best = (0..next).fold(0, |b, j| if column[j] > column[b] { j } else { b });
         favours.push(best);
     }
-    let name = |j: usize| if net.layers.len() == 2 { data.class_names[j].clone() } else { format!("unit {j}") };
+    let name = |j: usize| if layers.len() == 2 { data.class_names[j].clone() } else { format!("unit {j}") };
     let grid = ImageGrid {
         title: format!("Weights into the {hidden} hidden units"),
         images: w1.data().chunks(data.inputs()).map(|r| r[..plane].to_vec()).collect(),
