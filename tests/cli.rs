@@ -374,15 +374,15 @@ fn part10_runs_on_random_weights_and_says_so() {
         "--out",
         ft.to_str().unwrap(),
         "--set",
-        "finetune.epochs=1",
+        "train.epochs=1",
         "--set",
-        "finetune.batch_size=8",
+        "train.batch_size=8",
         "--set",
         "data.train_limit=16",
         "--set",
-        "finetune.save=alexnet.safetensors",
+        "train.save=alexnet.safetensors",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(metrics(&ft)["final_loss"].as_f64().unwrap().is_finite());
-    assert!(ft.join("finetune_curve.png").is_file() && ft.join("alexnet.safetensors").is_file());
+    assert!(ft.join("learning_curve.png").is_file() && ft.join("alexnet.safetensors").is_file());
 }

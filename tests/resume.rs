@@ -142,15 +142,15 @@ fn alexnet_finetune_resumes_bit_for_bit() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/part10_finetune.toml");
     let sets = [
         "--set",
-        "finetune.epochs=2",
+        "train.epochs=2",
         "--set",
-        "finetune.batch_size=8",
+        "train.batch_size=8",
         "--set",
         "data.train_limit=16",
         "--set",
-        "finetune.save=alexnet.safetensors",
+        "train.save=alexnet.safetensors",
         "--set",
-        "finetune.checkpoint_every=1",
+        "train.checkpoint_every=1",
     ];
     killed_and_resumed("finetune", &dir, &file, &sets, "alexnet.safetensors");
 }

@@ -13,16 +13,11 @@ use super::schema::Pipeline;
 use super::validate::{data_shape, DataShape};
 
 /// Arithmetic a file may ask for: ~14 hours at 200 GFLOP/s, ~1000 times
-/// the longest experiment we ship (part 10 finetune, ~1.3e13).
+/// the longest experiment we ship (part 10's AlexNet trained end to end, ~1.3e13).
 pub(crate) const MAX_FLOPS: f64 = 1e16;
 
 /// Forward FLOPs of torchvision's AlexNet for one 227 x 227 image.
 const ALEXNET_FLOPS: f64 = 1.45e9;
-/// Parameters of AlexNet's features and first two classifier layers.
-const ALEXNET_PARAMS: f64 = 57.0e6;
-/// Bytes a training step holds per image on the tape (activations, ReLU
-/// and pooling outputs, their gradients), measured ~9 MB, rounded up.
-const ALEXNET_TAPE_BYTES: f64 = 12.0e6;
 
 /// One part of the estimate, with the key that asks for it.
 struct Term {
@@ -144,7 +139,7 @@ fn estimate(p: &Pipeline) -> (Vec<Term>, Vec<Term>) {
         } + 1.0;
         // A training step's activations and their gradients.
         memory.push(Term {
-            key: "train.batch_size",
+            key: if t.batch_size == 0 { key } else { "train.batch_size" },
             what: format!("a step's activations of {batch} examples through layers of {units} values"),
             amount: batch * units * 4.0 * 3.0,
         });
@@ -184,19 +179,6 @@ fn estimate(p: &Pipeline) -> (Vec<Term>, Vec<Term>) {
             amount: evals * train * shape.classes as f64 * 30.0,
         });
     }
-    if let Some(f) = &p.finetune {
-        let params = ALEXNET_PARAMS + 4096.0 * shape.classes as f64;
-        memory.push(Term {
-            key: "finetune.batch_size",
-            what: format!("AlexNet training on batches of {}", f.batch_size),
-            amount: params * 4.0 * 6.0 + f.batch_size as f64 * ALEXNET_TAPE_BYTES,
-        });
-        work.push(Term {
-            key: "finetune.epochs",
-            what: format!("{} epochs of AlexNet on {train} images", f.epochs),
-            amount: f.epochs as f64 * (3.0 * train + all) * ALEXNET_FLOPS,
-        });
-    }
     if let Some(s) = &p.scaling {
         let points =
             s.depths.iter().map(|&n| (n, s.width_for_depths)).chain(s.widths.iter().map(|&k| (s.depth_for_widths, k)));
@@ -232,7 +214,7 @@ mod tests {
     #[test]
     fn huge_widths_and_step_counts_are_refused_with_their_key() {
         let mut p = pipeline("");
-        p.model.as_mut().unwrap().hidden = vec![1_000_000_000];
+        p.model.as_mut().unwrap().hidden = vec![16_000_000];
         let e = check(&p).unwrap_err();
         assert!(e.starts_with("model.hidden:") && e.contains("memory"), "{e}");
         let mut p = pipeline("");

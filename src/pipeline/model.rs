@@ -4,7 +4,7 @@
 //! data they loaded: both go through [`build`], so what was checked is what
 //! runs.
 
-use super::schema::{ActivationName, InitSpec, LayerFields, Model, ModelKind};
+use super::schema::{ActivationName, Backbone, BackboneKind, InitSpec, LayerFields, Model, ModelKind};
 use crate::nn::{presets, Activation, Init, Layer, LayerSpec, Sequential, Window2d};
 
 pub(crate) fn init(spec: InitSpec) -> Init {
@@ -137,18 +137,22 @@ pub(crate) fn layers(m: &Model, classes: usize) -> Result<Vec<LayerSpec>, String
         }
         ModelKind::Linear | ModelKind::Mlp => presets::mlp(&m.hidden, classes, activation(m.activation)),
         ModelKind::Alexnet => presets::alexnet(classes),
-        ModelKind::Sequential => m
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                spec(f).map_err(|e| match &f.name {
-                    Some(n) => format!("model.layers: layer {} ('{n}'): {e}", i + 1),
-                    None => format!("model.layers: layer {}: {e}", i + 1),
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        ModelKind::Sequential => layer_list(&m.layers, "model.layers")?,
     })
+}
+
+/// Declared layers as the network's, errors naming `key` and the layer.
+fn layer_list(layers: &[LayerFields], key: &str) -> Result<Vec<LayerSpec>, String> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            spec(f).map_err(|e| match &f.name {
+                Some(n) => format!("{key}: layer {} ('{n}'): {e}", i + 1),
+                None => format!("{key}: layer {}: {e}", i + 1),
+            })
+        })
+        .collect()
 }
 
 /// The network `m` describes for examples of shape `example` (one example,
@@ -159,7 +163,13 @@ pub(crate) fn build(m: &Model, example: &[usize], classes: usize) -> Result<Sequ
     // Presets of fully connected layers take the example as one row.
     let flat = [example.iter().product::<usize>()];
     let input = if matches!(m.kind, ModelKind::Linear | ModelKind::Mlp) { &flat[..] } else { example };
-    let net = Sequential::new(input, &specs).map_err(|e| format!("model.layers: {e}"))?;
+    // A preset's layers are the file's `hidden` (or its kind, for AlexNet).
+    let key = match m.kind {
+        ModelKind::Sequential => "model.layers",
+        ModelKind::Linear | ModelKind::Mlp => "model.hidden",
+        ModelKind::Alexnet => "model.kind",
+    };
+    let net = Sequential::new(input, &specs).map_err(|e| format!("{key}: {e}"))?;
     if net.output() != [classes] {
         return Err(format!(
             "model.layers: the last layer gives {:?} per example, but the data has {classes} classes: end with a \
@@ -168,6 +178,37 @@ pub(crate) fn build(m: &Model, example: &[usize], classes: usize) -> Result<Sequ
         ));
     }
     Ok(net)
+}
+
+/// The backbone `b` describes, for examples of shape `example`: its output
+/// must be an image `[c, s, s]` or a row `[n]` (what a data set can hold).
+pub(crate) fn backbone(b: &Backbone, example: &[usize]) -> Result<Sequential, String> {
+    let specs = match b.kind {
+        BackboneKind::Alexnet if !b.layers.is_empty() => {
+            return Err("backbone.layers: a backbone of kind \"alexnet\" takes no `layers`".into())
+        }
+        BackboneKind::Alexnet => presets::alexnet_features(),
+        BackboneKind::Sequential => layer_list(&b.layers, "backbone.layers")?,
+    };
+    let net = Sequential::new(example, &specs).map_err(|e| format!("backbone.layers: {e}"))?;
+    match *net.output() {
+        [_] => Ok(net),
+        [_, h, w] if h == w => Ok(net),
+        ref other => Err(format!(
+            "backbone.layers: the backbone gives {other:?} per example; a backbone must give [channels, side, side] or \
+             [features]"
+        )),
+    }
+}
+
+/// One example's shape after the backbone, as the data set holds it:
+/// `[n]` becomes `[n, 1, 1]`.
+pub(crate) fn as_image(shape: &[usize]) -> [usize; 3] {
+    match *shape {
+        [c, h, _] => [c, h, h],
+        [n] => [n, 1, 1],
+        _ => [shape.iter().product(), 1, 1],
+    }
 }
 
 /// The network table of a checked pipeline's model (as `nabla check`

@@ -47,9 +47,6 @@ pub struct Pipeline {
     /// Stage: the first layer's weights as images and the class each hidden
     /// unit favours (report part 9).
     pub units: Option<Units>,
-    /// Stage: train a whole AlexNet end to end on the images (report part 10,
-    /// beyond the report: every convolution through our backward rules).
-    pub finetune: Option<Finetune>,
     /// Stage: the cost surface over two weights, with descent trajectories.
     pub contour: Option<Contour>,
     /// Stage: time naive per-weight differentiation against backpropagation
@@ -119,10 +116,17 @@ pub enum Normalize {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Backbone {
-    /// "alexnet" (torchvision's, features after the last max-pool).
+    /// "alexnet" (torchvision's, features after the last max-pool) or
+    /// "sequential" (the layers of `layers`, as in `[model]`).
     pub kind: BackboneKind,
-    /// Pretrained weights: torchvision's `alexnet-owt-7be5be79.pth` (a
-    /// `torch.save` zip) or a safetensors file with torchvision's names.
+    /// The layers ("sequential" only): `[[backbone.layers]]` tables; the
+    /// output must be [channels, side, side] or [features].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerFields>,
+    /// Pretrained weights: a `torch.save` file (torchvision's
+    /// `alexnet-owt-7be5be79.pth`) or a safetensors file, with the
+    /// backbone's parameter names (other tensors, such as a classifier's, are
+    /// ignored).
     pub weights: Option<PathBuf>,
     /// When `weights` is absent: "error" (stop, saying where to get it) or
     /// "random" (warn loudly, use seeded random weights, and say so in
@@ -137,6 +141,7 @@ pub struct Backbone {
 #[serde(rename_all = "snake_case")]
 pub enum BackboneKind {
     Alexnet,
+    Sequential,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -524,7 +529,7 @@ pub struct Train {
     /// Measure accuracies every N steps (and after the last).
     #[serde(default = "fifty")]
     pub eval_every: usize,
-    /// Save the trained weights under this name in the output folder.
+    /// Save the trained weights under this name in the output folder ("" saves none).
     #[serde(default = "default_save")]
     pub save: String,
     /// File name of the learning-curve figure (named after the report's figure).
@@ -687,42 +692,4 @@ pub struct Units {
 
 fn five() -> usize {
     5
-}
-
-/// Train torchvision's AlexNet, every layer, from seeded random weights.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Finetune {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Images per step.
-    #[serde(default = "default_finetune_batch")]
-    pub batch_size: usize,
-    /// "sgd" (with momentum) or "adam".
-    #[serde(default = "default_finetune_optimizer")]
-    pub optimizer: OptimizerName,
-    /// Learning rate.
-    pub lr: f32,
-    /// Momentum of SGD.
-    #[serde(default = "default_finetune_momentum")]
-    pub momentum: f32,
-    /// Save the trained network under this name in the output folder (it is
-    /// 228 MB with torchvision's sizes, so only when asked).
-    pub save: Option<String>,
-    /// Save a checkpoint (weights, optimiser and loop state) every N steps,
-    /// so `nabla FILE --resume` continues an interrupted run (0: never).
-    #[serde(default)]
-    pub checkpoint_every: usize,
-}
-
-fn default_finetune_optimizer() -> OptimizerName {
-    OptimizerName::Sgd
-}
-
-fn default_finetune_batch() -> usize {
-    32
-}
-
-fn default_finetune_momentum() -> f32 {
-    0.9
 }

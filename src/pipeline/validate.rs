@@ -62,8 +62,10 @@ pub(crate) struct DataShape {
     pub test: usize,
     /// Pixels per image before a backbone (channels x side x side).
     pub pixels: usize,
-    /// One example's shape as the model gets it: `[channels, side, side]`,
-    /// or the backbone's output.
+    /// One image's shape, `[channels, side, side]`.
+    pub image: Vec<usize>,
+    /// One example's shape as the model gets it: the image, or the
+    /// backbone's output.
     pub example: Vec<usize>,
 }
 
@@ -86,9 +88,15 @@ pub(crate) fn data_shape(p: &Pipeline) -> DataShape {
         }
     };
     let pixels = image.iter().product();
-    let example = if p.backbone.is_some() { vec![256, 6, 6] } else { image.to_vec() };
+    // A backbone that does not build is refused by `one`; meanwhile its
+    // output is taken to be AlexNet's.
+    let example = match &p.backbone {
+        Some(b) => super::model::backbone(b, &image)
+            .map_or(vec![256, 6, 6], |net| super::model::as_image(net.output()).to_vec()),
+        None => image.to_vec(),
+    };
     let inputs = example.iter().product();
-    DataShape { inputs, classes, train, validation, test, pixels, example }
+    DataShape { inputs, classes, train, validation, test, pixels, image: image.to_vec(), example }
 }
 
 /// Checks of one resolved pipeline (its variants are checked by the caller).
@@ -103,7 +111,7 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
             return Err(at("reference", key, format!("{v} is not a finite number")));
         }
     }
-    let trains = p.sweep.is_some() || p.train.is_some() || !p.trials.is_empty() || p.finetune.is_some();
+    let trains = p.sweep.is_some() || p.train.is_some() || !p.trials.is_empty();
     let needs_model =
         p.gradcheck.is_some() || p.sweep.is_some() || p.train.is_some() || p.contour.is_some() || p.units.is_some();
     if needs_model && p.model.is_none() {
@@ -204,29 +212,6 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
             format!("{} is larger than the {MNIST_TRAIN} MNIST training images", d.train_limit),
         ));
     }
-    if let Some(f) = &p.finetune {
-        if f.epochs == 0 || f.batch_size == 0 || !finite_positive(f.lr as f64) || !(0.0..1.0).contains(&f.momentum) {
-            return Err(at(
-                "finetune",
-                "epochs",
-                "need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= momentum < 1".into(),
-            ));
-        }
-        if p.backbone.is_some() {
-            return Err(at("finetune", "epochs", "finetune trains on the images: remove [backbone]".into()));
-        }
-        let train = data_shape(p).train;
-        if f.batch_size > train {
-            return Err(at(
-                "finetune",
-                "batch_size",
-                format!("{} is larger than the {train} training images", f.batch_size),
-            ));
-        }
-        if let Some(name) = &f.save {
-            file_name(name).map_err(|e| at("finetune", "save", e))?;
-        }
-    }
     if let Some(c) = &p.crossval {
         if c.seeds.is_empty() || p.train.is_none() {
             return Err(at("crossval", "seeds", "needs at least one seed and a [train] section".into()));
@@ -256,6 +241,12 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
                 return Err(at("", "trials", format!("trial '{}': '{k}' cannot vary between trials", t.name)));
             }
         }
+    }
+    if let Some(b) = &p.backbone {
+        super::model::backbone(b, &data_shape(p).image).map_err(|e| {
+            let (key, what) = e.split_once(": ").unwrap_or(("backbone.kind", &e));
+            at("backbone", key.trim_start_matches("backbone."), what.to_string())
+        })?;
     }
     if let Some(m) = &p.model {
         if m.hidden.len() > 100 {
@@ -333,8 +324,8 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
                 format!("{} is larger than the {} training images", t.batch_size, shape.train),
             ));
         }
-        for (key, name) in [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)]
-        {
+        let named = [("save", &t.save), ("curve_figure", &t.curve_figure), ("weights_figure", &t.weights_figure)];
+        for (key, name) in named.into_iter().filter(|(key, name)| !(*key == "save" && name.is_empty())) {
             file_name(name).map_err(|e| at("train", key, e))?;
         }
     }

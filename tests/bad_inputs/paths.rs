@@ -100,10 +100,6 @@ fn sweeps_and_trials_that_cannot_name_their_files_fail_at_load() {
         mnist(&case);
         case.pipeline(&text).fails(&[], "bad.toml", expect);
     }
-    let case = Case::new("finetune-save-collides");
-    faces(&case);
-    let text = format!("{FACES}\n[finetune]\nepochs = 1\nbatch_size = 2\nlr = 0.1\nsave = \"weights.safetensors\"\n");
-    case.pipeline(&text).fails(&[], "bad.toml", &["train.save", "finetune.save"]);
     let case = Case::new("crossval-seed-twice");
     mnist(&case);
     case.pipeline(&format!("{MNIST}\n[crossval]\nseeds = [1, 1]\n")).fails(&[], "bad.toml", &["crossval.seeds"]);

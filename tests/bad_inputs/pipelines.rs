@@ -117,7 +117,7 @@ fn bounded(name: &'static str, edits: &[(&str, &str)], expect: &[&str]) {
 fn sizes_beyond_the_machine_are_refused_before_allocating() {
     bounded(
         "billion-hidden-units",
-        &[("kind = \"linear\"", "kind = \"mlp\"\nhidden = [1000000000]")],
+        &[("kind = \"linear\"", "kind = \"mlp\"\nhidden = [16000000]")],
         &["model.hidden", "memory"],
     );
     bounded("2^40-iterations", &[("iterations = 2", "iterations = 1099511627776")], &["train.iterations"]);

@@ -313,7 +313,7 @@ fn one_process_keeps_backbone_features_and_images_apart() {
         .replace("name = \"bad\"", "name = \"whole\"")
         .replace("size = 32\ncolor = \"gray\"", "size = 227\ncolor = \"rgb\"\nnormalize = \"mean_max_abs\"");
     let finetune = finetune[..finetune.find("[model]").unwrap()].to_string()
-        + "[finetune]\noptimizer = \"sgd\"\nlr = 1e-4\nepochs = 1\nbatch_size = 4\n";
+        + "[model]\nkind = \"alexnet\"\n[train]\noptimizer = \"sgd\"\nlr = 1e-4\nepochs = 1\nbatch_size = 4\n";
     let at_inputs = |text: &str| text.replace("{IN}", &case.input(""));
     case.write("head.toml", at_inputs(&head)).write("whole.toml", at_inputs(&finetune));
     for (order, name) in [(["head.toml", "whole.toml"], "a"), (["whole.toml", "head.toml"], "b")] {

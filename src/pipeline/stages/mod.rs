@@ -2,7 +2,6 @@
 
 mod backbone;
 mod contour;
-mod finetune;
 mod gradcheck;
 mod samples;
 pub mod scaling;
@@ -50,7 +49,6 @@ impl<'a> Ctx<'a> {
         // What the run computes; how often it checkpoints does not change it.
         let mut settings = loaded.pipeline.clone();
         settings.train.iter_mut().for_each(|t| t.checkpoint_every = 0);
-        settings.finetune.iter_mut().for_each(|f| f.checkpoint_every = 0);
         checkpoints.open(&settings).map_err(|message| RunError::Stage {
             file: loaded.file.clone(),
             stage: "resume",
@@ -264,9 +262,6 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
-    }
-    if let Some(f) = &p.finetune {
-        finetune::run(ctx, f)?;
     }
     if let Some(u) = &p.units {
         units::run(ctx, u)?;

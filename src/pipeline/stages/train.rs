@@ -477,7 +477,9 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
         ctx.write(&learned, &png)?;
         ctx.report.figure(&learned, "What training changed: final minus initial weights (blue negative, red positive)");
     }
-    ctx.write(&t.save, &first.params.to_safetensors())?;
+    if !t.save.is_empty() {
+        ctx.write(&t.save, &first.params.to_safetensors())?;
+    }
     ctx.params = Some(first.params);
     Ok(())
 }
