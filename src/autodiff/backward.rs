@@ -9,7 +9,7 @@
 use super::conv::ConvGeom;
 use super::op::{Input, Op, Reduction, Targets};
 use super::tape::{NodeId, Stamp, Tape, Var};
-use crate::conv::{col2im, max_pool2d_backward};
+use crate::conv::{avg_pool2d_backward, col2im, max_pool2d_backward};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
 use crate::scratch::with_vec;
@@ -360,6 +360,17 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
                 .zip(g.data().par_chunks(plane_out))
                 .zip(arg.par_chunks(plane_out))
                 .for_each(|((d, gy), a)| max_pool2d_backward(gy, a, d));
+            accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
+        }
+        Op::AvgPool2d { x, in_shape, planes } => {
+            // Each output's gradient is shared equally by its window's k * k
+            // positions; the padded ones' shares are dropped.
+            let (plane_in, plane_out) = (planes.h * planes.w, planes.oh * planes.ow);
+            let mut dx = vec![0.0f32; in_shape.iter().product()];
+            // Planes may be empty (all padding): then so is dx, and there is nothing to add.
+            dx.par_chunks_mut(plane_in.max(1)).zip(g.data().par_chunks(plane_out)).for_each(|(d, gy)| {
+                avg_pool2d_backward(gy, planes, d);
+            });
             accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
         }
         Op::Dropout { x, mask } => accumulate(grads, Some(*x), g.mul(mask)?)?,

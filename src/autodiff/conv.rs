@@ -3,7 +3,7 @@
 
 use super::op::{Input, Op};
 use super::tape::{Tape, Var};
-use crate::conv::{im2col, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
+use crate::conv::{avg_pool2d, im2col, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
@@ -291,6 +291,25 @@ fn conv2d_value(
     Ok((geom, Tensor::from_vec(out, &[geom.n, geom.oc, geom.oh, geom.ow])?))
 }
 
+/// The batch, channels and one plane's pooling geometry of `x [n, c, h, w]`
+/// under a `k x k` window, checked: padding at most half the window (as
+/// PyTorch requires), a stride of at least 1, and a window that fits.
+fn pool_planes(
+    op: &'static str,
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<(usize, usize, Planes)> {
+    let [n, c, h, w] = dims4(x, op)?;
+    if padding > k / 2 {
+        return Err(Error::Invalid { op, message: format!("padding {padding} is more than half the {k}x{k} window") });
+    }
+    let win = Window::square(k, stride, padding);
+    let (oh, ow) = win.output(op, h, w)?;
+    Ok((n, c, Planes { c: 1, h, w, win, oh, ow }))
+}
+
 impl Tape {
     /// 2-d convolution of `x [n, c, h, w]` by `w [oc, c / groups, kh, kw]`
     /// plus `b [oc]`, with `stride` and zero `padding` (as PyTorch's Conv2d).
@@ -337,16 +356,8 @@ impl Tape {
     pub fn max_pool2d(&self, x: &Var, k: usize, stride: usize, padding: usize) -> Result<Var> {
         let op = "max_pool2d";
         self.check(op, &[Some(x)])?;
-        let [n, c, h, w] = dims4(&x.value, op)?;
-        if padding > k / 2 {
-            return Err(Error::Invalid {
-                op,
-                message: format!("padding {padding} is more than half the {k}x{k} window"),
-            });
-        }
-        let win = Window::square(k, stride, padding);
-        let (oh, ow) = win.output(op, h, w)?;
-        let planes = Planes { c: 1, h, w, win, oh, ow };
+        let (n, c, planes) = pool_planes(op, &x.value, k, stride, padding)?;
+        let Planes { h, w, oh, ow, .. } = planes;
         let mut out = vec![0.0f32; n * c * oh * ow];
         let xs = x.value.data();
         let plane = |p: usize| &xs[p * h * w..(p + 1) * h * w];
@@ -362,6 +373,28 @@ impl Tape {
         let value = Tensor::from_vec(out, &[n, c, oh, ow])?;
         let in_shape = x.shape().to_vec();
         self.record(op, value, &[Some(x)], || Op::MaxPool2d { x: x.id.expect("checked"), in_shape, arg: Arc::new(arg) })
+    }
+
+    /// Average pooling of `x [n, c, h, w]` over `k x k` windows with `stride`
+    /// and `padding` (at most half the window), as PyTorch's AvgPool2d with
+    /// its defaults: padded zeros count in the divisor `k * k`.
+    pub fn avg_pool2d(&self, x: &Var, k: usize, stride: usize, padding: usize) -> Result<Var> {
+        let op = "avg_pool2d";
+        self.check(op, &[Some(x)])?;
+        let (n, c, planes) = pool_planes(op, &x.value, k, stride, padding)?;
+        let Planes { h, w, oh, ow, .. } = planes;
+        let xs = x.value.data();
+        let mut out = vec![0.0f32; n * c * oh * ow];
+        // Indexed, not chunked: an empty plane (h or w 0, all padding) is a valid input.
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(p, o)| avg_pool2d(&xs[p * h * w..(p + 1) * h * w], &planes, o));
+        let value = Tensor::from_vec(out, &[n, c, oh, ow])?;
+        self.record(op, value, &[Some(x)], || Op::AvgPool2d {
+            x: x.id.expect("checked"),
+            in_shape: x.shape().to_vec(),
+            planes,
+        })
     }
 
     /// Dropout: in training, zero each value with probability `p` and scale

@@ -112,6 +112,12 @@ pub(crate) enum Op {
         /// Index within its plane of each output's maximum.
         arg: std::sync::Arc<Vec<u32>>,
     },
+    AvgPool2d {
+        x: NodeId,
+        in_shape: Vec<usize>,
+        /// One plane's geometry.
+        planes: crate::conv::Planes,
+    },
     Dropout {
         x: NodeId,
         mask: Tensor,

@@ -173,6 +173,14 @@ proptest! {
     }
 
     #[test]
+    fn avg_pool2d_strides_paddings(n in 1usize..3, c in 1usize..3, h in 1usize..9, w in 1usize..9, k in 1usize..5, stride in 1usize..5, padding in 0usize..3, seed in any::<u64>()) {
+        prop_assume!(2 * padding <= k && h + 2 * padding >= k && w + 2 * padding >= k);
+        // Linear: no kinks, any values.
+        let x = rand(&[n, c, h, w], -1.0, 1.0, seed);
+        assert_grads(|t, v| t.avg_pool2d(&v[0], k, stride, padding), &[x]);
+    }
+
+    #[test]
     fn dropout_in_training(r in 1usize..5, c in 1usize..6, p in 0.0f32..0.9, seed in any::<u64>()) {
         let x = rand(&[r, c], -1.0, 1.0, seed);
         // The same mask on every evaluation: the rng is made inside.
@@ -293,6 +301,16 @@ fn conv_and_pool_shapes_and_errors() {
     let err = tape.max_pool2d(&small, 3, 1, 0).unwrap_err();
     assert!(err.to_string().contains("does not fit a 2x2 input"), "{err}");
     assert!(tape.max_pool2d(&small, 2, 1, 2).is_err());
+    assert_eq!(tape.avg_pool2d(&y, 3, 2, 1).unwrap().shape(), &[1, 64, 28, 28]);
+    let err = tape.avg_pool2d(&small, 3, 1, 0).unwrap_err();
+    assert!(
+        err.to_string().contains("avg_pool2d: a 3x3 window (stride 1, padding 0) does not fit a 2x2 input"),
+        "{err}"
+    );
+    let err = tape.avg_pool2d(&small, 2, 1, 2).unwrap_err();
+    assert!(err.to_string().contains("padding 2 is more than half the 2x2 window"), "{err}");
+    assert!(tape.avg_pool2d(&small, 2, 0, 0).is_err(), "stride 0");
+    assert!(tape.avg_pool2d(&Var::constant(Tensor::zeros(&[2, 2])), 1, 1, 0).is_err(), "not 4-d");
     assert!(tape.dropout(&small, 1.0, true, &mut Rng::new(0)).is_err());
 }
 
@@ -438,6 +456,7 @@ fn vars_of_another_tape_or_recording_are_refused() {
         ("conv2d", Box::new(|_, b| t.conv2d(&Var::constant(x4()), &w4, Some(b), 1, 0, 1))),
         ("conv2d", Box::new(|_, b| t.conv2d_relu(b, &w4, None, 1, 0, 1))),
         ("max_pool2d", Box::new(|_, b| t.max_pool2d(b, 2, 2, 0))),
+        ("avg_pool2d", Box::new(|_, b| t.avg_pool2d(b, 2, 2, 0))),
     ];
     for (name, attempt) in &attempts {
         let err = attempt(&m, &foreign).err().unwrap_or_else(|| panic!("{name} took a foreign Var"));
@@ -506,10 +525,36 @@ fn geometry_that_overflows_is_an_error() {
     let half = 1usize << (usize::BITS - 1);
     assert!(tape.max_pool2d(&x, 2, 2, half).is_err());
     assert!(tape.max_pool2d(&x, 3, 1, usize::MAX).is_err());
+    assert!(tape.avg_pool2d(&x, 2, 2, half).is_err());
+    assert!(tape.avg_pool2d(&x, 3, 1, usize::MAX).is_err());
     let w = Var::constant(Tensor::full(&[1, 1, 1, 1], 1.0));
     let err = tape.conv2d(&x, &w, None, 1, half, 1).unwrap_err();
     assert!(err.to_string().contains("too large"), "{err}");
     // 2^62-padded 4x4 input: the output's element count overflows.
     let err = tape.conv2d(&x, &w, None, 1, 1 << 61, 1).unwrap_err();
     assert!(err.to_string().contains("more elements than memory can hold"), "{err}");
+}
+
+/// Average pooling records only what a gradient will flow through, and an
+/// all-padding window (an empty plane) averages to 0 with an empty gradient.
+#[test]
+fn avg_pool2d_recording_and_empty_planes() {
+    let x = rand(&[2, 3, 5, 4], -1.0, 1.0, 7);
+    let inference = Tape::inference();
+    let y = inference.avg_pool2d(&inference.leaf(x.clone()), 2, 2, 1).unwrap();
+    assert!(!y.requires_grad() && inference.is_empty());
+    let tape = Tape::new();
+    let constant = tape.avg_pool2d(&Var::constant(x.clone()), 2, 2, 1).unwrap();
+    assert!(!constant.requires_grad() && tape.is_empty(), "an untracked input records nothing");
+    assert_eq!(constant.value(), y.value());
+    let xv = tape.leaf(x);
+    let tracked = tape.avg_pool2d(&xv, 2, 2, 1).unwrap();
+    assert!(tracked.requires_grad() && tape.len() == 2);
+    assert_eq!(tracked.value(), y.value());
+
+    let empty = tape.leaf(Tensor::zeros(&[2, 1, 0, 0]));
+    let y = tape.avg_pool2d(&empty, 2, 1, 1).unwrap();
+    assert_eq!((y.shape(), y.value().data()), (&[2, 1, 1, 1][..], &[0.0, 0.0][..]));
+    let g = tape.backward(&tape.sum(&y)).unwrap();
+    assert_eq!(g.get(&empty).unwrap().shape(), &[2, 1, 0, 0]);
 }

@@ -1,5 +1,5 @@
 //! Convolution and pooling on NCHW tensors: the arithmetic behind the tape's
-//! `conv2d` and `max_pool2d` (their backward rules are in
+//! `conv2d`, `max_pool2d` and `avg_pool2d` (their backward rules are in
 //! `autodiff/backward.rs`, like every other).
 //!
 //! A convolution is a matrix product: `im2col` lays each receptive field of
@@ -13,10 +13,12 @@
 //! stride-1, unpadded convolution needs no columns at all (the image already
 //! is its own column matrix).
 
+mod avg_pool;
 mod fields;
 mod im2col;
 mod pool;
 
+pub use avg_pool::{avg_pool2d, avg_pool2d_backward};
 pub use fields::{needs_padding, pad_planes, padded_plane, Fields};
 pub use im2col::{col2im, im2col};
 pub use pool::{max_pool2d, max_pool2d_backward};
