@@ -239,9 +239,8 @@ impl Sequential {
                 Layer::MaxPool2d(Window2d { kernel, stride, padding }) => {
                     tape.max_pool2d(&h, *kernel, *stride, *padding)?
                 }
-                Layer::AvgPool2d(Window2d { .. }) => {
-                    // AVGPOOL-MERGE: the avg_pool2d op lands from its branch.
-                    return Err(Error::Invalid { op: "avg_pool2d", message: "not built yet".into() });
+                Layer::AvgPool2d(Window2d { kernel, stride, padding }) => {
+                    tape.avg_pool2d(&h, *kernel, *stride, *padding)?
                 }
                 Layer::Relu => tape.relu(&h),
                 Layer::Tanh => tape.tanh(&h),

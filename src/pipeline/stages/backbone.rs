@@ -1,5 +1,6 @@
-//! Report part 10's first half: pass every image through a fixed AlexNet and
-//! keep the 9216 features after its last max-pool; the model then trains on
+//! Report part 10's first half: pass every image through a fixed network
+//! (torchvision's AlexNet features, 9216 after its last max-pool, or any
+//! declared layer list) and keep its outputs; the model then trains on
 //! those. Features are cached on disk, keyed by the weights and the images,
 //! so a rerun with another head skips extraction. The weights and the cache
 //! are files like any other: read with a ceiling and checked (names, shapes,
@@ -8,8 +9,9 @@
 use super::Ctx;
 use crate::autodiff::{Tape, Var};
 use crate::data::{Dataset, Split};
-use crate::nn::alexnet::AlexNet;
 use crate::nn::Params;
+use crate::nn::{Init, Sequential};
+use crate::pipeline::model;
 use crate::pipeline::run::RunError;
 use crate::pipeline::schema::{Backbone, IfMissing};
 use crate::tensor::{Rng, Tensor};
@@ -24,7 +26,7 @@ const WEIGHTS_LIMIT: u64 = 1 << 30;
 const HEADER_ROOM: u64 = 1 << 20;
 
 /// The backbone's weights, and how they were obtained ("file <path>" or "random-init").
-pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params, String), RunError> {
+pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &Sequential) -> Result<(Params, String), RunError> {
     // Only a file that is not there counts as missing: a folder or a FIFO in
     // its place is an error, not a reason to fall back to random weights.
     let missing = |p: &std::path::Path| std::fs::metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
@@ -33,13 +35,20 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params,
             let named = |e: String| ctx.err("backbone", format!("backbone.weights: {}: {e}", path.display()));
             let bytes = crate::files::read_capped(path, WEIGHTS_LIMIT).map_err(|e| named(e.to_string()))?;
             let params = crate::weights::parse(&bytes).map_err(named)?;
-            // Pretrained checkpoints carry the 1000-class head; only the features are used.
+            // Pretrained checkpoints carry a head (AlexNet's 1000 classes); only
+            // the backbone's own tensors are used, and each must be there.
             let mut features = Params::new();
-            for (name, t) in params.iter().filter(|(n, _)| n.starts_with("features.")) {
-                features.insert(name, t.clone());
+            let mut problems = Vec::new();
+            for (name, shape) in net.param_shapes() {
+                match params.get(&name) {
+                    Ok(t) if t.shape() == shape.as_slice() => features.insert(&name, t.clone()),
+                    Ok(t) => problems.push(format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape())),
+                    Err(_) => problems.push(format!("missing tensor '{name}' {shape:?}")),
+                }
             }
-            net.check_part(&features, "features.")
-                .map_err(|e| ctx.err("backbone", format!("{}: {e}", path.display())))?;
+            if !problems.is_empty() {
+                return Err(ctx.err("backbone", format!("{}: {}", path.display(), problems.join("; "))));
+            }
             finite(&features).map_err(named)?;
             Ok((features, format!("file {}", path.display())))
         }
@@ -49,7 +58,9 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &AlexNet) -> Result<(Params,
                  Features of an untrained AlexNet; the accuracies will not be the report's.",
                 other.as_ref().map_or("(none given)".to_string(), |p| p.display().to_string())
             );
-            Ok((net.init(&mut Rng::new(ctx.pipeline().seed ^ 0xA1E7)), "random-init".to_string()))
+            let mut params = Params::new();
+            net.init(&mut params, Init::FanIn, Init::FanIn, &mut Rng::new(ctx.pipeline().seed ^ 0xA1E7));
+            Ok((params, "random-init".to_string()))
         }
         other => Err(ctx.err(
             "backbone",
@@ -76,7 +87,8 @@ fn finite(params: &Params) -> Result<(), String> {
 /// The data set's features from the cache file at `path`: exactly a train,
 /// a validation and a test tensor of one `width`-long finite row per example
 /// of the split (the file is only named by a hash; its content is checked).
-fn from_cache(path: &std::path::Path, data: &Dataset, width: usize) -> Result<Dataset, String> {
+fn from_cache(path: &std::path::Path, data: &Dataset, [channels, side]: [usize; 2]) -> Result<Dataset, String> {
+    let width = channels * side * side;
     let splits = [("train", &data.train), ("validation", &data.validation), ("test", &data.test)];
     let rows: u64 = splits.iter().map(|(_, s)| s.len() as u64).sum();
     let limit = rows.saturating_mul(width as u64 * 4).saturating_add(HEADER_ROOM);
@@ -95,33 +107,26 @@ fn from_cache(path: &std::path::Path, data: &Dataset, width: usize) -> Result<Da
         out.push(Split { images: t.clone(), labels: split.labels.clone() });
     }
     let [train, validation, test] = <[Split; 3]>::try_from(out).expect("three splits");
-    Ok(Dataset { train, validation, test, channels: 256, side: 6, ..data.clone() })
+    Ok(Dataset { train, validation, test, channels, side, ..data.clone() })
 }
 
-fn features_of(net: &AlexNet, params: &Params, split: &Split) -> crate::Result<Split> {
+fn features_of(net: &Sequential, params: &Params, split: &Split) -> crate::Result<Split> {
     let (n, width) = (split.len(), split.images.shape()[1]);
-    let mut out = Vec::with_capacity(n * net.feature_len());
+    let features = net.output().iter().product::<usize>();
+    let mut out = Vec::with_capacity(n * features);
     for start in (0..n).step_by(BATCH) {
         let rows = BATCH.min(n - start);
-        let x = Tensor::from_vec(
-            split.images.data()[start * width..(start + rows) * width].to_vec(),
-            &[rows, 3, 227, 227],
-        )?;
-        let f = net.features(&Tape::inference(), params, &Var::constant(x))?;
+        let x = Tensor::from_vec(split.images.data()[start * width..(start + rows) * width].to_vec(), &[rows, width])?;
+        let f = net.forward(&Tape::inference(), params, &Var::constant(x), None)?;
         out.extend_from_slice(f.value().data());
     }
-    Ok(Split { images: Tensor::from_vec(out, &[n, net.feature_len()])?, labels: split.labels.clone() })
+    Ok(Split { images: Tensor::from_vec(out, &[n, features])?, labels: split.labels.clone() })
 }
 
 /// The data set with every image replaced by its AlexNet features.
 pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Dataset, String), RunError> {
-    if data.channels != 3 || data.side != 227 {
-        return Err(ctx.err(
-            "backbone",
-            format!("AlexNet needs 3 x 227 x 227 images; data gives {} x {} x {}", data.channels, data.side, data.side),
-        ));
-    }
-    let net = AlexNet::torchvision(data.classes());
+    let net = model::backbone(b, &data.example_shape()).map_err(|e| ctx.err("backbone", e))?;
+    let [channels, side, _] = model::as_image(net.output());
     let (params, source) = weights(ctx, b, &net)?;
     // Cache key: the weights and every image, in order.
     let mut h = Sha256::new();
@@ -133,11 +138,16 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
         s.images.data().iter().for_each(|v| h.update(v.to_le_bytes()));
         s.labels.iter().for_each(|l| h.update((*l as u64).to_le_bytes()));
     }
+    // A declared backbone's layers decide its outputs as much as its weights.
+    if b.kind == crate::pipeline::schema::BackboneKind::Sequential {
+        h.update(format!("{:?}", net.nodes).as_bytes());
+    }
     let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-    let cached = b.cache.as_ref().map(|dir| dir.join(format!("alexnet-features-{key}.safetensors")));
+    let stem = if b.kind == crate::pipeline::schema::BackboneKind::Alexnet { "alexnet" } else { "backbone" };
+    let cached = b.cache.as_ref().map(|dir| dir.join(format!("{stem}-features-{key}.safetensors")));
     let names = ["train", "validation", "test"];
     if let Some(path) = cached.as_ref().filter(|p| std::fs::symlink_metadata(p).is_ok()) {
-        let ds = from_cache(path, data, net.feature_len()).map_err(|e| {
+        let ds = from_cache(path, data, [channels, side]).map_err(|e| {
             ctx.err(
                 "backbone",
                 format!("feature cache {}: {e} (delete it to extract the features again)", path.display()),
@@ -154,7 +164,7 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
         features_of(&net, &params, &data.test).map_err(fail)?,
     );
     eprintln!(
-        "extracted AlexNet features of {} images in {:.1} s",
+        "extracted backbone features of {} images in {:.1} s",
         train.len() + validation.len() + test.len(),
         started.elapsed().as_secs_f64()
     );
@@ -172,5 +182,5 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
             eprintln!("warning: could not cache features in {}: {e}", path.display());
         }
     }
-    Ok((Dataset { train, validation, test, channels: 256, side: 6, ..data.clone() }, source))
+    Ok((Dataset { train, validation, test, channels, side, ..data.clone() }, source))
 }

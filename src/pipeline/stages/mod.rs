@@ -149,7 +149,7 @@ impl<'a> Ctx<'a> {
         let p = self.pipeline();
         let backbone = p.backbone.as_ref().map(|b| {
             let weights = b.weights.as_ref().map(|w| (w.clone(), file_identity(w)));
-            (b.kind, weights, b.if_missing, p.seed)
+            (b.kind, &b.layers, weights, b.if_missing, p.seed)
         });
         // Paths by Debug: exact, and never an error (JSON refuses non-UTF-8 paths).
         let data = Data { train_limit: 0, root: None, ..d.clone() };
@@ -282,7 +282,7 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
                  report measured."
                     .to_string()
             } else {
-                format!("AlexNet features (9216 per image) from pretrained weights, {source}.")
+                format!("Backbone features from pretrained weights, {source}.")
             },
         );
     }
