@@ -159,7 +159,13 @@ pub(crate) fn build(m: &Model, example: &[usize], classes: usize) -> Result<Sequ
     // Presets of fully connected layers take the example as one row.
     let flat = [example.iter().product::<usize>()];
     let input = if matches!(m.kind, ModelKind::Linear | ModelKind::Mlp) { &flat[..] } else { example };
-    let net = Sequential::new(input, &specs).map_err(|e| format!("model.layers: {e}"))?;
+    // A preset's layers come from the key that sized them.
+    let key = match m.kind {
+        ModelKind::Linear | ModelKind::Mlp => "model.hidden",
+        ModelKind::Alexnet => "model.kind",
+        ModelKind::Sequential => "model.layers",
+    };
+    let net = Sequential::new(input, &specs).map_err(|e| format!("{key}: {e}"))?;
     if net.output() != [classes] {
         return Err(format!(
             "model.layers: the last layer gives {:?} per example, but the data has {classes} classes: end with a \

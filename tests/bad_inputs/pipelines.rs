@@ -118,7 +118,7 @@ fn sizes_beyond_the_machine_are_refused_before_allocating() {
     bounded(
         "billion-hidden-units",
         &[("kind = \"linear\"", "kind = \"mlp\"\nhidden = [1000000000]")],
-        &["model.hidden", "memory"],
+        &["model.hidden: layer 1 ('fc1'): linear out = 1000000000: must be between 1 and 16777216"],
     );
     bounded("2^40-iterations", &[("iterations = 2", "iterations = 1099511627776")], &["train.iterations"]);
     bounded(
