@@ -101,6 +101,13 @@ impl Layer {
             }
             Ok(((ph - win.kernel) / win.stride + 1, (pw - win.kernel) / win.stride + 1))
         };
+        // A weight whose size does not fit a usize would wrap the parameter
+        // count (and every budget computed from it).
+        let weight = |shape: &[usize]| -> Result<(), String> {
+            numel(shape)
+                .map(|_| ())
+                .map_err(|_| format!("its weight {} has more elements than memory can hold", dims(shape)))
+        };
         let out = match self {
             Layer::Conv2d { out, win, groups, .. } => {
                 let [c, h, w] = image()?;
@@ -113,6 +120,7 @@ impl Layer {
                     ));
                 }
                 let (oh, ow) = window(win, h, w)?;
+                weight(&[*out, c / groups, win.kernel, win.kernel])?;
                 vec![*out, oh, ow]
             }
             Layer::MaxPool2d(win) | Layer::AvgPool2d(win) => {
@@ -140,7 +148,10 @@ impl Layer {
                     return Err(format!("out = {out}: must be between 1 and {MAX_DIM}"));
                 }
                 match input {
-                    [n] if *n > 0 => vec![*out],
+                    [n] if *n > 0 => {
+                        weight(&[*out, *n])?;
+                        vec![*out]
+                    }
                     [_] => return Err("its input has no features".into()),
                     _ => {
                         return Err(format!(
@@ -252,5 +263,8 @@ mod tests {
         assert!(Layer::Dropout { p: f32::NAN }.output(&[3]).is_err());
         let huge = Layer::Conv2d { out: MAX_DIM, win: win(1, 1, MAX_DIM), groups: 1, bias: true };
         assert!(huge.output(&[1, MAX_DIM, MAX_DIM]).unwrap_err().contains("more elements than memory"));
+        let wide = Layer::Conv2d { out: 1 << 16, win: win(MAX_DIM, 1, MAX_DIM / 2), groups: 1, bias: true };
+        let err = wide.output(&[1, 28, 28]).unwrap_err();
+        assert!(err.contains("its weight [65536, 1, 16777216, 16777216] has more elements than memory"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! panic, and nothing written: no output folder, no stray files beside the
 //! inputs.
 
+mod layers;
 mod paths;
 mod pipelines;
 mod readers;

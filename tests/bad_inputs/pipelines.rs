@@ -117,6 +117,11 @@ fn bounded(name: &'static str, edits: &[(&str, &str)], expect: &[&str]) {
 fn sizes_beyond_the_machine_are_refused_before_allocating() {
     bounded(
         "billion-hidden-units",
+        &[("kind = \"linear\"", "kind = \"mlp\"\nhidden = [1000000000]")],
+        &["model.hidden: layer 1 ('fc1'): linear out = 1000000000: must be between 1 and 16777216"],
+    );
+    bounded(
+        "16-million-hidden-units",
         &[("kind = \"linear\"", "kind = \"mlp\"\nhidden = [16000000]")],
         &["model.hidden", "memory"],
     );
