@@ -436,32 +436,42 @@ fn ten() -> usize {
     10
 }
 
-/// The tape's gradient of the summed cost against central differences of
-/// the same cost computed in f64 (linear model only).
+/// The tape's gradient of the summed cross-entropy against central
+/// differences of the same cost. A linear model is checked against its cost
+/// computed in f64 over the whole training set (report part 3); any other
+/// model on `random` entries of every parameter tensor, biases too, with the
+/// cost summed in f64 from the network's f32 logits over a few examples.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Gradcheck {
-    /// Step of the central difference.
-    #[serde(default = "default_eps")]
-    pub eps: f64,
-    /// Weights to check, as (input pixel i, class j) in the report's W[i, j]
-    /// (W is 784 x 10 there; our weight is its transpose).
+    /// Step of the central difference (default 1e-4).
+    pub eps: Option<f64>,
+    /// Weights of a linear model to check, as (input pixel i, class j) in the
+    /// report's W[i, j] (W is 784 x 10 there; our weight is its transpose).
     #[serde(default)]
     pub directions: Vec<[usize; 2]>,
-    /// Also check this many random weights and every bias.
+    /// A linear model: also check this many random weights and every bias.
+    /// Other models: this many random entries of every parameter tensor (at
+    /// least one each, at most all of a tensor's).
     #[serde(default)]
     pub random: usize,
-    /// An entry passes if |analytic - numeric| <= tolerance * max(1, |numeric|).
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
+    /// The cost is over the first this many training examples (default: the
+    /// whole training set for a linear model, 8 for other models).
+    pub examples: Option<usize>,
+    /// A linear model's entry passes if |analytic - numeric| <= tolerance *
+    /// max(1, |numeric|) (default 1e-3). Another model's if |analytic -
+    /// numeric| <= tolerance * max(|numeric|, the largest |analytic| of its
+    /// tensor) (default 0.1: the f32 forward pass rounds the cost); and an
+    /// entry whose difference quotients at eps and eps / 2 disagree by more
+    /// than that is skipped: a ReLU or max-pool kink lies within the step.
+    pub tolerance: Option<f64>,
 }
 
-fn default_eps() -> f64 {
-    1e-4
-}
-
-fn default_tolerance() -> f64 {
-    1e-3
+impl Gradcheck {
+    /// The step and tolerance for a linear model or another.
+    pub fn eps_tolerance(&self, linear: bool) -> (f64, f64) {
+        (self.eps.unwrap_or(1e-4), self.tolerance.unwrap_or(if linear { 1e-3 } else { 0.1 }))
+    }
 }
 
 /// Try each value of one field, train, and keep the value with the best
@@ -598,11 +608,22 @@ fn default_save() -> String {
 
 /// The cost over a grid of two weights around their trained values, with
 /// the paths of gradient descent with and without momentum drawn on it.
+/// Name the two weights either as `weights` (a linear model's W[i, j]) or
+/// as `tensor` and `entries` (any model's parameters).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Contour {
-    /// The two weights, as (input pixel i, class j) in the report's W[i, j].
-    pub weights: [[usize; 2]; 2],
+    /// The two weights of a linear model, as (input pixel i, class j) in the
+    /// report's W[i, j].
+    pub weights: Option<[[usize; 2]; 2]>,
+    /// Or: the parameter tensor the two entries are in, by its name in the
+    /// network table (e.g. "layers.0.weight", "fc1.bias").
+    pub tensor: Option<String>,
+    /// With `tensor`: its two entries, each a flat index (e.g. [5, 17]) or one
+    /// index per dimension (e.g. [[0, 0, 2, 2], [1, 0, 2, 2]]). A model other
+    /// than linear evaluates the cost with forward passes of the network over
+    /// the training set (`data.train_limit` bounds it).
+    pub entries: Option<[EntryIndex; 2]>,
     /// The grid spans trained value +- span on each axis.
     #[serde(default = "default_span")]
     pub span: f32,
@@ -617,8 +638,32 @@ pub struct Contour {
     pub steps: usize,
     /// Momentum of the second trajectory.
     pub momentum: f32,
-    /// Also draw the surface for these two weights (the report's edge pixels).
+    /// Also draw the surface for these two weights of a linear model (the
+    /// report's edge pixels).
     pub edge_weights: Option<[[usize; 2]; 2]>,
+}
+
+/// An entry of a tensor: a flat index, or one index per dimension.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum EntryIndex {
+    Flat(usize),
+    Multi(Vec<usize>),
+}
+
+impl EntryIndex {
+    /// The flat (row-major) index in a tensor of `shape`, or why there is none.
+    pub fn flat(&self, shape: &[usize]) -> Result<usize, String> {
+        let numel: usize = shape.iter().product();
+        match self {
+            EntryIndex::Flat(i) if *i < numel => Ok(*i),
+            EntryIndex::Flat(i) => Err(format!("flat index {i} is outside the tensor's {numel} entries {shape:?}")),
+            EntryIndex::Multi(ix) if ix.len() != shape.len() || ix.iter().zip(shape).any(|(i, d)| i >= d) => {
+                Err(format!("index {ix:?} is outside the tensor's shape {shape:?}"))
+            }
+            EntryIndex::Multi(ix) => Ok(ix.iter().zip(shape).fold(0, |a, (i, d)| a * d + i)),
+        }
+    }
 }
 
 fn default_span() -> f32 {
@@ -681,11 +726,14 @@ pub struct Trial {
     pub set: BTreeMap<String, toml::Value>,
 }
 
-/// Hidden units of an MLP's first layer, drawn as images.
+/// The first layer's weights drawn as images: a first `linear` layer's
+/// weights into each unit over the image's pixels (with the class each unit
+/// favours when a ReLU or sigmoid and a linear layer follow it, report part
+/// 9), or a first `conv2d` layer's filters.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Units {
-    /// Images per row of the grid.
+    /// Images per row of the grid (at most the first layer's units or filters).
     #[serde(default = "five")]
     pub columns: usize,
 }

@@ -3,6 +3,7 @@
 //! once and checks it here, with no recursion. Every message names the key,
 //! and where the value came from: a line of the file or a `--set`.
 
+use super::budget::MAX_FLOPS;
 use super::model::{build, init_ok};
 use super::names::file_name;
 use super::schema::{Dataset, ModelKind, Pipeline};
@@ -353,44 +354,150 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
     let linear = p.model.as_ref().map(|m| m.kind) == Some(ModelKind::Linear);
     let weights = shape.inputs.saturating_mul(shape.classes);
     let in_w = |d: &[usize; 2]| d[0] < shape.inputs && d[1] < shape.classes;
+    // The network the stages get (the model section has been checked above).
+    let net = p.model.as_ref().and_then(|m| build(m, &shape.example, shape.classes).ok());
+    let kind = p.model.as_ref().map_or(String::new(), |m| format!("{:?}", m.kind).to_lowercase());
     if let Some(g) = &p.gradcheck {
-        if !finite_positive(g.eps) {
-            return Err(at("gradcheck", "eps", format!("must be positive and finite, got {}", g.eps)));
+        if let Some(eps) = g.eps.filter(|&e| !finite_positive(e)) {
+            return Err(at("gradcheck", "eps", format!("must be positive and finite, got {eps}")));
         }
-        if !finite_positive(g.tolerance) {
-            return Err(at("gradcheck", "tolerance", format!("must be positive and finite, got {}", g.tolerance)));
+        if let Some(t) = g.tolerance.filter(|&t| !finite_positive(t)) {
+            return Err(at("gradcheck", "tolerance", format!("must be positive and finite, got {t}")));
         }
-        if !linear {
-            return Err(at("gradcheck", "directions", "the f64 reference covers the linear model only".into()));
+        if let Some(n) = g.examples {
+            let most = if linear { shape.train } else { shape.train.min(MAX_GRADCHECK_EXAMPLES) };
+            if n == 0 || n > most {
+                return Err(at(
+                    "gradcheck",
+                    "examples",
+                    format!(
+                        "{n} is not between 1 and {most} (the {} training examples{})",
+                        shape.train,
+                        if linear { "" } else { ", at most 1000 through the network" }
+                    ),
+                ));
+            }
         }
-        if let Some(d) = g.directions.iter().find(|d| !in_w(d)) {
-            return Err(at(
-                "gradcheck",
-                "directions",
-                format!("({}, {}) is outside W ({} x {})", d[0], d[1], shape.inputs, shape.classes),
-            ));
-        }
-        if g.directions.len() > 10_000 || g.random > weights.min(10_000) {
-            return Err(at(
-                "gradcheck",
-                "random",
-                format!(
-                    "{} random and {} listed entries; at most 10000 of each, and no more random ones than W's {weights} weights",
-                    g.random,
-                    g.directions.len()
-                ),
-            ));
+        if linear {
+            if let Some(d) = g.directions.iter().find(|d| !in_w(d)) {
+                return Err(at(
+                    "gradcheck",
+                    "directions",
+                    format!("({}, {}) is outside W ({} x {})", d[0], d[1], shape.inputs, shape.classes),
+                ));
+            }
+            if g.directions.len() > 10_000 || g.random > weights.min(10_000) {
+                return Err(at(
+                    "gradcheck",
+                    "random",
+                    format!(
+                        "{} random and {} listed entries; at most 10000 of each, and no more random ones than W's {weights} weights",
+                        g.random,
+                        g.directions.len()
+                    ),
+                ));
+            }
+        } else if let Some(net) = &net {
+            if !g.directions.is_empty() {
+                return Err(at(
+                    "gradcheck",
+                    "directions",
+                    format!(
+                        "directions are W[i, j] of a linear model; a {kind} model is checked on `random` entries of \
+                         every parameter tensor"
+                    ),
+                ));
+            }
+            if g.random > 10_000 {
+                return Err(at("gradcheck", "random", format!("{} entries per tensor; at most 10000", g.random)));
+            }
+            let examples = g.examples.unwrap_or(super::stages::gradcheck::EXAMPLES).min(shape.train) as f64;
+            let (units, flops) = network_work(net);
+            let tape = examples * units * 4.0 * 3.0;
+            if tape > MAX_STAGE_BYTES {
+                return Err(at(
+                    "gradcheck",
+                    "examples",
+                    format!(
+                        "{examples} examples through layers of {units} values hold about {:.1e} bytes, more than {:.0e}",
+                        tape, MAX_STAGE_BYTES
+                    ),
+                ));
+            }
+            let entries: usize = net.param_shapes().iter().map(|(_, s)| g.random.max(1).min(s.iter().product())).sum();
+            let work = (entries as f64 * 4.0 + 4.0) * examples * flops;
+            if work > MAX_FLOPS {
+                return Err(at(
+                    "gradcheck",
+                    "random",
+                    format!(
+                        "{entries} entries, each 4 forward passes of {examples} examples, are about {work:.1e} \
+                         floating-point operations, more than the {MAX_FLOPS:.0e} one run may take"
+                    ),
+                ));
+            }
         }
     }
     if let Some(c) = &p.contour {
-        if !linear {
-            return Err(at("contour", "weights", "the contour stage covers the linear model only".into()));
+        match (&c.weights, &c.tensor, &c.entries) {
+            (Some(_), None, None) if !linear => {
+                return Err(at(
+                    "contour",
+                    "weights",
+                    format!(
+                        "weights are W[i, j] of a linear model; name two entries of a {kind} model's tensor with \
+                         `tensor` and `entries`"
+                    ),
+                ))
+            }
+            (Some(_), None, None) => {}
+            (None, Some(name), Some(entries)) => {
+                let shapes = net.as_ref().map(|n| n.param_shapes()).unwrap_or_default();
+                let Some((_, tshape)) = shapes.iter().find(|(n, _)| n == name) else {
+                    let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(at(
+                        "contour",
+                        "tensor",
+                        format!("the model has no tensor '{name}'; its tensors are {}", names.join(", ")),
+                    ));
+                };
+                let flat = entries
+                    .iter()
+                    .map(|e| e.flat(tshape).map_err(|e| at("contour", "entries", format!("in '{name}': {e}"))))
+                    .collect::<Result<Vec<usize>, String>>()?;
+                if flat[0] == flat[1] {
+                    return Err(at("contour", "entries", format!("both name entry {} of '{name}'", flat[0])));
+                }
+            }
+            (None, Some(_), None) => {
+                return Err(at("contour", "entries", "`tensor` needs `entries`, the two entries to vary".into()))
+            }
+            (None, None, Some(_)) => {
+                return Err(at("contour", "tensor", "`entries` needs `tensor`, the tensor they are in".into()))
+            }
+            (None, None, None) => {
+                return Err(at(
+                    "contour",
+                    "weights",
+                    "name two weights: `weights` (W[i, j] of a linear model) or `tensor` and `entries`".into(),
+                ))
+            }
+            (Some(_), _, _) => {
+                return Err(at(
+                    "contour",
+                    "weights",
+                    "give either `weights` or `tensor` and `entries`, not both".into(),
+                ))
+            }
         }
-        let all = c.weights.iter().chain(c.edge_weights.iter().flatten());
+        if c.edge_weights.is_some() && !linear {
+            return Err(at("contour", "edge_weights", format!("W[i, j] of a linear model; this model is {kind}")));
+        }
+        let all = c.weights.iter().chain(c.edge_weights.iter()).flatten();
         if let Some(d) = all.into_iter().find(|d| !in_w(d)) {
             return Err(at(
                 "contour",
-                "weights",
+                if c.weights.is_some_and(|w| w.contains(d)) { "weights" } else { "edge_weights" },
                 format!("({}, {}) is outside W ({} x {})", d[0], d[1], shape.inputs, shape.classes),
             ));
         }
@@ -413,24 +520,38 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         if !c.start.iter().all(|s| s.is_finite()) {
             return Err(at("contour", "start", format!("{:?} is not two finite numbers", c.start)));
         }
+        if let (false, Some(net)) = (linear, &net) {
+            // A grid point is a forward pass over the training set; a step
+            // a forward and a backward pass (about three forward passes).
+            let (_, flops) = network_work(net);
+            let passes = (c.grid * c.grid) as f64 + 2.0 * 3.0 * c.steps as f64;
+            let work = passes * shape.train as f64 * flops;
+            if work > MAX_FLOPS {
+                return Err(at(
+                    "contour",
+                    "grid",
+                    format!(
+                        "{} x {} grid points and 2 x {} steps over {} training examples are about {work:.1e} \
+                         floating-point operations, more than the {MAX_FLOPS:.0e} one run may take (a smaller grid, \
+                         fewer steps or data.train_limit)",
+                        c.grid, c.grid, c.steps, shape.train
+                    ),
+                ));
+            }
+        }
     }
     if let Some(u) = &p.units {
-        if p.model.as_ref().map(|m| m.kind) != Some(ModelKind::Mlp) {
-            return Err(at(
-                "units",
-                "columns",
-                "the units stage draws hidden units: it needs model.kind = \"mlp\"".into(),
-            ));
-        }
-        let hidden = p.model.as_ref().and_then(|m| m.hidden.first()).copied().unwrap_or(0);
-        if u.columns == 0 || u.columns > hidden.clamp(1, 100) {
+        let net = net.as_ref().ok_or_else(|| at("units", "columns", "the model does not build".into()))?;
+        let plan = super::stages::units::plan(net, &shape.example, p.backbone.is_some())
+            .map_err(|e| at("units", "columns", format!("the units stage cannot draw this model: {e}")))?;
+        let most = plan.units.clamp(1, 100);
+        if u.columns == 0 || u.columns > most {
             return Err(at(
                 "units",
                 "columns",
                 format!(
-                    "{} is not between 1 and {} (the first hidden layer's width, at most 100)",
-                    u.columns,
-                    hidden.clamp(1, 100)
+                    "{} is not between 1 and {most} (the first layer's {} units, at most 100)",
+                    u.columns, plan.units
                 ),
             ));
         }
@@ -438,8 +559,71 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
     Ok(())
 }
 
+/// At most this many examples go through a network for a gradient check.
+const MAX_GRADCHECK_EXAMPLES: usize = 1000;
+/// The memory one check or surface may hold for its tape.
+const MAX_STAGE_BYTES: f64 = 4e9;
+
+/// A network's values per example (every layer's output) and forward FLOPs.
+fn network_work(net: &crate::nn::Sequential) -> (f64, f64) {
+    let size = |s: &[usize]| s.iter().map(|&d| d as f64).product::<f64>();
+    let units = net.nodes.iter().map(|n| size(&n.output)).sum();
+    (units, net.nodes.iter().map(|n| n.layer.flops(&n.input, &n.output)).sum())
+}
+
 /// Keys a sweep or a trial may vary: what one training run reads.
 fn variable(key: &str) -> bool {
     let first = key.split('.').next().unwrap_or("");
     key == "seed" || (matches!(first, "data" | "model" | "train") && key.len() > first.len() + 1)
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+
+    const LENET: &str = "version = 1\nname = \"t\"\n[model]\nkind = \"sequential\"\n\
+        [[model.layers]]\ntype = \"conv2d\"\nout = 6\nkernel = 5\n[[model.layers]]\ntype = \"relu\"\n\
+        [[model.layers]]\ntype = \"max_pool2d\"\nkernel = 2\n[[model.layers]]\ntype = \"flatten\"\n\
+        [[model.layers]]\ntype = \"linear\"\nout = 10\n";
+
+    fn check(text: &str) -> Result<(), String> {
+        let p: Pipeline = toml::from_str(text).unwrap();
+        one(&p, &Source { text, overrides: &[], variant: None })
+    }
+
+    #[test]
+    fn stages_on_any_model_check_their_keys() {
+        let contour = "start = [0.0, 0.0]\nlr = 1e-3\nsteps = 2\nmomentum = 0.5\n";
+        check(&format!("{LENET}[gradcheck]\nrandom = 3\n[units]\ncolumns = 6\n")).unwrap();
+        let ok = format!("{LENET}[contour]\ntensor = \"layers.0.weight\"\nentries = [[0, 0, 2, 2], 7]\n{contour}");
+        check(&format!("{ok}[data]\ndataset = \"mnist\"\ntrain_limit = 100\n")).unwrap();
+        let e = |extra: &str| check(&format!("{LENET}{extra}")).err().unwrap_or_else(|| panic!("accepted: {extra}"));
+        let m = e(&format!("[contour]\ntensor = \"fc1.weight\"\nentries = [0, 1]\n{contour}"));
+        assert!(m.contains("contour.tensor: the model has no tensor 'fc1.weight'; its tensors are layers.0.weight, layers.0.bias, layers.4.weight, layers.4.bias"), "{m}");
+        let m = e(&format!("[contour]\ntensor = \"layers.0.bias\"\nentries = [0, 6]\n{contour}"));
+        assert!(
+            m.contains("contour.entries: in 'layers.0.bias': flat index 6 is outside the tensor's 6 entries [6]"),
+            "{m}"
+        );
+        let m = e(&format!("[contour]\ntensor = \"layers.0.weight\"\nentries = [[0, 0, 5, 0], 1]\n{contour}"));
+        assert!(m.contains("index [0, 0, 5, 0] is outside the tensor's shape [6, 1, 5, 5]"), "{m}");
+        let m = e(&format!("[contour]\nweights = [[0, 0], [1, 1]]\n{contour}"));
+        assert!(m.contains("contour.weights: weights are W[i, j] of a linear model"), "{m}");
+        let m = e(&format!("[contour]\ntensor = \"layers.0.bias\"\n{contour}"));
+        assert!(m.contains("contour.entries: `tensor` needs `entries`"), "{m}");
+        // The whole training set through a CNN at 400 x 400 points: refused.
+        let wide = LENET.replace("out = 6", "out = 64");
+        let m = check(&format!("{wide}[contour]\ntensor = \"layers.0.bias\"\nentries = [0, 1]\ngrid = 400\n{contour}"))
+            .unwrap_err();
+        assert!(m.contains("contour.grid: 400 x 400 grid points") && m.contains("data.train_limit"), "{m}");
+        let m = e("[gradcheck]\ndirections = [[1, 2]]\n");
+        assert!(m.contains("gradcheck.directions: directions are W[i, j] of a linear model"), "{m}");
+        let m = e("[gradcheck]\nexamples = 0\n");
+        assert!(m.contains("gradcheck.examples: 0 is not between 1 and 1000"), "{m}");
+        let m = e("[units]\ncolumns = 7\n");
+        assert!(m.contains("units.columns: 7 is not between 1 and 6 (the first layer's 6 units"), "{m}");
+        let mlp = "version = 1\nname = \"t\"\n[model]\nkind = \"linear\"\n[units]\ncolumns = 10\n";
+        check(mlp).unwrap();
+        assert!(check(&mlp.replace("columns = 10", "columns = 11")).unwrap_err().contains("between 1 and 10"));
+    }
 }

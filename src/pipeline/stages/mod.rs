@@ -2,12 +2,12 @@
 
 mod backbone;
 mod contour;
-mod gradcheck;
+pub(crate) mod gradcheck;
 mod samples;
 pub mod scaling;
 mod softmax64;
 mod train;
-mod units;
+pub(crate) mod units;
 
 use super::checkpoint::Checkpoints;
 use super::load::Loaded;
