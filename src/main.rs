@@ -161,6 +161,12 @@ fn fetch(raw: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as other Unix tools do, instead
+    // of a panic on the closed pipe.
+    // SAFETY: restoring the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Training reallocates the same large buffers every step (see `memory`).
     nabla::memory::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();

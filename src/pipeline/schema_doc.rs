@@ -290,7 +290,7 @@ mod tests {
             "- `lr` (f32, required): Learning rate.",
             "- `eval_every` (usize, default 50): Measure accuracies every N steps (and after the last).",
             "- `save` (String, default \"weights.safetensors\"): ",
-            "- `eps` (f64, default 1e-4): ",
+            "- `eps` (Option<f64>, optional): ",
             "- `momentum` (f32, default 0): Momentum of \"sgd\"",
             "- `exact_validation` (bool, default false): ",
             "- `description` (String, default empty): ",
