@@ -386,3 +386,36 @@ fn part10_runs_on_random_weights_and_says_so() {
     assert!(metrics(&ft)["final_loss"].as_f64().unwrap().is_finite());
     assert!(ft.join("learning_curve.png").is_file() && ft.join("alexnet.safetensors").is_file());
 }
+
+/// A declared network runs end to end: LeNet-5 in epochs of mini-batches
+/// (32 steps for 1024 examples in batches of 64 over 2 epochs, measured after
+/// each epoch), its filters drawn, its table in the report, its weights
+/// saved under PyTorch's names.
+#[test]
+fn lenet5_trains_by_epochs_of_mini_batches() {
+    let dir = temp("lenet5");
+    let o = nabla(&[
+        "pipelines/lenet5.toml",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "data.train_limit=1024",
+        "--set",
+        "train.epochs=2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&dir);
+    assert_eq!(m["steps"], 32);
+    let iterations: Vec<u64> =
+        m["learning_curve"].as_array().unwrap().iter().map(|p| p["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(iterations, [0, 16, 32]);
+    assert!(m["test_accuracy"].as_f64().unwrap() > 0.4, "{}", m["test_accuracy"]);
+    assert!(dir.join("filters.png").is_file() && dir.join("filters_learned.png").is_file());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("| layers.0 | conv2d 6 5x5 pad 2 | [6, 28, 28] | 156 |"), "{report}");
+    let bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let names = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().len();
+    assert_eq!(names, 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
