@@ -68,6 +68,8 @@ pub struct LayerError {
 impl std::fmt::Display for LayerError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match &self.name {
+            // Index 0: the list as a whole.
+            _ if self.index == 0 => write!(f, "{}", self.message),
             Some(n) => write!(f, "layer {} ('{n}'): {}", self.index, self.message),
             None => write!(f, "layer {}: {}", self.index, self.message),
         }
@@ -101,13 +103,16 @@ impl Sequential {
             message,
         };
         if specs.is_empty() {
-            return Err(error(0, None, "the list of layers is empty".into()));
+            let message = "the list of layers is empty".into();
+            return Err(LayerError { index: 0, name: None, message });
         }
         if specs.len() > MAX_LAYERS {
-            return Err(error(MAX_LAYERS, None, format!("{} layers; at most {MAX_LAYERS}", specs.len())));
+            let message = format!("{} layers; at most {MAX_LAYERS}", specs.len());
+            return Err(LayerError { index: 0, name: None, message });
         }
         if input.is_empty() || numel(input).is_err() || input.contains(&0) {
-            return Err(error(0, specs.first(), format!("the data's examples have no usable shape: {input:?}")));
+            let message = format!("the data's examples have no usable shape: {input:?}");
+            return Err(LayerError { index: 0, name: None, message });
         }
         let mut nodes: Vec<Node> = Vec::with_capacity(specs.len());
         let mut shape = input.to_vec();

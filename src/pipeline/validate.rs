@@ -26,7 +26,10 @@ impl Source<'_> {
         });
         let origin = match from_set {
             Some(o) => format!("--set {o}: "),
-            None => line_of(self.text, section, key).map(|n| format!("line {n}: ")).unwrap_or_default(),
+            None => line_of(self.text, section, key)
+                .or_else(|| layer_line(self.text, &path, &what.to_string()))
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default(),
         };
         match &self.variant {
             Some(v) => format!("{v}: {path}: {what}"),
@@ -47,6 +50,13 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The line of the `[[path]]` table a "layer N ..." message is about.
+fn layer_line(text: &str, path: &str, what: &str) -> Option<usize> {
+    let n: usize = what.strip_prefix("layer ")?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let header = format!("[[{path}]]");
+    text.lines().enumerate().filter(|(_, l)| l.trim() == header).nth(n.checked_sub(1)?).map(|(i, _)| i + 1)
 }
 
 fn finite_positive(x: f64) -> bool {
