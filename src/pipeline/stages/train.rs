@@ -515,13 +515,15 @@ pub(crate) fn weight_grid(
         _ => return None,
     };
     let linear = net.weighted().len() == 1;
-    let what = match first.layer {
-        Layer::Conv2d { .. } => format!("the {units} filters of {}", first.prefix),
-        _ if linear => "each output".to_string(),
-        _ => format!("the {units} hidden units"),
+    let change = since.is_some();
+    // Filter grids are narrow: a short title.
+    let title = match first.layer {
+        Layer::Conv2d { .. } => format!("{} {}", if change { "Change of" } else { "Filters of" }, first.prefix),
+        _ if linear => format!("{}eights into each output", if change { "Change of the w" } else { "W" }),
+        _ => format!("{}eights into the {units} hidden units", if change { "Change of the w" } else { "W" }),
     };
     Some(ImageGrid {
-        title: format!("{}eights into {what}", if since.is_some() { "Change of the w" } else { "W" }),
+        title,
         images,
         width: side,
         height: side,
