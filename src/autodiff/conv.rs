@@ -157,11 +157,16 @@ pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32
 /// and convolved with the filters flipped in space and with their in and
 /// out channels swapped. That runs through the forward pass's implicit GEMM
 /// instead of writing every column's gradient and adding them back
-/// (col2im). None for strides and windows this does not cover.
+/// (col2im). None for strides and windows this does not cover, and for
+/// fewer than [`BY_CONV_MIN_CHANNELS`] input channels per group: that
+/// convolution's product has a row per input channel, too few to pay for
+/// packing its `oc * k * k` deep gathered columns (LeNet's second layer, 6
+/// channels, gathers 400 values per pixel for 6 rows; col2im's product has
+/// a row per column-matrix row, 150, and adds 150 values per output pixel).
 pub(crate) fn input_gradient_by_conv(geom: &ConvGeom, w: &[f32], dy: &[f32]) -> Option<Result<Vec<f32>>> {
     let ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win } = *geom;
     let k = win.kh;
-    if win.stride != 1 || win.kw != k || win.padding >= k {
+    if win.stride != 1 || win.kw != k || win.padding >= k || c / groups < BY_CONV_MIN_CHANNELS {
         return None;
     }
     let (cg, ocg, kk) = (c / groups, oc / groups, k * k);
@@ -184,6 +189,10 @@ pub(crate) fn input_gradient_by_conv(geom: &ConvGeom, w: &[f32], dy: &[f32]) -> 
     let geom = ConvGeom { n, c: oc, h: oh, w: ow, oc: c, oh: h, ow: wd, groups, win: back };
     Some(conv2d_forward(&geom, ConvInputs { xs: dy, w: &flipped, remember: false, bias: None, relu: false }))
 }
+
+/// Input channels per group below which the input gradient goes through
+/// col2im rather than [`input_gradient_by_conv`].
+const BY_CONV_MIN_CHANNELS: usize = 16;
 
 /// The images of chunk `chunk` (see [`conv2d_forward`]) into `y`.
 fn forward_chunk(

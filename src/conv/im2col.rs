@@ -135,10 +135,19 @@ pub fn col2im(cols: &[f32], g: &Planes, ld: usize, dx: &mut [f32]) {
                         continue;
                     }
                     let dst = &mut plane[y as usize * w..(y as usize + 1) * w];
-                    for (ox, &v) in src[oy * ow..(oy + 1) * ow].iter().enumerate() {
-                        let xx = ox as isize * s + j as isize - p;
-                        if xx >= 0 && xx < w as isize {
-                            dst[xx as usize] += v;
+                    // The outputs whose pixel `ox * s + j - p` lies in the row.
+                    let first = ((p - j as isize).max(0) as usize).div_ceil(s as usize).min(ow);
+                    let end = ((w as isize + p - j as isize).max(0) as usize).div_ceil(s as usize).clamp(first, ow);
+                    if end == first {
+                        continue;
+                    }
+                    let src = &src[oy * ow + first..oy * ow + end];
+                    let x0 = (first as isize * s + j as isize - p) as usize;
+                    if s == 1 {
+                        dst[x0..x0 + src.len()].iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                    } else {
+                        for (t, &v) in src.iter().enumerate() {
+                            dst[x0 + t * s as usize] += v;
                         }
                     }
                 }
@@ -156,7 +165,14 @@ mod tests {
     fn col2im_is_the_adjoint_of_im2col() {
         // <im2col(x), y> == <x, col2im(y)> for random x, y.
         let mut r = crate::tensor::Rng::new(3);
-        for (c, h, w, k, s, p) in [(2, 5, 7, 3, 2, 1), (1, 4, 4, 2, 1, 0), (3, 6, 5, 4, 3, 2), (1, 3, 3, 5, 1, 2)] {
+        for (c, h, w, k, s, p) in [
+            (2, 5, 7, 3, 2, 1),
+            (1, 4, 4, 2, 1, 0),
+            (3, 6, 5, 4, 3, 2),
+            (1, 3, 3, 5, 1, 2),
+            (3, 10, 10, 5, 1, 4),
+            (2, 6, 7, 3, 3, 1),
+        ] {
             let win = super::super::Window::square(k, s, p);
             let (oh, ow) = win.output("t", h, w).unwrap();
             let g = Planes { c, h, w, win, oh, ow };

@@ -337,6 +337,49 @@ pub(crate) unsafe fn pack_b_gather<const NR: usize, const AVX: bool, const AVX51
                 }
             }
             #[cfg(target_arch = "x86_64")]
+            if AVX && !AVX512 && NR.is_multiple_of(8) && NR <= 64 {
+                use std::arch::x86_64::*;
+                // As the AVX-512 path, with runs of at most 8: a masked
+                // load (lanes past the run read nothing and give zeros) and
+                // a whole 8-float store. A store's tail past its run is
+                // overwritten by the next run, or is the zeros past the
+                // last column; a run ending in the last 8 columns of the
+                // row is stored masked, so nothing lands past the row. An
+                // 8-float gather costs several times a load on AMD's cores.
+                let mut runs = [(0usize, 0u32, _mm256_setzero_si256(), false); NR];
+                let mut count = 0;
+                let mut j = 0;
+                while j < width {
+                    let start = j;
+                    j += 1;
+                    while j < width && j - start < 8 && offs[j] == offs[j - 1] + 1 {
+                        j += 1;
+                    }
+                    let len = (j - start) as i32;
+                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(len), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    runs[count] = (start, offs[start], mask, start + 8 > NR);
+                    count += 1;
+                }
+                if count <= NR / 2 {
+                    for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                        let row = b.src.add(*b.rows.add(p) as usize);
+                        let o = out.as_mut_ptr();
+                        for &(at, off, mask, tail) in &runs[..count] {
+                            let v = _mm256_maskload_ps(row.add(off as usize), mask);
+                            if tail {
+                                _mm256_maskstore_ps(o.add(at), mask, v);
+                            } else {
+                                _mm256_storeu_ps(o.add(at), v);
+                            }
+                        }
+                        // Columns past the last run's store (all of them, when it was masked).
+                        let written = runs[..count].last().map_or(0, |r| if r.3 { width } else { (r.0 + 8).min(NR) });
+                        out[written.max(width)..].fill(0.0);
+                    }
+                    continue;
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
             if AVX && NR.is_multiple_of(8) && NR <= 64 {
                 use std::arch::x86_64::*;
                 // Offsets below 2^31 (checked by the caller), so they are valid i32 indices.
