@@ -5,7 +5,7 @@
 //! network's is its f32 forward pass over the training set, in pieces, summed
 //! in f64, and its gradient the tape's.
 
-use super::softmax64::{Cost64, Delta};
+use super::softmax64::{cross_entropy64, Cost64, Delta};
 use super::{network, params, Ctx};
 use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::data::Split;
@@ -106,20 +106,6 @@ impl Surface<'_> {
             }
         }
     }
-}
-
-/// Summed cross-entropy of `logits` against `labels`, in f64.
-fn cross_entropy64(logits: &Tensor, labels: &[usize]) -> f64 {
-    let classes = logits.numel() / labels.len().max(1);
-    logits
-        .data()
-        .chunks(classes)
-        .zip(labels)
-        .map(|(z, &y)| {
-            let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-            max + z.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() - z[y] as f64
-        })
-        .sum()
 }
 
 /// The training set in pieces small enough to pass through `net` at once.

@@ -4,14 +4,14 @@
 //! bias; any other network on random entries of every parameter tensor, the
 //! cost summed in f64 from its f32 logits over a few training examples.
 
-use super::softmax64::{Cost64, Delta};
+use super::softmax64::{cross_entropy64, Cost64, Delta};
 use super::{network, params, Ctx};
 use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::data::Split;
 use crate::nn::{Layer, Params, Sequential};
 use crate::pipeline::run::RunError;
 use crate::pipeline::schema::{Gradcheck, ModelKind};
-use crate::tensor::{Rng, Tensor};
+use crate::tensor::Rng;
 use serde_json::json;
 
 /// Training examples a network's check is over, unless `examples` says.
@@ -201,20 +201,6 @@ fn pick(shapes: &[(String, Vec<usize>)], random: usize, rng: &mut Rng) -> Vec<Ve
         .collect()
 }
 
-/// Summed cross-entropy of `logits` against `labels`, in f64.
-fn cross_entropy64(logits: &Tensor, labels: &[usize]) -> f64 {
-    let classes = logits.numel() / labels.len().max(1);
-    logits
-        .data()
-        .chunks(classes)
-        .zip(labels)
-        .map(|(z, &y)| {
-            let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-            max + z.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() - z[y] as f64
-        })
-        .sum()
-}
-
 /// Central differences of `cost` at the `picks` of each tensor of `params`
 /// (in `analytic`'s order), beside the `analytic` gradient. With `kinks`,
 /// also steps of eps / 2: an entry whose difference quotients, or one-sided
@@ -383,6 +369,7 @@ fn network_check(ctx: &mut Ctx, g: &Gradcheck) -> Result<(), RunError> {
 mod tests {
     use super::*;
     use crate::nn::{Init, LayerSpec, Window2d};
+    use crate::tensor::Tensor;
 
     /// A small CNN with ReLU and max-pool kinks, its parameters and a batch.
     fn setup() -> (Sequential, Params, Split) {

@@ -9,6 +9,7 @@
 
 use crate::data::mnist::Split;
 use crate::nn::Params;
+use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 pub(crate) struct Cost64<'a> {
@@ -94,4 +95,18 @@ impl<'a> Cost64<'a> {
             })
             .reduce(|| vec![0.0; at.len()], |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect())
     }
+}
+
+/// Summed cross-entropy of `logits` against `labels`, in f64.
+pub(crate) fn cross_entropy64(logits: &Tensor, labels: &[usize]) -> f64 {
+    let classes = logits.numel() / labels.len().max(1);
+    logits
+        .data()
+        .chunks(classes)
+        .zip(labels)
+        .map(|(z, &y)| {
+            let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            max + z.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() - z[y] as f64
+        })
+        .sum()
 }
