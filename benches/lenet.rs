@@ -20,7 +20,7 @@ mod common;
 
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::data::Split;
-use nabla::nn::{Init, Layer, LayerSpec, Params, Sequential, Window2d};
+use nabla::nn::{Init, Params, Sequential};
 use nabla::optim::{Adam, Optimizer};
 use nabla::Rng;
 use std::path::Path;
@@ -31,23 +31,7 @@ const BATCH: usize = 64;
 const INFER_BATCH: usize = 1000;
 
 fn lenet5() -> Sequential {
-    let w = |kernel, stride, padding| Window2d { kernel, stride, padding };
-    let conv = |out, padding| Layer::Conv2d { out, win: w(5, 1, padding), groups: 1, bias: true };
-    let layers = [
-        conv(6, 2),
-        Layer::Relu,
-        Layer::MaxPool2d(w(2, 2, 0)),
-        conv(16, 0),
-        Layer::Relu,
-        Layer::MaxPool2d(w(2, 2, 0)),
-        Layer::Flatten,
-        Layer::Linear { out: 120, bias: true },
-        Layer::Relu,
-        Layer::Linear { out: 84, bias: true },
-        Layer::Relu,
-        Layer::Linear { out: 10, bias: true },
-    ];
-    let specs: Vec<LayerSpec> = layers.into_iter().map(LayerSpec::new).collect();
+    let specs = nabla::nn::presets::lenet5();
     Sequential::new(&[1, 28, 28], &specs).expect("LeNet-5 fits 28x28")
 }
 

@@ -34,23 +34,6 @@ fn conv(out: usize, kernel: usize, padding: usize, groups: usize) -> Layer {
     Layer::Conv2d { out, win: w(kernel, 1, padding), groups, bias: true }
 }
 
-fn lenet5() -> Vec<Layer> {
-    vec![
-        conv(6, 5, 2, 1),
-        Layer::Relu,
-        Layer::MaxPool2d(w(2, 2, 0)),
-        conv(16, 5, 0, 1),
-        Layer::Relu,
-        Layer::MaxPool2d(w(2, 2, 0)),
-        Layer::Flatten,
-        Layer::Linear { out: 120, bias: true },
-        Layer::Relu,
-        Layer::Linear { out: 84, bias: true },
-        Layer::Relu,
-        Layer::Linear { out: 10, bias: true },
-    ]
-}
-
 fn lenet5_avg() -> Vec<Layer> {
     vec![
         conv(6, 5, 2, 1),
@@ -66,9 +49,8 @@ fn lenet5_avg() -> Vec<Layer> {
     ]
 }
 
-fn matches_pytorch(file: &str, layers: Vec<Layer>) {
+fn matches_pytorch(file: &str, specs: Vec<LayerSpec>) {
     let f = fixture(file);
-    let specs: Vec<LayerSpec> = layers.into_iter().map(LayerSpec::new).collect();
     let net = Sequential::new(&[1, 28, 28], &specs).unwrap();
     // Exactly PyTorch's state dict: the same names and shapes, no more.
     let mut params = Params::new();
@@ -99,12 +81,12 @@ fn matches_pytorch(file: &str, layers: Vec<Layer>) {
 
 #[test]
 fn lenet5_matches_pytorch_forward_and_backward() {
-    matches_pytorch("lenet5.safetensors", lenet5());
+    matches_pytorch("lenet5.safetensors", nabla::nn::presets::lenet5());
 }
 
 #[test]
 fn tanh_avg_pool_grouped_sigmoid_variant_matches_pytorch() {
-    matches_pytorch("lenet5_avg.safetensors", lenet5_avg());
+    matches_pytorch("lenet5_avg.safetensors", lenet5_avg().into_iter().map(LayerSpec::new).collect());
 }
 
 /// Our saved weights load in PyTorch by the same names: a safetensors file
@@ -112,7 +94,7 @@ fn tanh_avg_pool_grouped_sigmoid_variant_matches_pytorch() {
 #[test]
 fn parameters_round_trip_under_pytorch_names() {
     let f = fixture("lenet5.safetensors");
-    let specs: Vec<LayerSpec> = lenet5().into_iter().map(LayerSpec::new).collect();
+    let specs = nabla::nn::presets::lenet5();
     let net = Sequential::new(&[1, 28, 28], &specs).unwrap();
     let mut params = Params::new();
     for (name, _) in net.param_shapes() {

@@ -27,6 +27,21 @@ pub fn mlp(hidden: &[usize], classes: usize, act: Activation) -> Vec<LayerSpec> 
     layers
 }
 
+/// LeNet-5 for `[1, 28, 28]` digits, as PyTorch tutorials write it: conv
+/// 6@5x5 (padding 2), ReLU, max-pool 2, conv 16@5x5, ReLU, max-pool 2,
+/// flatten, 120, ReLU, 84, ReLU, 10, named `layers.<i>`.
+pub fn lenet5() -> Vec<LayerSpec> {
+    let conv =
+        |out, padding| Layer::Conv2d { out, win: Window2d { kernel: 5, stride: 1, padding }, groups: 1, bias: true };
+    let pool = || Layer::MaxPool2d(Window2d { kernel: 2, stride: 2, padding: 0 });
+    let linear = |out| Layer::Linear { out, bias: true };
+    [conv(6, 2), Layer::Relu, pool(), conv(16, 0), Layer::Relu, pool(), Layer::Flatten]
+        .into_iter()
+        .chain([linear(120), Layer::Relu, linear(84), Layer::Relu, linear(10)])
+        .map(LayerSpec::new)
+        .collect()
+}
+
 /// torchvision's AlexNet feature extractor: five convolutions with ReLU and
 /// three max-pools, `[3, 227, 227]` to `[256, 6, 6]`, named `features.<i>`.
 pub fn alexnet_features() -> Vec<LayerSpec> {
