@@ -8,6 +8,7 @@
 
 mod budget;
 pub mod checkpoint;
+pub mod confusion;
 pub mod load;
 mod model;
 pub mod names;

@@ -3,6 +3,7 @@
 mod backbone;
 mod contour;
 pub(crate) mod gradcheck;
+mod mistakes;
 mod samples;
 pub mod scaling;
 mod softmax64;
@@ -15,7 +16,7 @@ use super::model::{build, init};
 use super::output::Outputs;
 use super::report::Report;
 use super::run::RunError;
-use super::schema::{BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
+use super::schema::{Backbone, BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
 use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
 use crate::data::{mnist, Dataset};
 use crate::nn::{Params, Sequential};
@@ -69,11 +70,20 @@ impl<'a> Ctx<'a> {
     /// The data set `d` describes (through the backbone, if there is one),
     /// loaded once per process and content; `train_limit` applied.
     pub fn data_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
+        self.load(d, self.pipeline().backbone.as_ref())
+    }
+
+    /// The images `d` describes, never through the backbone (for figures).
+    pub fn images_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
+        self.load(d, None)
+    }
+
+    fn load(&self, d: &Data, backbone: Option<&Backbone>) -> Result<Arc<Dataset>, RunError> {
         /// The data set and where its backbone's weights came from.
         type Cached = (Arc<Dataset>, Option<String>);
         static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
         let root = d.resolved_root();
-        let key = self.content_key(d, &root);
+        let key = self.content_key(d, &root, backbone);
         let cache = CACHE.get_or_init(Default::default);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         let (full, source) = match cache.get(&key) {
@@ -110,7 +120,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
                 let mut source = None;
-                if let Some(b) = &self.pipeline().backbone {
+                if let Some(b) = backbone {
                     let (features, from) = backbone::extract(self, b, &ds)?;
                     (ds, source) = (features, Some(from));
                 }
@@ -145,9 +155,9 @@ impl<'a> Ctx<'a> {
     /// the images go through: its kind, which weights file (by its identity
     /// on disk, as a file can be replaced between pipelines), what to do
     /// when it is missing, and the seed of random weights.
-    fn content_key(&self, d: &Data, root: &Path) -> String {
+    fn content_key(&self, d: &Data, root: &Path, backbone: Option<&Backbone>) -> String {
         let p = self.pipeline();
-        let backbone = p.backbone.as_ref().map(|b| {
+        let backbone = backbone.map(|b| {
             let weights = b.weights.as_ref().map(|w| (w.clone(), file_identity(w)));
             (b.kind, &b.layers, weights, b.if_missing, p.seed)
         });
@@ -259,6 +269,7 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;
+        mistakes::run(ctx, &chosen)?;
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
