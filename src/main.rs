@@ -16,6 +16,9 @@ USAGE:
                          [--timeout SECONDS] [--jobs N]
                                          download, check, crop and resize FaceScrub images
     nabla kernels                        list the SGEMM kernels this CPU runs
+    nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N]
+                                         classify images, folders of images or IDX
+                                         files with a trained run's model
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -98,6 +101,41 @@ fn output_folders(loaded: &[pipeline::Loaded], out: &Option<PathBuf>) -> Result<
     Ok(dirs)
 }
 
+/// A whole number from 1 to `max` for `flag`.
+fn count(flag: &str, v: Option<&String>, max: usize) -> Result<usize, String> {
+    v.and_then(|v| v.parse().ok())
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{flag} needs a whole number from 1 to {max}"))
+}
+
+/// `nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N] [--quiet]`;
+/// true when every input was classified.
+fn predict(raw: &[String]) -> Result<bool, String> {
+    use nabla::pipeline::apply::predict::{predict, PredictOptions};
+    let mut opts = PredictOptions { top: 3, json: false, batch: 256, progress: true };
+    let mut paths = Vec::new();
+    let mut it = raw.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--top" => opts.top = count("--top", it.next(), 100_000)?,
+            "--batch" => opts.batch = count("--batch", it.next(), 65_536)?,
+            "--json" => opts.json = true,
+            "--quiet" | "-q" => opts.progress = false,
+            s if s.starts_with('-') => return Err(format!("predict: unknown option '{s}'")),
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
+    if paths.len() < 2 {
+        return Err("usage: nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N] [--quiet]".into());
+    }
+    let run = paths.remove(0);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = predict(&run, &paths, &opts, &mut out)?;
+    std::io::Write::flush(&mut out).map_err(|e| format!("cannot write the results: {e}"))?;
+    eprintln!("predicted {}, failed {}", s.predicted, s.failed);
+    Ok(s.failed == 0)
+}
+
 /// `nabla fetch facescrub ...`
 fn fetch(raw: &[String]) -> Result<(), String> {
     let mut it = raw.iter();
@@ -173,6 +211,16 @@ fn main() -> ExitCode {
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if raw.first().map(String::as_str) == Some("predict") {
+        return match predict(&raw[1..]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE

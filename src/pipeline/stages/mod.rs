@@ -1,9 +1,10 @@
 //! The stages a pipeline can have, and what they share.
 
-mod backbone;
+pub(crate) mod backbone;
 mod contour;
 pub(crate) mod gradcheck;
 mod mistakes;
+mod run_folder;
 mod samples;
 pub mod scaling;
 mod softmax64;
@@ -89,36 +90,7 @@ impl<'a> Ctx<'a> {
         let (full, source) = match cache.get(&key) {
             Some(m) => m.clone(),
             None => {
-                let loaded = match d.dataset {
-                    DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
-                    DatasetName::Faces => {
-                        let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
-                        let split = SplitSpec {
-                            train: d.split.train,
-                            train_for: d.split.train_for.clone(),
-                            test: d.split.test,
-                            validation: d.split.validation,
-                            validation_exact: d.split.exact_validation,
-                        };
-                        let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
-                        faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
-                            if !f.skipped.is_empty() {
-                                eprintln!(
-                                    "warning: skipped {} unreadable images in {}",
-                                    f.skipped.len(),
-                                    root.display()
-                                );
-                            }
-                            f.into_dataset(d.size, color)
-                        })
-                    }
-                };
-                let mut ds = loaded.map_err(|e| self.err("data", e))?;
-                if d.normalize == Normalize::MeanMaxAbs {
-                    for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
-                        s.normalize_per_row();
-                    }
-                }
+                let mut ds = images(d, &root).map_err(|e| self.err("data", e))?;
                 let mut source = None;
                 if let Some(b) = backbone {
                     let (features, from) = backbone::extract(self, b, &ds)?;
@@ -175,6 +147,38 @@ impl<'a> Ctx<'a> {
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
         Ok(self.out.write(name, bytes)?)
     }
+}
+
+/// The images `d` describes, read from `root`: split, scaled, normalised as
+/// the data section says (no backbone, no `train_limit`).
+pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
+    let loaded = match d.dataset {
+        DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
+        DatasetName::Faces => {
+            let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
+            let split = SplitSpec {
+                train: d.split.train,
+                train_for: d.split.train_for.clone(),
+                test: d.split.test,
+                validation: d.split.validation,
+                validation_exact: d.split.exact_validation,
+            };
+            let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
+            faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
+                if !f.skipped.is_empty() {
+                    eprintln!("warning: skipped {} unreadable images in {}", f.skipped.len(), root.display());
+                }
+                f.into_dataset(d.size, color)
+            })
+        }
+    };
+    let mut ds = loaded.map_err(|e| e.to_string())?;
+    if d.normalize == Normalize::MeanMaxAbs {
+        for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
+            s.normalize_per_row();
+        }
+    }
+    Ok(ds)
 }
 
 /// The network a `[model]` section describes, for `data`'s examples and
@@ -270,6 +274,7 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;
         mistakes::run(ctx, &chosen)?;
+        run_folder::write(ctx, &chosen, t)?;
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
