@@ -7,6 +7,7 @@
 //! - `inputs.rs`: what the command line names, as examples;
 //! - `predict.rs`, `eval.rs`: the two commands.
 
+pub mod eval;
 pub mod inputs;
 pub mod manifest;
 pub mod predict;

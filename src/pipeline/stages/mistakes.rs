@@ -69,7 +69,12 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline) -> Result<(), RunError> {
 
 /// Rows of `split` as a grid of gray images (colour averaged), at most
 /// [`SIDE`] pixels a side, captioned by `caption(row)`.
-fn mistakes_grid(split: &Split, channels: usize, side: usize, caption: &dyn Fn(usize) -> String) -> ImageGrid {
+pub(crate) fn mistakes_grid(
+    split: &Split,
+    channels: usize,
+    side: usize,
+    caption: &dyn Fn(usize) -> String,
+) -> ImageGrid {
     let step = side.div_ceil(SIDE).max(1);
     let shown = side.div_ceil(step);
     let plane = side * side;

@@ -3,12 +3,12 @@
 pub(crate) mod backbone;
 mod contour;
 pub(crate) mod gradcheck;
-mod mistakes;
+pub(crate) mod mistakes;
 mod run_folder;
 mod samples;
 pub mod scaling;
 mod softmax64;
-mod train;
+pub(crate) mod train;
 pub(crate) mod units;
 
 use super::checkpoint::Checkpoints;
