@@ -77,18 +77,25 @@ fn main() {
     let net = AlexNet::torchvision(6);
     let mut params = net.init(&mut Rng::new(0));
     let mut rounds: Vec<(Times, Option<Times>)> = Vec::new();
+    let mut directs: Vec<Times> = Vec::new();
     for round in 0..ROUNDS {
         // As the `nabla` program runs a pipeline: on a thread of the pool.
         let mine = nabla::parallel::in_pool(|| ours(&net, &mut params));
+        // The same with every convolution on the implicit-GEMM path (no Winograd).
+        nabla::conv::winograd::set_enabled(false);
+        let direct = nabla::parallel::in_pool(|| ours(&net, &mut params));
+        nabla::conv::winograd::set_enabled(true);
         let theirs = peer();
         for (case, ms) in &mine {
             println!("bench=alexnet case={case} impl=nabla round={round} value={ms:.2} unit=ms");
+            println!("bench=alexnet case={case} impl=nabla-direct round={round} value={:.2} unit=ms", direct[case]);
             if let Some(t) = theirs.as_ref().and_then(|t| t.get(case)) {
                 println!("bench=alexnet case={case} impl=torch round={round} value={t:.2} unit=ms");
             }
         }
         let no_peer = theirs.is_none();
         rounds.push((mine, theirs));
+        directs.push(direct);
         if no_peer {
             eprintln!("# python3 with torch not found: peer skipped (pip install torch)");
             break;
@@ -97,6 +104,12 @@ fn main() {
     for case in rounds[0].0.keys() {
         let mine = median(rounds.iter().map(|r| r.0[case]).collect());
         println!("bench=alexnet case={case} impl=nabla value={mine:.2} unit=ms");
+        let gains: Vec<f64> = rounds.iter().zip(&directs).map(|(r, d)| d[case] / r.0[case]).collect();
+        println!(
+            "bench=alexnet case={case} impl=ratio-winograd-vs-direct value={:.2} unit=x rounds={}",
+            median(gains.clone()),
+            gains.len()
+        );
         let ratios: Vec<f64> = rounds.iter().filter_map(|(m, t)| Some(t.as_ref()?.get(case)? / m[case])).collect();
         if !ratios.is_empty() {
             let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);

@@ -30,6 +30,8 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
     assert!(scale > 1e-9, "{what}: the fixture is all zero, the comparison would prove nothing");
     let nonzero = want.data().iter().filter(|v| v.abs() > 1e-6 * scale).count();
     assert!(nonzero * 10 > want.numel(), "{what}: fewer than 10% nonzero values");
+    let worst = got.data().iter().zip(want.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("{what}: largest difference from PyTorch {:.2e} of the scale", worst / scale);
     for (i, (a, b)) in got.data().iter().zip(want.data()).enumerate() {
         assert!((a - b).abs() <= tol * scale, "{what}[{i}]: {a} vs PyTorch {b} (scale {scale})");
     }

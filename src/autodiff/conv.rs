@@ -3,7 +3,7 @@
 
 use super::op::{Input, Op};
 use super::tape::{Tape, Var};
-use crate::conv::{avg_pool2d, im2col, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
+use crate::conv::{avg_pool2d, im2col, winograd, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
@@ -134,6 +134,11 @@ pub(crate) struct ConvInputs<'a> {
 /// packed once for all of them. A lone image's product is shared by the
 /// threads instead (by filters or by columns: see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
+    let ConvGeom { n, c, h, w, oc, groups, win, .. } = *geom;
+    if winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups) {
+        let u = super::prepacked::winograd_filters(inp.w, oc, c, inp.remember)?;
+        return winograd::conv3x3(inp.xs, [n, c, h, w], win.padding, &u, oc, inp.bias, inp.relu);
+    }
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
     let filters = super::prepacked::filters(inp.w, ocg, rows, geom.groups, inp.remember)?;
     let per = geom.images_per_product();

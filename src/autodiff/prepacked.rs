@@ -20,8 +20,18 @@ const BUDGET: usize = 64 << 20;
 
 struct Entry {
     storage: Arc<Vec<f32>>,
-    shape: (usize, usize),
-    groups: Vec<Arc<PackedA>>,
+    key: Key,
+    packed: Vec<Arc<PackedA>>,
+    /// Floats the entry keeps alive: the weights and their packing.
+    floats: usize,
+}
+
+/// What a packing is of: `(rows, depth, groups)` of the direct product, or
+/// the Winograd transform of `(out, in)` channels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Direct(usize, usize, usize),
+    Winograd(usize, usize),
 }
 
 /// Most recently used last.
@@ -31,31 +41,50 @@ static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 /// group; remembered across calls when `remember` (untracked weights).
 pub(crate) fn filters(w: &Tensor, ocg: usize, rows: usize, groups: usize, remember: bool) -> Result<Vec<Arc<PackedA>>> {
     let ws = w.data();
-    let pack = || -> Result<Vec<Arc<PackedA>>> {
+    remembered(w, Key::Direct(ocg, rows, groups), remember, w.numel(), || {
         (0..groups)
             .map(|g| {
                 Ok(Arc::new(PackedA::new(Transpose::No, ocg, rows, &ws[g * ocg * rows..(g + 1) * ocg * rows], rows)?))
             })
             .collect()
-    };
+    })
+}
+
+/// The Winograd transforms of the 3 x 3 filters `w [oc, c, 3, 3]`, packed
+/// (see `conv::winograd`); remembered like [`filters`].
+pub(crate) fn winograd_filters(w: &Tensor, oc: usize, c: usize, remember: bool) -> Result<Vec<Arc<PackedA>>> {
+    use crate::conv::winograd::{pack_filters, transform_filters, POSITIONS};
+    remembered(w, Key::Winograd(oc, c), remember, POSITIONS * oc * c, || {
+        pack_filters(&transform_filters(w.data(), oc, c), oc, c)
+    })
+}
+
+fn remembered(
+    w: &Tensor,
+    key: Key,
+    remember: bool,
+    packed_floats: usize,
+    pack: impl FnOnce() -> Result<Vec<Arc<PackedA>>>,
+) -> Result<Vec<Arc<PackedA>>> {
     if !remember {
         return pack();
     }
-    let (storage, shape) = (w.storage(), (ocg, rows));
-    let hit = |e: &Entry| Arc::ptr_eq(&e.storage, storage) && e.shape == shape && e.groups.len() == groups;
+    let storage = w.storage();
+    let hit = |e: &Entry| Arc::ptr_eq(&e.storage, storage) && e.key == key;
     {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = cache.iter().position(hit) {
             let e = cache.remove(i);
-            let found = e.groups.clone();
+            let found = e.packed.clone();
             cache.push(e);
             return Ok(found);
         }
     }
     let packed = pack()?;
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache.push(Entry { storage: storage.clone(), shape, groups: packed.clone() });
-    let held = |c: &[Entry]| c.iter().map(|e| 2 * e.storage.len()).sum::<usize>();
+    let floats = storage.len() + packed_floats;
+    cache.push(Entry { storage: storage.clone(), key, packed: packed.clone(), floats });
+    let held = |c: &[Entry]| c.iter().map(|e| e.floats).sum::<usize>();
     while cache.len() > CAPACITY || held(&cache) > BUDGET {
         cache.remove(0);
     }

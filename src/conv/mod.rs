@@ -17,6 +17,7 @@ mod avg_pool;
 mod fields;
 mod im2col;
 mod pool;
+pub mod winograd;
 
 pub use avg_pool::{avg_pool2d, avg_pool2d_backward};
 pub use fields::{needs_padding, pad_planes, padded_plane, Fields};
