@@ -1,13 +1,41 @@
-//! SGEMM, ours: `C = alpha * op(A) * op(B) + beta * C` on row-major f32.
+//! SGEMM, ours: `C = alpha * op(A) * op(B) + beta * C` on row-major f32
+//! ([`sgemm`]; [`sgemm_with`] names the kernel family).
 //!
-//! The design is BLIS / GotoBLAS: operands are packed into panels
-//! (`pack.rs`), walked by five nested loops blocked for the caches
-//! (`driver.rs`), and the innermost tile is a register-blocked SIMD
-//! microkernel (`kernel.rs`, on the lanes of `lane.rs`) picked at run time
-//! from the CPU's features. `reference.rs` holds the naive triple loop the
-//! tests compare against. `packed.rs` adds two things a convolution needs:
-//! filters packed once for many products, and a right operand read through
-//! offset tables (the columns of an image, packed without writing them out).
+//! # The idea: BLIS
+//!
+//! The product is cut into blocks that fit each level of cache, and each
+//! block is copied ("packed") into the order the innermost code reads it.
+//! In BLIS's names, the loop nest of `driver.rs` is:
+//!
+//! ```text
+//! loop 5  jc: split n into NC-wide blocks            (B block lives in L3)
+//!  loop 4  pc: split k into KC-deep blocks; pack B    (shared by all threads)
+//!   loop 3  ic: split m into MC-tall blocks; pack A   (per thread, lives in L2)
+//!    loop 2  jr: NR-wide micro-panels of B            (one lives in L1)
+//!     loop 1  ir: MR-tall micro-panels of A -> microkernel
+//! ```
+//!
+//! The microkernel (`kernel.rs`) holds an MR x NR tile of C in SIMD
+//! registers; for each of KC steps it loads MR values of A and NR of B and
+//! does MR x NR multiply-adds, so it computes far more than it loads and runs
+//! near the core's peak. Packing (`pack.rs`) makes both micro-panels
+//! contiguous and zero-pads them to whole tiles, so the kernel has no edge
+//! cases; it also absorbs transposes and leading dimensions (`op(A)` is read
+//! through its strides), so no operand is ever copied transposed. The kernel
+//! family is picked at run time from the CPU's features ([`KernelChoice`]:
+//! AVX-512, AVX2 + FMA, or a portable `wide::f32x8` one), written once over
+//! the lanes of `lane.rs`.
+//!
+//! # What else is here
+//!
+//! A convolution needs two more things (`packed.rs`): [`PackedA`] packs
+//! filters once for many products ([`sgemm_packed`]), and
+//! [`sgemm_packed_gather`] reads the right operand through a table of row
+//! and column offsets ([`crate::conv::Fields`]: an image's receptive fields),
+//! packing it without writing the column matrix out. [`skinny`] has unpacked
+//! kernels for products with a few dozen outputs, and
+//! [`reference::sgemm_naive`] is the naive triple loop the tests compare
+//! against. `examples/sgemm.rs` calls [`sgemm`] and checks it.
 //!
 //! Read more: Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
 //! Instantiating BLAS Functionality" (ACM TOMS 2015); Goto & van de Geijn,

@@ -1,11 +1,24 @@
 //! The n-d f32 tensor: a shape and contiguous row-major storage.
 //!
-//! Storage sits behind an `Arc`, so cloning a tensor (as the autodiff tape
-//! does to save inputs for backward) is a reference-count bump; writing
-//! through [`Tensor::data_mut`] copies only if the storage is shared.
-//! Elementwise math is in `ops.rs`, reductions in `reduce.rs`, products and
-//! transposes in `linalg.rs`, softmax in `softmax.rs`, random numbers in
-//! `rng.rs`.
+//! # The idea
+//!
+//! A [`Tensor`] is a shape and a flat `Vec<f32>` in row-major order: the
+//! last axis is contiguous, and element `[i, j]` of a `[rows, cols]` tensor
+//! is `data()[i * cols + j]`. There are no strides or views: an op makes a
+//! new tensor, and [`Tensor::reshape`] only changes the shape. The storage
+//! sits behind an `Arc`, so cloning a tensor (as the autodiff tape does to
+//! save inputs for backward) is a reference-count bump; writing through
+//! [`Tensor::data_mut`] copies first if the storage is shared.
+//!
+//! Elementwise ops ([`Tensor::binary`] with a [`BinaryOp`], [`Tensor::add`],
+//! [`Tensor::exp`], ...) broadcast as NumPy does (a bias row, a column, a
+//! scalar) and run eight lanes at a time on `wide::f32x8` (`ops.rs`).
+//! Reductions along an axis ([`Tensor::sum_axis`], [`Tensor::argmax_axis`],
+//! and [`Tensor::sum_to`], which sums a broadcast
+//! gradient back to its source shape) are in `reduce.rs`; products
+//! ([`Tensor::matmul`], which calls [`crate::gemm::sgemm`]) and transposes
+//! in `linalg.rs`; a stable [`Tensor::softmax`] in `softmax.rs`; the seeded
+//! random stream ([`Rng`]) in `rng.rs`, so every run is reproducible.
 
 mod linalg;
 mod ops;

@@ -54,7 +54,7 @@ pub enum Value {
 const SHOWN_CHARS: usize = 200;
 
 impl Value {
-    /// A short text of the value, cut at about [`SHOWN_CHARS`] characters.
+    /// A short text of the value, cut at about 200 characters (`SHOWN_CHARS`).
     pub fn describe(&self) -> String {
         let mut out = String::new();
         self.write_short(&mut out);
