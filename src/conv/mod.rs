@@ -42,24 +42,35 @@ use crate::error::{Error, Result};
 /// it gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Planes {
+    /// Input planes (channels).
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// The window sliding over them.
     pub win: Window,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
 }
 
 /// Geometry of a 2-d convolution or pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Step between windows, both ways.
     pub stride: usize,
+    /// Zeros added on every side of the input.
     pub padding: usize,
 }
 
 impl Window {
+    /// A `k x k` window.
     pub fn square(k: usize, stride: usize, padding: usize) -> Window {
         Window { kh: k, kw: k, stride, padding }
     }

@@ -71,7 +71,9 @@ const SKINNY_MAX_ELEMS: usize = 1 << 17;
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transpose {
+    /// Use the operand as stored.
     No,
+    /// Use its transpose (read in place through strides, never copied).
     Yes,
 }
 
@@ -89,6 +91,7 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
+    /// The name `NABLA_GEMM_KERNEL` and `nabla kernels` use.
     pub fn name(self) -> &'static str {
         match self {
             KernelChoice::Auto => "auto",
@@ -139,20 +142,73 @@ impl KernelChoice {
 /// Why a product could not run. No product panics on bad arguments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GemmError {
+    /// A leading dimension shorter than the rows it should step over.
     #[error("sgemm: leading dimension of {operand} is {ld} but its stored rows are {row_len} long")]
-    LeadingDimension { operand: &'static str, ld: usize, row_len: usize },
+    LeadingDimension {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// The leading dimension given.
+        ld: usize,
+        /// The stored row length it must cover.
+        row_len: usize,
+    },
+    /// An operand slice too short for the matrix it is said to hold.
     #[error("sgemm: {operand} is stored as {rows}x{cols} (leading dimension {ld}), needing {needed} elements, but the slice holds {len}")]
-    TooShort { operand: &'static str, rows: usize, cols: usize, ld: usize, needed: usize, len: usize },
+    TooShort {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// Stored rows.
+        rows: usize,
+        /// Stored columns.
+        cols: usize,
+        /// Leading dimension.
+        ld: usize,
+        /// Elements the matrix spans: `(rows - 1) * ld + cols`.
+        needed: usize,
+        /// Elements the slice holds.
+        len: usize,
+    },
+    /// A gathered operand whose row table does not match the product's depth.
     #[error("sgemm: gathered B has {rows} row offsets but A's depth is {depth}")]
-    GatherRows { rows: usize, depth: usize },
+    GatherRows {
+        /// Row offsets given.
+        rows: usize,
+        /// The product's depth k.
+        depth: usize,
+    },
+    /// A gathered operand whose offsets reach past its source.
     #[error("sgemm: gathered B reaches element {far} of a source holding {len}")]
-    GatherRange { far: usize, len: usize },
+    GatherRange {
+        /// The farthest element an offset pair reaches.
+        far: usize,
+        /// Elements the source holds.
+        len: usize,
+    },
+    /// A kernel family asked for that this CPU cannot run.
     #[error("sgemm: kernel '{0}' is not supported by this CPU")]
     KernelUnavailable(&'static str),
+    /// An operand whose extent overflows `usize`.
     #[error("sgemm: {operand} is stored as {rows}x{cols} with leading dimension {ld}, which spans more elements than memory can hold")]
-    Overflow { operand: &'static str, rows: usize, cols: usize, ld: usize },
+    Overflow {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// Stored rows.
+        rows: usize,
+        /// Stored columns.
+        cols: usize,
+        /// Leading dimension.
+        ld: usize,
+    },
+    /// A skinny product asked for more outputs than its kernels take.
     #[error("sgemm: the skinny product takes 1 to {max} outputs with kernel '{kernel}', got {out}")]
-    SkinnyOut { out: usize, max: usize, kernel: &'static str },
+    SkinnyOut {
+        /// Outputs asked for.
+        out: usize,
+        /// The most the kernel takes.
+        max: usize,
+        /// The kernel family.
+        kernel: &'static str,
+    },
 }
 
 /// Check that a row-major `rows x cols` matrix with leading dimension `ld`

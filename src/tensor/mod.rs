@@ -32,6 +32,12 @@ pub use rng::Rng;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
+/// An n-d array of `f32`: a shape and row-major storage shared behind an
+/// `Arc` (see the [module docs](crate::tensor)). A shape `[]` is a scalar.
+///
+/// Ops that can fail (mismatched shapes, a bad axis) return [`Error`]
+/// naming the op and the shapes; constructors that cannot fail panic only
+/// for a shape whose element count overflows `usize`.
 #[derive(Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
@@ -68,14 +74,17 @@ fn numel_or_panic(shape: &[usize]) -> usize {
 }
 
 impl Tensor {
+    /// A tensor of `shape` filled with 0.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
         Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; numel_or_panic(shape)]) }
     }
 
+    /// A rank-0 tensor (shape `[]`) holding `value`.
     pub fn scalar(value: f32) -> Tensor {
         Tensor { shape: vec![], data: Arc::new(vec![value]) }
     }
@@ -101,18 +110,22 @@ impl Tensor {
         Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
+    /// The length of each axis, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of axes (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// The number of elements (the product of the shape).
     pub fn numel(&self) -> usize {
         self.data.len()
     }
 
+    /// The elements in row-major order.
     pub fn data(&self) -> &[f32] {
         &self.data
     }
@@ -127,6 +140,7 @@ impl Tensor {
         Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
+    /// The elements as a `Vec`, without a copy unless the storage is shared.
     pub fn into_vec(self) -> Vec<f32> {
         Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }
