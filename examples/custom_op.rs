@@ -51,6 +51,9 @@ fn gelu_detached(tape: &Tape, x: &Var) -> Result<Var> {
     Ok(tape.scale(&tape.mul(x, &one_plus_tanh)?, 0.5))
 }
 
+/// An op of one input, as the three above.
+type UnaryOp = fn(&Tape, &Var) -> Result<Var>;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("custom_op: {e}");
@@ -65,7 +68,7 @@ fn run() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     // gradcheck builds `f` on a recording tape, projects its output on a
     // random cotangent and compares the tape's gradient with differences.
-    let ops: [(&str, fn(&Tape, &Var) -> Result<Var>, bool); 3] =
+    let ops: [(&str, UnaryOp, bool); 3] =
         [("gelu", gelu, true), ("layer_norm", layer_norm, true), ("gelu_detached", gelu_detached, false)];
     let mut surprises = Vec::new();
     for (name, op, should_pass) in ops {

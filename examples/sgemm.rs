@@ -33,8 +33,16 @@ fn run() -> Result<(), Box<dyn Error>> {
         [m, k, n] if m > 0 && k > 0 && n > 0 => (m, k, n),
         _ => return Err("give three positive sizes M K N, or none".into()),
     };
-    let kernel = KernelChoice::available().last().map_or("?", |k| k.name());
-    println!("C[{m}x{n}] = A[{m}x{k}] B[{k}x{n}], microkernel: {kernel} (NABLA_GEMM_KERNEL overrides)");
+    // Bounds, so a typo cannot ask for terabytes or a day of naive loops.
+    let fits = |x: usize, y: usize, max: usize| x.checked_mul(y).is_some_and(|p| p <= max);
+    if !(fits(m, k, 1 << 26) && fits(k, n, 1 << 26) && fits(m, n, 1 << 26) && fits(m * n, k, 1 << 34)) {
+        return Err(format!("{m} x {k} x {n} is too large: at most 2^26 elements a matrix, 2^34 m*n*k").into());
+    }
+    // What `Auto` runs: NABLA_GEMM_KERNEL if set and available, else the fastest.
+    let available: Vec<&str> = KernelChoice::available().iter().map(|k| k.name()).collect();
+    let forced = std::env::var("NABLA_GEMM_KERNEL").ok().filter(|k| available.contains(&k.as_str()));
+    let kernel = forced.as_deref().or(available.last().copied()).unwrap_or("portable");
+    println!("C[{m}x{n}] = A[{m}x{k}] B[{k}x{n}], microkernel: {kernel} (available: {})", available.join(", "));
 
     let mut rng = Rng::new(1);
     let a: Vec<f32> = (0..m * k).map(|_| rng.uniform() - 0.5).collect();

@@ -10,7 +10,8 @@ use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
 /// Gradient descent with momentum in the report's form,
-/// `v = momentum v + lr g; w -= v` (see the [module docs](self)).
+/// `v = momentum v + lr g; w -= v`. While the learning rate is constant this
+/// equals `torch.optim.SGD`'s `v = momentum v + g; w -= lr v`.
 #[derive(Clone, Debug)]
 pub struct Sgd {
     /// Learning rate.
