@@ -13,9 +13,9 @@
 //!    BLIS design: packed panels, five blocked loops, a register-tiled SIMD
 //!    microkernel picked for this CPU at run time. Every product in the
 //!    engine runs through it.
-//! 3. [`conv`]: convolution and pooling as matrix products: each receptive
-//!    field of an image is a column of offsets into the padded image, which
-//!    the GEMM gathers as it packs (implicit GEMM).
+//! 3. [`conv`]: convolution as a matrix product: each receptive field of an
+//!    image is a column of offsets into the padded image, which the GEMM
+//!    gathers as it packs (implicit GEMM); and max and average pooling.
 //! 4. [`autodiff`]: the [`autodiff::Tape`] records each op on
 //!    [`autodiff::Var`]s; [`autodiff::Tape::backward`] walks it in reverse
 //!    and adds each node's gradient into its parents';
