@@ -33,33 +33,49 @@ const MAX_SURNAME: usize = 64;
 /// The most a decoded image may allocate (a 8192 x 8192 RGBA is 256 MiB).
 const MAX_DECODED: u64 = 256 << 20;
 
+/// What `nabla fetch facescrub` does: which list, which actors, where to,
+/// how large.
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
+    /// The FaceScrub list file (actors or actresses).
     pub list: PathBuf,
     /// Surnames, lower case (e.g. "baldwin"); empty = every actor in the list.
     pub actors: Vec<String>,
+    /// The folder the crops are saved in.
     pub out: PathBuf,
+    /// Side of the square crops, in pixels.
     pub size: u32,
+    /// Save grayscale (else RGB).
     pub gray: bool,
+    /// The longest one download may take.
     pub timeout: Duration,
+    /// Downloads at once (clamped to 1..=32).
     pub jobs: usize,
+    /// Show a progress bar (only on a terminal).
     pub progress: bool,
 }
 
 /// One line of the list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    /// The actor's surname, lower case.
     pub surname: String,
+    /// Where the image was.
     pub url: String,
+    /// The face box, `x1, y1, x2, y2`.
     pub bbox: [u32; 4],
+    /// The image file's SHA-256, hex.
     pub sha256: String,
     /// The file this entry is saved as.
     pub file: String,
 }
 
+/// What a fetch did.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Images downloaded and saved.
     pub fetched: usize,
+    /// Entries skipped because their file was there.
     pub already_present: usize,
     /// (file, url, reason)
     pub failed: Vec<(String, String, String)>,

@@ -18,7 +18,12 @@ pub enum ReadError {
     /// A directory, FIFO, socket or device.
     NotRegular(&'static str),
     /// Larger than `limit` bytes.
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The most it may hold.
+        limit: u64,
+    },
 }
 
 impl std::fmt::Display for ReadError {

@@ -1,11 +1,85 @@
-//! nabla: a small deep-learning engine you can read in an afternoon.
+//! nabla: a small deep-learning engine you can read in an afternoon: an n-d
+//! f32 tensor, our own packed SIMD SGEMM, convolution as an implicit matrix
+//! product, a reverse-mode autodiff tape with every backward rule in one
+//! place, layers, optimisers, and readers for MNIST, image folders and
+//! PyTorch weight files.
 //!
-//! Data flows tensor -> gemm -> autodiff -> nn -> optim:
-//! - [`tensor`]: the n-d f32 tensor, its elementwise ops and reductions;
-//! - [`gemm`]: our own packed, cache-blocked SIMD SGEMM;
-//! - [`autodiff`]: the reverse-mode tape and every backward rule;
-//! - [`nn`]: layers and losses built on the tape;
-//! - [`optim`]: SGD with momentum and Adam.
+//! # A tour, in the order data flows
+//!
+//! 1. [`tensor`]: [`Tensor`] is a shape and row-major `f32` storage behind
+//!    an `Arc` (a clone is a reference-count bump); elementwise ops with
+//!    broadcasting, reductions, softmax, and a seeded [`Rng`].
+//! 2. [`gemm`]: [`gemm::sgemm`], `C = alpha op(A) op(B) + beta C`, in the
+//!    BLIS design: packed panels, five blocked loops, a register-tiled SIMD
+//!    microkernel picked for this CPU at run time. Every product in the
+//!    engine runs through it.
+//! 3. [`conv`]: convolution as a matrix product: each receptive field of an
+//!    image is a column of offsets into the padded image, which the GEMM
+//!    gathers as it packs (implicit GEMM); and max and average pooling.
+//! 4. [`autodiff`]: the [`autodiff::Tape`] records each op on
+//!    [`autodiff::Var`]s; [`autodiff::Tape::backward`] walks it in reverse
+//!    and adds each node's gradient into its parents';
+//!    [`autodiff::gradcheck()`] checks it against finite differences.
+//! 5. [`nn`]: layers that keep no tensors: [`nn::Params`] holds every weight
+//!    under a PyTorch-style name (`fc1.weight`); [`nn::Linear`],
+//!    [`nn::Mlp`], [`nn::Sequential`] (any feed-forward stack of convolution,
+//!    pooling, activation and linear layers), [`nn::alexnet::AlexNet`].
+//! 6. [`optim`]: [`optim::Sgd`] (with momentum) and [`optim::Adam`] update
+//!    `Params` from the tape's [`autodiff::Grads`], by name.
+//!
+//! Data comes in through [`data`] (IDX / MNIST, image folders) and
+//! [`weights`] (`.pth` and safetensors, read without Python); [`pipeline`]
+//! runs whole experiments declared in TOML (the `nabla` binary) and [`plot`]
+//! draws their figures. Every failure is an [`Error`] (or a reader's own
+//! error) naming the operation and the values that were wrong.
+//!
+//! The rest is machinery: [`files`] (reading user files with a size
+//! ceiling), [`parsers`] (the one entry point of each parser, for the fuzz
+//! targets), [`memory`], [`parallel`] and [`scratch`] (allocation and
+//! threading policy), and [`fetch`] (the `nabla fetch` downloader).
+//!
+//! # Example
+//!
+//! Train a small perceptron on points labelled by the sign of `x * y`, then
+//! predict with it (the same code is in the README). `examples/` has more:
+//! `mnist_mlp`, `alexnet_classify`, `custom_op` and `sgemm`, each run with
+//! `cargo run --release --example NAME`.
+//!
+//! ```rust
+//! use nabla::autodiff::{Reduction, Tape, Targets, Var};
+//! use nabla::nn::{Activation, Init, Mlp, Params};
+//! use nabla::optim::{Adam, Optimizer};
+//! use nabla::{Rng, Tensor};
+//!
+//! fn main() -> nabla::Result<()> {
+//!     // 200 points in [-1, 1) x [-1, 1), class 1 where x * y > 0.
+//!     let mut rng = Rng::new(0);
+//!     let x = Tensor::uniform(&[200, 2], -1.0, 1.0, &mut rng);
+//!     let labels: Vec<usize> = x.data().chunks(2).map(|p| (p[0] * p[1] > 0.0) as usize).collect();
+//!     let (inputs, targets) = (Var::constant(x), Targets::Classes(labels.clone()));
+//!
+//!     // 2 -> 16 -> 2 with tanh; the weights live in `params` ("fc1.weight", ...).
+//!     let mlp = Mlp::new(&[2, 16, 2], Activation::Tanh)?;
+//!     let mut params = Params::new();
+//!     mlp.init(&mut params, Init::FanIn, Init::FanIn, &mut rng);
+//!     let mut adam = Adam::new(0.05)?;
+//!
+//!     let tape = Tape::new();
+//!     for _ in 0..300 {
+//!         let loss = mlp.loss(&tape, &params, &inputs, &targets, Reduction::Mean)?;
+//!         let grads = tape.backward(&loss)?; // the reverse pass over the recording
+//!         tape.clear(); // the next step records afresh
+//!         adam.step(&mut params, &grads)?;
+//!     }
+//!
+//!     // An inference tape records nothing: the same model code predicts.
+//!     let logits = mlp.forward(&Tape::inference(), &params, &inputs)?;
+//!     let predicted = logits.value().argmax_axis(1)?;
+//!     let correct = predicted.iter().zip(&labels).filter(|(p, y)| p == y).count();
+//!     assert!(correct >= 180, "{correct} of 200 right");
+//!     Ok(())
+//! }
+//! ```
 
 // Each unsafe operation sits in its own `unsafe` block with the reason it
 // holds, even inside an `unsafe fn` (whose contract is its `# Safety` doc).
@@ -31,3 +105,22 @@ pub mod parsers;
 pub mod pipeline;
 pub mod plot;
 pub mod scratch;
+
+#[cfg(test)]
+mod tests {
+    /// The README's "Use it as a library" example is this crate's doctest:
+    /// the same lines, so the README shows code that compiles and runs.
+    #[test]
+    fn the_readme_example_is_the_doctest() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("## Use it as a library").nth(1).expect("README has the section");
+        let in_readme = section.split("```rust\n").nth(1).and_then(|s| s.split("```").next()).expect("a rust block");
+        let doc: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+            .collect();
+        let in_doc = doc.split("```rust\n").nth(1).and_then(|s| s.split("```").next()).expect("a rust block");
+        assert_eq!(in_readme, in_doc, "README.md's library example and lib.rs's doctest differ");
+    }
+}

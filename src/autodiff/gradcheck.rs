@@ -19,12 +19,15 @@ use crate::error::{Error, Result};
 use crate::nn::Params;
 use crate::tensor::{Rng, Tensor};
 
+/// How [`gradcheck`] compares: the finite-difference step, the tolerance,
+/// and which elements. The default suits f32 ops on values of order 1.
 #[derive(Clone, Debug)]
 pub struct GradcheckOptions {
     /// Step of the central difference.
     pub eps: f32,
     /// An element passes if `|analytic - numeric| <= atol + rtol * |numeric|`.
     pub atol: f64,
+    /// Relative part of the tolerance (see `atol`).
     pub rtol: f64,
     /// Skip elements where the function has a kink within `eps`.
     pub skip_kinks: bool,
@@ -43,27 +46,40 @@ impl Default for GradcheckOptions {
 /// One compared element.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradEntry {
+    /// Which input (its position, or the parameter's in name order).
     pub input: usize,
+    /// The element's flat (row-major) index in that input.
     pub index: usize,
+    /// The tape's gradient.
     pub analytic: f64,
+    /// The central difference.
     pub numeric: f64,
 }
 
 impl GradEntry {
+    /// `|analytic - numeric|`.
     pub fn abs_err(&self) -> f64 {
         (self.analytic - self.numeric).abs()
     }
 
+    /// The absolute error relative to the larger of the two magnitudes.
     pub fn rel_err(&self) -> f64 {
         self.abs_err() / self.analytic.abs().max(self.numeric.abs()).max(1e-12)
     }
 }
 
+/// What [`gradcheck`] found. Its `Display` is a one-line summary naming
+/// the worst element.
 #[derive(Clone, Debug, Default)]
 pub struct GradcheckReport {
+    /// Elements compared.
     pub checked: usize,
+    /// Elements skipped because the function has a kink there
+    /// (`skip_kinks`).
     pub skipped_kinks: usize,
+    /// The largest absolute error seen.
     pub max_abs_err: f64,
+    /// The largest relative error seen.
     pub max_rel_err: f64,
     /// The entry with the largest absolute error.
     pub worst: Option<GradEntry>,
@@ -72,6 +88,7 @@ pub struct GradcheckReport {
 }
 
 impl GradcheckReport {
+    /// Whether every compared element was within the tolerance.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }

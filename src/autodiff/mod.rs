@@ -1,15 +1,36 @@
 //! Reverse-mode automatic differentiation on a tape.
 //!
-//! A [`Tape`] records each operation on tensors that need gradients as a
-//! node: which op it was, which nodes fed it, and what its backward rule
-//! must remember (`op.rs`). The forward functions are in `ops.rs`; every
-//! backward rule is in one `match` in `backward.rs`, which walks the tape in
-//! reverse and **adds** each node's contribution into its parents' gradients,
-//! so a value used twice (fan-out) gets the sum of both paths.
+//! # The idea
+//!
+//! Forward: each op on a [`Var`] computes its value at once and, when an
+//! input needs a gradient, appends a node to the [`Tape`]: which op it was,
+//! which nodes fed it, and what its backward rule must remember (an input, or
+//! the output: `exp` keeps `exp(x)`). So the tape is in execution order, and
+//! every node comes after the nodes it used.
+//!
+//! Backward: [`Tape::backward`] gives the scalar loss the gradient 1 and walks
+//! the nodes from the loss back to the first. When the walk reaches a node,
+//! everything that used its value has been visited, so its gradient is
+//! complete; its rule turns that output gradient into gradients for its
+//! parents and **adds** them to what the parents already hold, so a value
+//! used twice (fan-out) gets the sum of both paths. The recording order is a
+//! topological order: no graph search is needed. The leaves' gradients come
+//! back as [`Grads`], by `Var` ([`Grads::get`]) or by parameter name
+//! ([`Grads::by_name`], for leaves made with [`Tape::param`]).
+//!
+//! # Where it is
+//!
+//! The tape and `Var` are in `tape.rs`; what each node remembers in `op.rs`,
+//! one enum variant per primitive; the forward methods in `ops.rs`
+//! ([`Tape::matmul`], [`Tape::add`], [`Tape::relu`], [`Tape::softmax_cross_entropy`], ...),
+//! `conv.rs` ([`Tape::conv2d`], [`Tape::max_pool2d`], [`Tape::dropout`]) and
+//! `fused.rs` ([`Tape::linear_cross_entropy`]: a last layer and its loss in
+//! one pass); and **every backward rule** in one `match` in `backward.rs`.
 //!
 //! An inference tape ([`Tape::inference`]) records nothing: the same model
-//! code runs with no tape cost. [`gradcheck`] compares the tape's gradients
-//! with central finite differences.
+//! code runs with no tape cost. [`gradcheck()`] compares the tape's gradients
+//! with central finite differences (`examples/custom_op.rs` composes a new op
+//! from these primitives and checks it).
 
 mod backward;
 mod conv;

@@ -31,6 +31,7 @@ impl Tape {
         self.record("matmul", value, &[Some(a), Some(b)], || Op::MatMul { a: input(a), b: input(b), ta, tb })
     }
 
+    /// The matrix product `a * b` of two 2-d values.
     pub fn matmul(&self, a: &Var, b: &Var) -> Result<Var> {
         self.matmul_t(a, Transpose::No, b, Transpose::No)
     }
@@ -41,18 +42,22 @@ impl Tape {
         self.record(op.name(), value, &[Some(a), Some(b)], || Op::Binary { op, a: input(a), b: input(b) })
     }
 
+    /// `a + b`, broadcast (see [`Tape::binary`]).
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(a, BinaryOp::Add, b)
     }
 
+    /// `a - b`, broadcast.
     pub fn sub(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(a, BinaryOp::Sub, b)
     }
 
+    /// `a * b` elementwise, broadcast.
     pub fn mul(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(a, BinaryOp::Mul, b)
     }
 
+    /// `a / b` elementwise, broadcast.
     pub fn div(&self, a: &Var, b: &Var) -> Result<Var> {
         self.binary(a, BinaryOp::Div, b)
     }
@@ -67,14 +72,26 @@ impl Tape {
         self.record_infallible("add_scalar", x.value.add_scalar(c), x, || Op::AddScalar { x: x.id.unwrap() })
     }
 
-    unary!(exp, Exp, out, |x| x.exp(), save_input = false);
+    unary!(
+        /// `e^x`, elementwise.
+        exp, Exp, out, |x| x.exp(), save_input = false
+    );
     unary!(
         /// Natural logarithm (of positive values).
         log, Log, input, |x| x.ln(), save_input = true
     );
-    unary!(relu, Relu, input, |x| x.relu(), save_input = true);
-    unary!(tanh, Tanh, out, |x| x.tanh(), save_input = false);
-    unary!(sigmoid, Sigmoid, out, |x| x.sigmoid(), save_input = false);
+    unary!(
+        /// `max(x, 0)`, elementwise; its gradient at 0 is taken as 0.
+        relu, Relu, input, |x| x.relu(), save_input = true
+    );
+    unary!(
+        /// The hyperbolic tangent, elementwise.
+        tanh, Tanh, out, |x| x.tanh(), save_input = false
+    );
+    unary!(
+        /// The logistic function `1 / (1 + e^-x)`, elementwise.
+        sigmoid, Sigmoid, out, |x| x.sigmoid(), save_input = false
+    );
 
     /// Sum of every element, as a scalar.
     pub fn sum(&self, x: &Var) -> Var {
@@ -98,10 +115,13 @@ impl Tape {
         self.sum_scaled("mean", x, None, false, 1.0 / n as f32)
     }
 
+    /// Sum along `axis`; with `keepdim` the axis stays, with length 1.
     pub fn sum_axis(&self, x: &Var, axis: usize, keepdim: bool) -> Result<Var> {
         self.sum_scaled("sum_axis", x, Some(axis), keepdim, 1.0)
     }
 
+    /// Mean along `axis` (an error if it is empty); `keepdim` as in
+    /// [`Tape::sum_axis`].
     pub fn mean_axis(&self, x: &Var, axis: usize, keepdim: bool) -> Result<Var> {
         let n = *x.shape().get(axis).ok_or_else(|| Error::Axis { op: "mean", axis, shape: x.shape().to_vec() })?;
         if n == 0 {
@@ -120,6 +140,7 @@ impl Tape {
         self.record(name, value, &[Some(x)], || Op::Sum { x: x.id.unwrap(), axis, keepdim, scale, in_shape })
     }
 
+    /// The same values with another shape of the same element count.
     pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
         let value = x.value.reshape(shape)?;
         let in_shape = x.shape().to_vec();

@@ -46,18 +46,23 @@ impl Var {
         Var { value, id: None, stamp: Stamp::NONE }
     }
 
+    /// The value this `Var` holds.
     pub fn value(&self) -> &Tensor {
         &self.value
     }
 
+    /// The shape of its value.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
 
+    /// Its node on the tape, if it needs a gradient.
     pub fn id(&self) -> Option<NodeId> {
         self.id
     }
 
+    /// Whether a gradient flows back through it: it is, or depends on, a
+    /// leaf of a recording tape.
     pub fn requires_grad(&self) -> bool {
         self.id.is_some()
     }
@@ -120,6 +125,7 @@ impl Tape {
         Err(Error::Invalid { op, message: message.to_string() })
     }
 
+    /// Whether ops are recorded (false for [`Tape::inference`]).
     pub fn is_recording(&self) -> bool {
         self.recording
     }
@@ -129,6 +135,7 @@ impl Tape {
         self.nodes.borrow().len()
     }
 
+    /// Whether no node is recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,17 +1,30 @@
 //! Convolution and pooling on NCHW tensors: the arithmetic behind the tape's
-//! `conv2d`, `max_pool2d` and `avg_pool2d` (their backward rules are in
-//! `autodiff/backward.rs`, like every other).
+//! [`conv2d`](crate::autodiff::Tape::conv2d),
+//! [`max_pool2d`](crate::autodiff::Tape::max_pool2d) and
+//! [`avg_pool2d`](crate::autodiff::Tape::avg_pool2d) (their backward rules
+//! are in `autodiff/backward.rs`, like every other).
 //!
-//! A convolution is a matrix product: `im2col` lays each receptive field of
-//! an image out as a column, so that the filters `[out, in * kh * kw]` times
-//! those columns `[in * kh * kw, oh * ow]` is the output image. The forward
-//! pass never writes the columns out: `fields` gives each row and column of
-//! that matrix an offset into the zero-padded image, and the product gathers
-//! them as it packs its panels (implicit GEMM). The backward
-//! pass is two more products and `col2im`, which adds each column back onto
-//! the pixels it came from. Images of a batch run in parallel; a 1x1,
-//! stride-1, unpadded convolution needs no columns at all (the image already
-//! is its own column matrix).
+//! # The idea: a convolution is a matrix product
+//!
+//! Lay each receptive field of an image out as a column ([`im2col`]): row
+//! `(channel, ky, kx)`, column `(oy, ox)`. The filters `[out, in * kh * kw]`
+//! times those columns `[in * kh * kw, oh * ow]` is the output image, and the
+//! GEMM does the work. But the column matrix repeats each pixel `kh * kw`
+//! times. In the zero-padded image, the pixel at row `(ci, ky, kx)` and
+//! column `(oy, ox)` sits at `offset(ci, ky, kx) + offset(oy, ox)`: one
+//! offset per row plus one per column ([`Fields`]). So the forward pass never
+//! writes the columns: it pads the input once ([`pad_planes`]) and
+//! [`crate::gemm::sgemm_packed_gather`] reads the columns through the two
+//! offset tables as it packs its panels (implicit GEMM).
+//!
+//! The backward pass is two more products: the filters' gradient is the
+//! output gradient times the columns transposed, and the input's is the
+//! filters transposed times the output gradient, which [`col2im`] adds back
+//! onto the pixels each column came from (with stride 1 it is itself a
+//! convolution, run through the same implicit GEMM). Images of a batch run
+//! in parallel; a 1x1, stride-1, unpadded convolution needs no columns at
+//! all (the image already is its own column matrix). Pooling
+//! ([`max_pool2d`], [`avg_pool2d`]) is a direct pass over each plane.
 
 mod avg_pool;
 mod fields;
@@ -30,24 +43,35 @@ use crate::error::{Error, Result};
 /// it gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Planes {
+    /// Input planes (channels).
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// The window sliding over them.
     pub win: Window,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
 }
 
 /// Geometry of a 2-d convolution or pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Step between windows, both ways.
     pub stride: usize,
+    /// Zeros added on every side of the input.
     pub padding: usize,
 }
 
 impl Window {
+    /// A `k x k` window.
     pub fn square(k: usize, stride: usize, padding: usize) -> Window {
         Window { kh: k, kw: k, stride, padding }
     }

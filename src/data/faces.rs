@@ -13,14 +13,18 @@ use std::path::{Path, PathBuf};
 /// How pixels are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Color {
+    /// One channel: luma.
     Gray,
+    /// Three channels, stored channels-first (CHW).
     Rgb,
 }
 
 /// What to do with a file that cannot be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnBadImage {
+    /// Stop and name the file.
     Fail,
+    /// Leave it out and count it (see [`Faces::skipped`]).
     Skip,
 }
 
@@ -28,16 +32,21 @@ pub enum OnBadImage {
 /// the index of each image's actor.
 #[derive(Clone, Debug)]
 pub struct FaceSplit {
+    /// One image per row, `[n, channels * side * side]`.
     pub images: Tensor,
+    /// Each image's actor, an index into [`Faces::actors`].
     pub labels: Vec<usize>,
+    /// Each image's file.
     pub files: Vec<PathBuf>,
 }
 
 impl FaceSplit {
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -46,26 +55,36 @@ impl FaceSplit {
 /// How many files of each actor go to each split.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SplitSpec {
+    /// Training files per actor.
     pub train: usize,
     /// Per-actor training counts that differ from `train` (gilpin: 37).
     pub train_for: BTreeMap<String, usize>,
+    /// Test files per actor.
     pub test: usize,
+    /// Validation files per actor (at most, unless `validation_exact`).
     pub validation: usize,
     /// Validation takes exactly `validation` files (else up to it).
     pub validation_exact: bool,
 }
 
+/// The faces data set, split per actor (see the [module docs](self)).
 #[derive(Clone, Debug)]
 pub struct Faces {
+    /// The actors, in label order.
     pub actors: Vec<String>,
+    /// Training images.
     pub train: FaceSplit,
+    /// Validation images.
     pub validation: FaceSplit,
+    /// Test images.
     pub test: FaceSplit,
     /// Files skipped because they could not be decoded (with `OnBadImage::Skip`).
     pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Faces {
+    /// As a [`Dataset`](super::Dataset) whose images are `side x side` in
+    /// `color`.
     pub fn into_dataset(self, side: usize, color: Color) -> super::Dataset {
         let split = |s: FaceSplit| super::Split { images: s.images, labels: s.labels };
         super::Dataset {

@@ -18,7 +18,9 @@ use std::path::Path;
 /// An n-d array of bytes read from an IDX file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdxArray {
+    /// The length of each dimension, outermost first.
     pub dims: Vec<usize>,
+    /// The bytes, row-major.
     pub data: Vec<u8>,
 }
 

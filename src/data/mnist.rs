@@ -7,14 +7,22 @@ use super::{idx, DataError, Dataset};
 use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
+/// Digits 0-9.
 pub const CLASSES: usize = 10;
+/// Images are `SIDE x SIDE` pixels.
 pub const SIDE: usize = 28;
+/// Pixels per image: the width of a row of [`Split::images`].
 pub const PIXELS: usize = SIDE * SIDE;
 
+/// MNIST in the report's three splits (see the [module docs](self)); rows
+/// of [`PIXELS`] values in `[0, 1]`.
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// The 60000 training images.
     pub train: Split,
+    /// The test file's odd-indexed images (5000).
     pub validation: Split,
+    /// The test file's even-indexed images (5000).
     pub test: Split,
 }
 
@@ -62,6 +70,7 @@ fn read_pair(root: &Path, images: &str, labels: &str) -> Result<Split, DataError
 }
 
 impl Mnist {
+    /// As a [`Dataset`] with class names "0" to "9".
     pub fn into_dataset(self) -> Dataset {
         Dataset {
             train: self.train,

@@ -15,15 +15,19 @@ use std::path::{Path, PathBuf};
 /// Examples `[n, inputs]` and their class indices.
 #[derive(Clone, Debug)]
 pub struct Split {
+    /// One example per row, `[n, inputs]`.
     pub images: Tensor,
+    /// Each row's class.
     pub labels: Vec<usize>,
 }
 
 impl Split {
+    /// The number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no examples.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -68,23 +72,29 @@ impl Split {
 /// to know about its images.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// What the model is trained on.
     pub train: Split,
+    /// What settings are chosen on.
     pub validation: Split,
+    /// What is reported.
     pub test: Split,
     /// One name per class ("0".."9", or the actors).
     pub class_names: Vec<String>,
     /// Image channels (1 or 3) and side; inputs = channels * side * side.
     pub channels: usize,
+    /// Image side in pixels (see `channels`).
     pub side: usize,
     /// Files left out because they could not be read (when asked to skip).
     pub skipped: usize,
 }
 
 impl Dataset {
+    /// Values per example: `channels * side * side`.
     pub fn inputs(&self) -> usize {
         self.channels * self.side * self.side
     }
 
+    /// The number of classes.
     pub fn classes(&self) -> usize {
         self.class_names.len()
     }
@@ -98,17 +108,31 @@ impl Dataset {
 /// A data file that could not be used, with the file and the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The file could not be opened or read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but its contents are wrong.
     #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the values involved.
+        message: String,
+    },
 }
 
 impl DataError {
+    /// A file whose contents are wrong: `path` and what is wrong.
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> DataError {
         DataError::Format { path: path.into(), message: message.into() }
     }
 
+    /// A file that could not be read.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DataError {
         DataError::Io { path: path.into(), source }
     }

@@ -1,13 +1,41 @@
-//! SGEMM, ours: `C = alpha * op(A) * op(B) + beta * C` on row-major f32.
+//! SGEMM, ours: `C = alpha * op(A) * op(B) + beta * C` on row-major f32
+//! ([`sgemm`]; [`sgemm_with`] names the kernel family).
 //!
-//! The design is BLIS / GotoBLAS: operands are packed into panels
-//! (`pack.rs`), walked by five nested loops blocked for the caches
-//! (`driver.rs`), and the innermost tile is a register-blocked SIMD
-//! microkernel (`kernel.rs`, on the lanes of `lane.rs`) picked at run time
-//! from the CPU's features. `reference.rs` holds the naive triple loop the
-//! tests compare against. `packed.rs` adds two things a convolution needs:
-//! filters packed once for many products, and a right operand read through
-//! offset tables (the columns of an image, packed without writing them out).
+//! # The idea: BLIS
+//!
+//! The product is cut into blocks that fit each level of cache, and each
+//! block is copied ("packed") into the order the innermost code reads it.
+//! In BLIS's names, the loop nest of `driver.rs` is:
+//!
+//! ```text
+//! loop 5  jc: split n into NC-wide blocks            (B block lives in L3)
+//!  loop 4  pc: split k into KC-deep blocks; pack B    (shared by all threads)
+//!   loop 3  ic: split m into MC-tall blocks; pack A   (per thread, lives in L2)
+//!    loop 2  jr: NR-wide micro-panels of B            (one lives in L1)
+//!     loop 1  ir: MR-tall micro-panels of A -> microkernel
+//! ```
+//!
+//! The microkernel (`kernel.rs`) holds an MR x NR tile of C in SIMD
+//! registers; for each of KC steps it loads MR values of A and NR of B and
+//! does MR x NR multiply-adds, so it computes far more than it loads and runs
+//! near the core's peak. Packing (`pack.rs`) makes both micro-panels
+//! contiguous and zero-pads them to whole tiles, so the kernel has no edge
+//! cases; it also absorbs transposes and leading dimensions (`op(A)` is read
+//! through its strides), so no operand is ever copied transposed. The kernel
+//! family is picked at run time from the CPU's features ([`KernelChoice`]:
+//! AVX-512, AVX2 + FMA, or a portable `wide::f32x8` one), written once over
+//! the lanes of `lane.rs`.
+//!
+//! # What else is here
+//!
+//! A convolution needs two more things (`packed.rs`): [`PackedA`] packs
+//! filters once for many products ([`sgemm_packed`]), and
+//! [`sgemm_packed_gather`] reads the right operand through a table of row
+//! and column offsets ([`crate::conv::Fields`]: an image's receptive fields),
+//! packing it without writing the column matrix out. [`skinny`] has unpacked
+//! kernels for products with a few dozen outputs, and
+//! [`reference::sgemm_naive`] is the naive triple loop the tests compare
+//! against. `examples/sgemm.rs` calls [`sgemm`] and checks it.
 //!
 //! Read more: Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
 //! Instantiating BLAS Functionality" (ACM TOMS 2015); Goto & van de Geijn,
@@ -43,7 +71,9 @@ const SKINNY_MAX_ELEMS: usize = 1 << 17;
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transpose {
+    /// Use the operand as stored.
     No,
+    /// Use its transpose (read in place through strides, never copied).
     Yes,
 }
 
@@ -61,6 +91,7 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
+    /// The name `NABLA_GEMM_KERNEL` and `nabla kernels` use.
     pub fn name(self) -> &'static str {
         match self {
             KernelChoice::Auto => "auto",
@@ -111,20 +142,73 @@ impl KernelChoice {
 /// Why a product could not run. No product panics on bad arguments.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GemmError {
+    /// A leading dimension shorter than the rows it should step over.
     #[error("sgemm: leading dimension of {operand} is {ld} but its stored rows are {row_len} long")]
-    LeadingDimension { operand: &'static str, ld: usize, row_len: usize },
+    LeadingDimension {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// The leading dimension given.
+        ld: usize,
+        /// The stored row length it must cover.
+        row_len: usize,
+    },
+    /// An operand slice too short for the matrix it is said to hold.
     #[error("sgemm: {operand} is stored as {rows}x{cols} (leading dimension {ld}), needing {needed} elements, but the slice holds {len}")]
-    TooShort { operand: &'static str, rows: usize, cols: usize, ld: usize, needed: usize, len: usize },
+    TooShort {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// Stored rows.
+        rows: usize,
+        /// Stored columns.
+        cols: usize,
+        /// Leading dimension.
+        ld: usize,
+        /// Elements the matrix spans: `(rows - 1) * ld + cols`.
+        needed: usize,
+        /// Elements the slice holds.
+        len: usize,
+    },
+    /// A gathered operand whose row table does not match the product's depth.
     #[error("sgemm: gathered B has {rows} row offsets but A's depth is {depth}")]
-    GatherRows { rows: usize, depth: usize },
+    GatherRows {
+        /// Row offsets given.
+        rows: usize,
+        /// The product's depth k.
+        depth: usize,
+    },
+    /// A gathered operand whose offsets reach past its source.
     #[error("sgemm: gathered B reaches element {far} of a source holding {len}")]
-    GatherRange { far: usize, len: usize },
+    GatherRange {
+        /// The farthest element an offset pair reaches.
+        far: usize,
+        /// Elements the source holds.
+        len: usize,
+    },
+    /// A kernel family asked for that this CPU cannot run.
     #[error("sgemm: kernel '{0}' is not supported by this CPU")]
     KernelUnavailable(&'static str),
+    /// An operand whose extent overflows `usize`.
     #[error("sgemm: {operand} is stored as {rows}x{cols} with leading dimension {ld}, which spans more elements than memory can hold")]
-    Overflow { operand: &'static str, rows: usize, cols: usize, ld: usize },
+    Overflow {
+        /// `"A"`, `"B"` or `"C"`.
+        operand: &'static str,
+        /// Stored rows.
+        rows: usize,
+        /// Stored columns.
+        cols: usize,
+        /// Leading dimension.
+        ld: usize,
+    },
+    /// A skinny product asked for more outputs than its kernels take.
     #[error("sgemm: the skinny product takes 1 to {max} outputs with kernel '{kernel}', got {out}")]
-    SkinnyOut { out: usize, max: usize, kernel: &'static str },
+    SkinnyOut {
+        /// Outputs asked for.
+        out: usize,
+        /// The most the kernel takes.
+        max: usize,
+        /// The kernel family.
+        kernel: &'static str,
+    },
 }
 
 /// Check that a row-major `rows x cols` matrix with leading dimension `ld`

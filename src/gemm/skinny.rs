@@ -7,13 +7,13 @@
 //! - `dt_x`: `G += D^T X` for `D [rows, out]`, as rank-one updates of `G
 //!   [out, k]` held in registers a few vectors of k at a time.
 //!
-//! Both are written once over a [`Lane`] and instantiated per instruction
+//! Both are written once over a `Lane` (`lane.rs`) and instantiated per instruction
 //! set and per `out` (1..=12), like the GEMM microkernels.
 
 use super::lane::Lane;
 use super::{GemmError, KernelChoice};
 
-/// The largest `out` every instruction set takes (see [`max_out`]).
+/// The largest `out` every instruction set takes (see `max_out`).
 pub const MAX_OUT: usize = 12;
 
 /// `z = x w^T` on lane `L` (the body of [`x_wt`]).

@@ -21,12 +21,17 @@ const POOL_AFTER: [usize; 3] = [0, 1, 4];
 /// Linear layers of the classifier: torchvision indices.
 const LINEARS: [usize; 3] = [1, 4, 6];
 
+/// AlexNet's shape (see the [module docs](self)); [`AlexNet::torchvision`]
+/// is the standard one. It holds no weights: they are a [`Params`] with
+/// torchvision's names, from [`AlexNet::init`] or a weights file
+/// ([`crate::weights::read`]), checked by [`AlexNet::check`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlexNet {
     /// Output channels of the five convolutions (torchvision: 64, 192, 384, 256, 256).
     pub channels: [usize; 5],
     /// Width of the two hidden classifier layers (torchvision: 4096).
     pub hidden: usize,
+    /// Outputs of the last layer.
     pub classes: usize,
     /// Dropout probability of the classifier (torchvision: 0.5).
     pub dropout: f32,

@@ -24,12 +24,15 @@ use crate::tensor::{Rng, Tensor};
 /// A chain network with its batch.
 #[derive(Clone, Debug)]
 pub struct Chain {
+    /// Layers.
     pub depth: usize,
+    /// Units per layer (and samples in the batch).
     pub width: usize,
     /// `depth` matrices, each `[width, width]` row-major, `[from][to]`.
     pub weights: Vec<Vec<f64>>,
     /// The batch, `[width, width]`: `width` samples of `width` inputs.
     pub x: Vec<f64>,
+    /// The batch's classes.
     pub labels: Vec<usize>,
 }
 

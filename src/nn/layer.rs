@@ -6,37 +6,52 @@
 /// A convolution's or a pooling window's geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window2d {
+    /// Side of the square window.
     pub kernel: usize,
+    /// Step between windows.
     pub stride: usize,
+    /// Zeros added on every side of the input.
     pub padding: usize,
 }
 
+/// One layer of a [`Sequential`](super::Sequential) network.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     /// `out` filters of `kernel x kernel` over `[c, h, w]`, in `groups`
     /// groups (PyTorch's `Conv2d`).
     Conv2d {
+        /// Output channels.
         out: usize,
+        /// Window geometry.
         win: Window2d,
+        /// Channel groups (1: every filter sees every input channel).
         groups: usize,
+        /// Whether the layer has a bias.
         bias: bool,
     },
+    /// Largest value in each window (PyTorch's `MaxPool2d`).
     MaxPool2d(Window2d),
     /// Average over the window, padding counted as zeros in the divisor
     /// (PyTorch's default `count_include_pad = True`).
     AvgPool2d(Window2d),
+    /// `max(x, 0)`.
     Relu,
+    /// `tanh(x)`.
     Tanh,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
     /// Zero each value with probability `p` while training.
     Dropout {
+        /// Probability of zeroing a value.
         p: f32,
     },
     /// `[c, h, w]` (or any shape) to `[c * h * w]`.
     Flatten,
     /// `[in]` to `[out]`: `x W^T + b`, weight `[out, in]`.
     Linear {
+        /// Output features.
         out: usize,
+        /// Whether the layer has a bias.
         bias: bool,
     },
 }
@@ -44,8 +59,11 @@ pub enum Layer {
 /// A parameter a layer owns: `weight` or `bias`, its shape and fan-in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamShape {
+    /// `"weight"` or `"bias"`.
     pub suffix: &'static str,
+    /// The tensor's shape.
     pub shape: Vec<usize>,
+    /// Inputs per output, for [`Init::FanIn`](super::Init::FanIn).
     pub fan_in: usize,
 }
 

@@ -8,23 +8,32 @@ use crate::error::Result;
 use crate::gemm::Transpose;
 use crate::tensor::Rng;
 
+/// A fully connected layer `y = x W^T + b` whose weight `[outputs, inputs]`
+/// and bias `[outputs]` live in [`Params`] under `{name}.weight` and
+/// `{name}.bias`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
     /// Parameter prefix: the layer owns `{name}.weight` and `{name}.bias`.
     pub name: String,
+    /// Features in.
     pub inputs: usize,
+    /// Features out.
     pub outputs: usize,
 }
 
 impl Linear {
+    /// The layer `name` (its parameters' prefix) from `inputs` to `outputs`
+    /// features; call [`Linear::init`] to create its parameters.
     pub fn new(name: &str, inputs: usize, outputs: usize) -> Linear {
         Linear { name: name.to_string(), inputs, outputs }
     }
 
+    /// `{name}.weight`.
     pub fn weight_name(&self) -> String {
         format!("{}.weight", self.name)
     }
 
+    /// `{name}.bias`.
     pub fn bias_name(&self) -> String {
         format!("{}.bias", self.name)
     }

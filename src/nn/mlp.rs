@@ -6,14 +6,19 @@ use crate::autodiff::{Reduction, Tape, Targets, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Rng;
 
+/// The nonlinearity between layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// `max(x, 0)`
     Relu,
+    /// `tanh(x)`
     Tanh,
+    /// `1 / (1 + e^-x)`
     Sigmoid,
 }
 
 impl Activation {
+    /// Apply it to `x` on `tape`.
     pub fn apply(self, tape: &Tape, x: &Var) -> Var {
         match self {
             Activation::Relu => tape.relu(x),
@@ -23,9 +28,14 @@ impl Activation {
     }
 }
 
+/// A multilayer perceptron: [`Linear`] layers `fc1`, `fc2`, ... with an
+/// [`Activation`] between each two. Build with [`Mlp::new`], create the
+/// parameters with [`Mlp::init`], train with [`Mlp::loss`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
+    /// The layers, first to last.
     pub layers: Vec<Linear>,
+    /// The activation after every layer but the last.
     pub activation: Activation,
 }
 
@@ -43,6 +53,8 @@ impl Mlp {
         Ok(Mlp { layers, activation })
     }
 
+    /// Create every layer's weight and bias in `params` with the given
+    /// initialisers (PyTorch's default is [`Init::FanIn`] for both).
     pub fn init(&self, params: &mut Params, weight: Init, bias: Init, rng: &mut Rng) {
         for layer in &self.layers {
             layer.init(params, weight, bias, rng);

@@ -12,20 +12,25 @@ pub struct Params {
 }
 
 impl Params {
+    /// An empty store.
     pub fn new() -> Params {
         Params::default()
     }
 
+    /// Add or replace the tensor `name`.
     pub fn insert(&mut self, name: &str, value: Tensor) {
         self.tensors.insert(name.to_string(), value);
     }
 
+    /// The tensor `name`, or an error naming it.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         self.tensors
             .get(name)
             .ok_or_else(|| Error::Invalid { op: "params", message: format!("no parameter named '{name}'") })
     }
 
+    /// The tensor `name` to change in place (an optimiser step), or an
+    /// error naming it.
     pub fn get_mut(&mut self, name: &str) -> Result<&mut Tensor> {
         self.tensors
             .get_mut(name)
@@ -38,29 +43,33 @@ impl Params {
         Ok(tape.param(name, self.get(name)?))
     }
 
+    /// Every `(name, tensor)`, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.tensors.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Every `(name, tensor)` to change in place, in name order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
         self.tensors.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The number of tensors.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// Whether there are no tensors.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
 
-    /// Total number of scalar parameters.
     /// The first tensor holding a NaN or an infinity, with the value's index:
     /// weights that would train to chance without a word.
     pub fn first_non_finite(&self) -> Option<(&str, usize, f32)> {
         self.iter().find_map(|(name, t)| t.data().iter().position(|v| !v.is_finite()).map(|i| (name, i, t.data()[i])))
     }
 
+    /// Total number of scalar parameters.
     pub fn numel(&self) -> usize {
         self.tensors.values().map(Tensor::numel).sum()
     }

@@ -17,17 +17,23 @@ use crate::tensor::Rng;
 /// prefix), and initialisers overriding the model's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerSpec {
+    /// What the layer computes.
     pub layer: Layer,
+    /// Its parameters' prefix (default `layers.<index>`).
     pub name: Option<String>,
+    /// How its weight starts, if not as the model's.
     pub weight_init: Option<Init>,
+    /// How its bias starts, if not as the model's.
     pub bias_init: Option<Init>,
 }
 
 impl LayerSpec {
+    /// An unnamed layer with the model's initialisers.
     pub fn new(layer: Layer) -> LayerSpec {
         LayerSpec { layer, name: None, weight_init: None, bias_init: None }
     }
 
+    /// A layer whose parameters are named `{name}.weight`, `{name}.bias`.
     pub fn named(layer: Layer, name: &str) -> LayerSpec {
         LayerSpec { name: Some(name.to_string()), ..LayerSpec::new(layer) }
     }
@@ -36,17 +42,24 @@ impl LayerSpec {
 /// A built layer: its spec, its parameters' prefix and its shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// What the layer computes.
     pub layer: Layer,
     /// `layers.<index>` or the layer's name.
     pub prefix: String,
+    /// The shape it takes (one example's).
     pub input: Vec<usize>,
+    /// The shape it gives.
     pub output: Vec<usize>,
+    /// The parameters it owns.
     pub params: Vec<ParamShape>,
+    /// From its [`LayerSpec`].
     pub weight_init: Option<Init>,
+    /// From its [`LayerSpec`].
     pub bias_init: Option<Init>,
 }
 
 impl Node {
+    /// The full name of its parameter `suffix` (`"weight"`): `prefix.suffix`.
     pub fn param_name(&self, suffix: &str) -> String {
         format!("{}.{suffix}", self.prefix)
     }
@@ -60,8 +73,11 @@ impl Node {
 /// what is wrong with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerError {
+    /// The layer's 1-based position (0: the list as a whole).
     pub index: usize,
+    /// The layer's name, if it has one.
     pub name: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -79,10 +95,15 @@ impl std::fmt::Display for LayerError {
 /// At most this many layers: a longer list is a generated mistake.
 pub const MAX_LAYERS: usize = 1000;
 
+/// A feed-forward network as an ordered list of layers, with every
+/// layer's shapes inferred by [`Sequential::new`]; parameters live in
+/// [`Params`] under PyTorch's names. [`Sequential::summary`] prints the
+/// layer table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sequential {
     /// One example's shape, e.g. `[1, 28, 28]` or `[784]`.
     pub input: Vec<usize>,
+    /// The built layers, in order.
     pub nodes: Vec<Node>,
 }
 

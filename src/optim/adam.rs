@@ -9,11 +9,18 @@ use crate::nn::Params;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
+/// Adam with bias correction, as `torch.optim.Adam` (no weight decay).
+/// Build with [`Adam::new`], then call [`Optimizer::step`] after each
+/// backward pass.
 #[derive(Clone, Debug)]
 pub struct Adam {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the first moment (the gradient's running mean).
     pub beta1: f32,
+    /// Decay of the second moment (the squared gradient's running mean).
     pub beta2: f32,
+    /// Added to the denominator so a zero second moment divides safely.
     pub eps: f32,
     /// Steps taken so far.
     pub t: u64,
@@ -21,10 +28,14 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// Adam with learning rate `lr` and PyTorch's defaults (betas 0.9 and
+    /// 0.999, eps 1e-8); an error unless `lr` is positive and finite.
     pub fn new(lr: f32) -> Result<Adam> {
         Adam::with(lr, 0.9, 0.999, 1e-8)
     }
 
+    /// Adam with every setting given; an error naming them unless
+    /// `lr > 0`, `0 <= beta < 1` and `eps > 0`.
     pub fn with(lr: f32, beta1: f32, beta2: f32, eps: f32) -> Result<Adam> {
         let ok = lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0;
         if !ok {

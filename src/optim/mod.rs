@@ -13,6 +13,8 @@ use crate::autodiff::Grads;
 use crate::error::Result;
 use crate::nn::Params;
 
+/// Updates [`Params`] in place from the gradients of one backward pass,
+/// matching them by name. [`Sgd`] and [`Adam`] implement it.
 pub trait Optimizer {
     /// Apply one update to every parameter that has a gradient.
     fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()>;
@@ -28,7 +30,9 @@ pub trait Optimizer {
 /// An optimiser's saved state (see [`Optimizer::state`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
+    /// Per-parameter state tensors, named `<kind>/<param>`.
     pub tensors: Params,
+    /// Steps taken (Adam's bias correction needs it; 0 for SGD).
     pub steps: u64,
 }
 

@@ -9,14 +9,21 @@ use crate::nn::Params;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
+/// Gradient descent with momentum in the report's form,
+/// `v = momentum v + lr g; w -= v`. While the learning rate is constant this
+/// equals `torch.optim.SGD`'s `v = momentum v + g; w -= lr v`.
 #[derive(Clone, Debug)]
 pub struct Sgd {
+    /// Learning rate.
     pub lr: f32,
+    /// Fraction of the previous step kept (0: plain gradient descent).
     pub momentum: f32,
     velocity: BTreeMap<String, Tensor>,
 }
 
 impl Sgd {
+    /// SGD with learning rate `lr` and `momentum`; an error unless `lr > 0`
+    /// and `0 <= momentum < 1`.
     pub fn new(lr: f32, momentum: f32) -> Result<Sgd> {
         if !(lr > 0.0 && lr.is_finite() && (0.0..1.0).contains(&momentum)) {
             return Err(Error::Invalid {

@@ -12,15 +12,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{}: {message}", file.display())]
 pub struct ConfigError {
+    /// The pipeline file.
     pub file: PathBuf,
+    /// What is wrong, naming the key.
     pub message: String,
 }
 
 /// A loaded pipeline with its source, for error messages and `metrics.json`.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// Where it was read from.
     pub file: PathBuf,
+    /// Its text as read.
     pub text: String,
+    /// What it says, validated.
     pub pipeline: Pipeline,
 }
 

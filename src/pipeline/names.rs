@@ -17,7 +17,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{key}: {message}")]
 pub struct NameError {
+    /// The key holding the name (`name`, `model.layers[2].name`, ...).
     pub key: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -14,10 +14,13 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
+/// An output file or folder that could not be written or moved into place.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {message}", path.display())]
 pub struct OutputError {
+    /// The file or folder.
     pub path: PathBuf,
+    /// What went wrong.
     pub message: String,
 }
 

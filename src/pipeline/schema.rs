@@ -120,7 +120,7 @@ pub struct Backbone {
     /// "sequential" (the layers of `layers`, as in `[model]`).
     pub kind: BackboneKind,
     /// The layers ("sequential" only): `[[backbone.layers]]` tables; the
-    /// output must be [channels, side, side] or [features].
+    /// output must be `[channels, side, side]` or `[features]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerFields>,
     /// Pretrained weights: a `torch.save` file (torchvision's
@@ -256,7 +256,7 @@ pub struct Model {
     /// "mlp": hidden layers between them; "alexnet": torchvision's AlexNet
     /// (3 x 227 x 227 images); "sequential": the layers of `layers`.
     pub kind: ModelKind,
-    /// Widths of the hidden layers ("mlp" only), e.g. [25].
+    /// Widths of the hidden layers ("mlp" only), e.g. `[25]`.
     #[serde(default)]
     pub hidden: Vec<usize>,
     /// Activation between layers ("mlp" only): "relu", "tanh" or "sigmoid".

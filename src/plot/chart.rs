@@ -4,35 +4,52 @@ use super::{draw_err, encode_png, ensure_font, FONT};
 use crate::error::Result;
 use plotters::prelude::*;
 
+/// How a series is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeriesStyle {
+    /// Joined by lines.
     Line,
+    /// Dots only.
     Points,
+    /// Lines with dots.
     LineAndPoints,
 }
 
+/// One named set of points on a [`LineChart`].
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// Its name in the legend.
     pub name: String,
+    /// The `(x, y)` points, in drawing order.
     pub points: Vec<(f64, f64)>,
+    /// How it is drawn.
     pub style: SeriesStyle,
 }
 
+/// An axis scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Axis {
+    /// Evenly spaced values.
     #[default]
     Linear,
+    /// Evenly spaced powers of ten.
     Log,
 }
 
 /// A chart with one or more series, a legend, and linear or log axes.
 #[derive(Clone, Debug, Default)]
 pub struct LineChart {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// The series, drawn in order.
     pub series: Vec<Series>,
+    /// Scale of the x axis.
     pub x_axis: Axis,
+    /// Scale of the y axis.
     pub y_axis: Axis,
     /// Fixed y range (else fitted to the data).
     pub y_range: Option<(f64, f64)>,

@@ -2,6 +2,7 @@
 
 use plotters::style::RGBColor;
 
+/// A map from a value to a colour.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ColorMap {
     /// Black (0) to white (1).
@@ -26,6 +27,7 @@ fn stops(points: &[(f64, f64, f64)], t: f64) -> RGBColor {
 }
 
 impl ColorMap {
+    /// The colour of `v` (clamped to the map's range; a non-finite value as 0).
     pub fn color(self, v: f64) -> RGBColor {
         let v = if v.is_finite() { v } else { 0.0 };
         match self {

@@ -8,23 +8,35 @@ use plotters::prelude::*;
 /// A named path of (x, y) points.
 #[derive(Clone, Debug)]
 pub struct Path2 {
+    /// Its name in the legend.
     pub name: String,
+    /// The points, in order.
     pub points: Vec<(f64, f64)>,
 }
 
+/// A surface sampled on a grid, drawn as colour and iso-lines, with paths
+/// on top. [`ContourPlot::png`] draws it.
 #[derive(Clone, Debug)]
 pub struct ContourPlot {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
+    /// The x range the grid spans.
     pub x: (f64, f64),
+    /// The y range the grid spans.
     pub y: (f64, f64),
     /// `ny` rows of `nx` values; row `r` is at y = y.0 + r * dy.
     pub values: Vec<f64>,
+    /// Grid points along x.
     pub nx: usize,
+    /// Grid points along y.
     pub ny: usize,
     /// Number of iso-lines.
     pub levels: usize,
+    /// Paths drawn over the surface (optimisation trajectories).
     pub paths: Vec<Path2>,
 }
 
@@ -55,6 +67,8 @@ fn iso_segments(v: &[f64], nx: usize, ny: usize, level: f64) -> Vec<[(f64, f64);
 }
 
 impl ContourPlot {
+    /// The plot as PNG bytes, `width x height` pixels; an error for a grid
+    /// smaller than 2 x 2 or values that do not fill it.
     pub fn png(&self, width: u32, height: u32) -> Result<Vec<u8>> {
         ensure_font();
         if self.nx < 2 || self.ny < 2 || self.values.len() != self.nx * self.ny {

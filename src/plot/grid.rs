@@ -4,21 +4,30 @@ use super::{draw_err, encode_png, ensure_font, ColorMap, FONT};
 use crate::error::{Error, Result};
 use plotters::prelude::*;
 
+/// Small images in a grid with a title, row labels and captions.
+/// [`ImageGrid::png`] draws it.
 #[derive(Clone, Debug)]
 pub struct ImageGrid {
+    /// Title above the grid.
     pub title: String,
     /// Row-major images, each `width * height` values.
     pub images: Vec<Vec<f32>>,
+    /// Width of each image, in values.
     pub width: usize,
+    /// Height of each image, in values.
     pub height: usize,
+    /// Images per row of the grid.
     pub cols: usize,
+    /// How values become colours.
     pub colormap: ColorMap,
     /// Scale each image to its own range (else one range for all).
     pub per_image: bool,
     /// With the diverging map, show each value relative to the image's mean
     /// (weights that start from U[0, 1) carry an offset that hides the pattern).
     pub centre_on_mean: bool,
+    /// A label left of each row (may be empty).
     pub row_labels: Vec<String>,
+    /// A caption under each image (may be empty).
     pub captions: Vec<String>,
     /// Pixels per image pixel.
     pub zoom: usize,
@@ -41,6 +50,8 @@ impl ImageGrid {
         move |v: f32| if diverging { (v - centre) as f64 / span } else { (v - lo) as f64 / span }
     }
 
+    /// The grid as PNG bytes; an error if there are no images or columns, or
+    /// an image is not `width x height`.
     pub fn png(&self) -> Result<Vec<u8>> {
         ensure_font();
         if self.images.is_empty() || self.cols == 0 || self.images.iter().any(|i| i.len() != self.width * self.height) {

@@ -20,6 +20,7 @@ impl Tensor {
         Tensor::from_vec(out, &[m, n])
     }
 
+    /// The matrix product `self * other` of two 2-d tensors.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         self.matmul_t(Transpose::No, other, Transpose::No)
     }

@@ -1,11 +1,24 @@
 //! The n-d f32 tensor: a shape and contiguous row-major storage.
 //!
-//! Storage sits behind an `Arc`, so cloning a tensor (as the autodiff tape
-//! does to save inputs for backward) is a reference-count bump; writing
-//! through [`Tensor::data_mut`] copies only if the storage is shared.
-//! Elementwise math is in `ops.rs`, reductions in `reduce.rs`, products and
-//! transposes in `linalg.rs`, softmax in `softmax.rs`, random numbers in
-//! `rng.rs`.
+//! # The idea
+//!
+//! A [`Tensor`] is a shape and a flat `Vec<f32>` in row-major order: the
+//! last axis is contiguous, and element `[i, j]` of a `[rows, cols]` tensor
+//! is `data()[i * cols + j]`. There are no strides or views: an op makes a
+//! new tensor, and [`Tensor::reshape`] only changes the shape. The storage
+//! sits behind an `Arc`, so cloning a tensor (as the autodiff tape does to
+//! save inputs for backward) is a reference-count bump; writing through
+//! [`Tensor::data_mut`] copies first if the storage is shared.
+//!
+//! Elementwise ops ([`Tensor::binary`] with a [`BinaryOp`], [`Tensor::add`],
+//! [`Tensor::exp`], ...) broadcast as NumPy does (a bias row, a column, a
+//! scalar) and run eight lanes at a time on `wide::f32x8` (`ops.rs`).
+//! Reductions along an axis ([`Tensor::sum_axis`], [`Tensor::argmax_axis`],
+//! and [`Tensor::sum_to`], which sums a broadcast
+//! gradient back to its source shape) are in `reduce.rs`; products
+//! ([`Tensor::matmul`], which calls [`crate::gemm::sgemm`]) and transposes
+//! in `linalg.rs`; a stable [`Tensor::softmax`] in `softmax.rs`; the seeded
+//! random stream ([`Rng`]) in `rng.rs`, so every run is reproducible.
 
 mod linalg;
 mod ops;
@@ -19,6 +32,12 @@ pub use rng::Rng;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
+/// An n-d array of `f32`: a shape and row-major storage shared behind an
+/// `Arc` (see the [module docs](crate::tensor)). A shape `[]` is a scalar.
+///
+/// Ops that can fail (mismatched shapes, a bad axis) return [`Error`]
+/// naming the op and the shapes; constructors that cannot fail panic only
+/// for a shape whose element count overflows `usize`.
 #[derive(Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
@@ -55,14 +74,17 @@ fn numel_or_panic(shape: &[usize]) -> usize {
 }
 
 impl Tensor {
+    /// A tensor of `shape` filled with 0.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
         Tensor { shape: shape.to_vec(), data: Arc::new(vec![value; numel_or_panic(shape)]) }
     }
 
+    /// A rank-0 tensor (shape `[]`) holding `value`.
     pub fn scalar(value: f32) -> Tensor {
         Tensor { shape: vec![], data: Arc::new(vec![value]) }
     }
@@ -88,18 +110,22 @@ impl Tensor {
         Tensor { shape: shape.to_vec(), data: Arc::new(data) }
     }
 
+    /// The length of each axis, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of axes (0 for a scalar).
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
+    /// The number of elements (the product of the shape).
     pub fn numel(&self) -> usize {
         self.data.len()
     }
 
+    /// The elements in row-major order.
     pub fn data(&self) -> &[f32] {
         &self.data
     }
@@ -114,6 +140,7 @@ impl Tensor {
         Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
+    /// The elements as a `Vec`, without a copy unless the storage is shared.
     pub fn into_vec(self) -> Vec<f32> {
         Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }

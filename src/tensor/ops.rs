@@ -10,15 +10,22 @@ use wide::f32x8;
 const PARALLEL_MIN: usize = 1 << 16;
 const CHUNK: usize = 1 << 14;
 
+/// An elementwise binary operation, for [`Tensor::binary`] and the tape's
+/// [`binary`](crate::autodiff::Tape::binary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `a + b`
     Add,
+    /// `a - b`
     Sub,
+    /// `a * b`
     Mul,
+    /// `a / b`
     Div,
 }
 
 impl BinaryOp {
+    /// The op's name in error messages (`"add"`, ...).
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
@@ -118,26 +125,32 @@ impl Tensor {
         Tensor::from_vec(out, self.shape()).expect("same shape")
     }
 
+    /// `c * x` for every element.
     pub fn scale(&self, c: f32) -> Tensor {
         self.map(|x| x * f32x8::splat(c))
     }
 
+    /// `x + c` for every element.
     pub fn add_scalar(&self, c: f32) -> Tensor {
         self.map(|x| x + f32x8::splat(c))
     }
 
+    /// `e^x` for every element.
     pub fn exp(&self) -> Tensor {
         self.map(|x| x.exp())
     }
 
+    /// The natural logarithm of every element (NaN below 0).
     pub fn ln(&self) -> Tensor {
         self.map(|x| x.ln())
     }
 
+    /// `max(x, 0)` for every element.
     pub fn relu(&self) -> Tensor {
         self.map(|x| x.max(f32x8::ZERO))
     }
 
+    /// The hyperbolic tangent of every element.
     pub fn tanh(&self) -> Tensor {
         self.map(|x| x.tanh())
     }
@@ -215,18 +228,22 @@ impl Tensor {
         Tensor::from_vec(out, &shape)
     }
 
+    /// `self + other`, broadcast (see [`Tensor::binary`]).
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(other, BinaryOp::Add)
     }
 
+    /// `self - other`, broadcast.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(other, BinaryOp::Sub)
     }
 
+    /// `self * other` elementwise, broadcast.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(other, BinaryOp::Mul)
     }
 
+    /// `self / other` elementwise, broadcast.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary(other, BinaryOp::Div)
     }

@@ -50,10 +50,13 @@ impl Tensor {
         Tensor::from_vec(out, &self.reduced_shape(axis, keepdim))
     }
 
+    /// Sum along `axis`; with `keepdim` the axis stays, with length 1.
     pub fn sum_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         self.fold_axis(axis, keepdim, "sum", 0.0, |s, v| s + v)
     }
 
+    /// Mean along `axis` (an error if the axis is empty); `keepdim` as in
+    /// [`Tensor::sum_axis`].
     pub fn mean_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         let len = *self.shape().get(axis).unwrap_or(&0);
         if len == 0 {
@@ -62,6 +65,7 @@ impl Tensor {
         Ok(self.sum_axis(axis, keepdim)?.scale(1.0 / len as f32))
     }
 
+    /// Largest value along `axis`; `keepdim` as in [`Tensor::sum_axis`].
     pub fn max_axis(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         if self.numel() == 0 {
             return Err(Error::Empty { op: "max", shape: self.shape().to_vec() });

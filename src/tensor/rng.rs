@@ -39,10 +39,12 @@ impl TryFrom<SavedRng> for Rng {
 }
 
 impl Rng {
+    /// The stream of `seed`: the same numbers on every machine.
     pub fn new(seed: u64) -> Rng {
         Rng { state: seed, spare_normal: None }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

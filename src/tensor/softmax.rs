@@ -12,6 +12,8 @@ impl Tensor {
         }
     }
 
+    /// Softmax along the last axis, computed from `x - max` so large values
+    /// do not overflow.
     pub fn softmax(&self) -> Result<Tensor> {
         let n = self.rows_of_last_axis("softmax")?;
         let mut out = self.clone();
@@ -27,6 +29,8 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Log-softmax along the last axis: `x - max - ln(sum(exp(x - max)))`,
+    /// finite where the softmax itself would underflow to 0.
     pub fn log_softmax(&self) -> Result<Tensor> {
         let n = self.rows_of_last_axis("log_softmax")?;
         let mut out = self.clone();

@@ -23,12 +23,19 @@ use std::rc::Rc;
 /// exponential time; match on them instead.
 #[derive(Clone)]
 pub enum Value {
+    /// Python's `None`.
     None,
+    /// A `bool`.
     Bool(bool),
+    /// An `int` that fits in 64 bits.
     Int(i64),
+    /// A `float`.
     Float(f64),
+    /// A `str`.
     Str(Rc<str>),
+    /// A `tuple`.
     Tuple(Rc<Vec<Value>>),
+    /// A `list`.
     List(Rc<Vec<Value>>),
     /// Insertion-ordered (an OrderedDict or a dict).
     Dict(Rc<Vec<(Value, Value)>>),
@@ -36,15 +43,22 @@ pub enum Value {
     Global(Rc<str>, Rc<str>),
     /// A persistent reference to raw data: `('storage', type, key, location, numel)`.
     Storage {
+        /// The storage type's name (`FloatStorage`).
         dtype: Rc<str>,
+        /// The storage's key: its file name in the archive.
         key: Rc<str>,
+        /// Elements it holds.
         numel: usize,
     },
     /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`.
     Tensor {
+        /// The [`Value::Storage`] holding the data.
         storage: Box<Value>,
+        /// First element, in the storage.
         offset: usize,
+        /// Shape.
         size: Rc<[usize]>,
+        /// Elements between neighbours along each axis.
         stride: Rc<[usize]>,
     },
 }
@@ -54,7 +68,7 @@ pub enum Value {
 const SHOWN_CHARS: usize = 200;
 
 impl Value {
-    /// A short text of the value, cut at about [`SHOWN_CHARS`] characters.
+    /// A short text of the value, cut at about 200 characters (`SHOWN_CHARS`).
     pub fn describe(&self) -> String {
         let mut out = String::new();
         self.write_short(&mut out);
@@ -130,7 +144,9 @@ impl std::fmt::Debug for Value {
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("pickle byte {offset}: {message}")]
 pub struct PickleError {
+    /// Byte offset in the pickle.
     pub offset: usize,
+    /// What is wrong there.
     pub message: String,
 }
 
