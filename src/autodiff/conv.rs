@@ -3,7 +3,9 @@
 
 use super::op::{Input, Op};
 use super::tape::{Tape, Var};
-use crate::conv::{avg_pool2d, im2col, winograd, max_pool2d, needs_padding, pad_planes, padded_plane, Fields, Planes, Window};
+use crate::conv::{
+    avg_pool2d, im2col, max_pool2d, needs_padding, pad_planes, padded_plane, winograd, Fields, Planes, Window,
+};
 use crate::error::{Error, Result};
 use crate::gemm::{sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::tensor::{Rng, Tensor};
