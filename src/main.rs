@@ -170,6 +170,14 @@ fn main() -> ExitCode {
     // Training reallocates the same large buffers every step (see `memory`).
     nabla::memory::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    // Under mpirun (the `mpi` feature): MPI lives until main returns.
+    let _mpi = match nabla::distributed::init() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
@@ -249,7 +257,9 @@ fn main() -> ExitCode {
             }
             let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
             for l in &loaded {
-                eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                if nabla::distributed::is_root() {
+                    eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                }
                 // On a pool thread, so its parallel loops need no hand-off (`parallel::in_pool`).
                 match nabla::parallel::in_pool(|| pipeline::run(l, &opts)) {
                     Ok(files) => {

@@ -328,6 +328,13 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         if t.eval_every == 0 {
             return Err(at("train", "eval_every", "must be at least 1".into()));
         }
+        if t.parallel == super::schema::Parallel::Data && !cfg!(feature = "mpi") {
+            return Err(at(
+                "train",
+                "parallel",
+                "\"data\" needs nabla built with `--features mpi` and run under mpirun (see the README)".into(),
+            ));
+        }
         if t.batch_size > shape.train {
             return Err(at(
                 "train",

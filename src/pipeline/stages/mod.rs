@@ -260,6 +260,10 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;
     }
+    if !crate::distributed::is_root() {
+        // The ranks of an MPI job share the trainings; rank 0 does the rest.
+        return Ok(());
+    }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;
     }
