@@ -280,28 +280,31 @@ fn a_killed_rank_ends_the_job_within_seconds() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The dropout masks: each rank draws the whole batch's and keeps its rows.
 #[test]
-fn data_parallel_refuses_dropout_and_tiny_batches() {
-    let dir = temp("refuse");
-    let file = dir.join("p.toml");
+fn data_parallel_dropout_matches_one_process() {
     let dropout = "[model]\nkind = \"sequential\"\nlayers = [{ type = \"flatten\" }, { type = \"linear\", out = 32 }, \
                    { type = \"relu\" }, { type = \"dropout\", p = 0.5 }, { type = \"linear\", out = 10 }]\n";
-    let text = edited(&[("[model]\nkind = \"mlp\"\nhidden = [32]\nactivation = \"relu\"\n", dropout)])
-        .replace("[train]\n", "[train]\nparallel = \"data\"\n");
+    data_parallel_matches(
+        "dropout",
+        2,
+        &[("[model]\nkind = \"mlp\"\nhidden = [32]\nactivation = \"relu\"\n", dropout)],
+    );
+}
+
+#[test]
+fn data_parallel_refuses_a_batch_smaller_than_the_ranks() {
+    let dir = temp("refuse");
+    let file = dir.join("p.toml");
+    let text = edited(&[("batch_size = 64", "batch_size = 2")]).replace("[train]\n", "[train]\nparallel = \"data\"\n");
     std::fs::write(&file, text).unwrap();
-    let o = mpirun(2, &file, &dir.join("out"), &[]).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(err.contains("p.toml: train: train.parallel = \"data\": the network has dropout layers"), "{err}");
-    std::fs::write(
-        &file,
-        edited(&[("batch_size = 64", "batch_size = 2")]).replace("[train]\n", "[train]\nparallel = \"data\"\n"),
-    )
-    .unwrap();
     let o = mpirun(3, &file, &dir.join("out"), &[]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("a mini-batch of 2 examples cannot be split over 3 ranks"), "{err}");
+    assert!(
+        err.contains("p.toml: train: data-parallel step: a mini-batch of 2 examples cannot be split over 3 ranks"),
+        "{err}"
+    );
     assert!(!dir.join("out").exists());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -556,8 +556,8 @@ pub struct Train {
     /// `--features mpi`). "none": the independent trainings of a sweep,
     /// trials or cross-validation are shared out over the ranks. "data":
     /// every rank takes its slice of each mini-batch and the gradients are
-    /// summed over the ranks in rank order (no dropout layers; a mini-batch
-    /// needs at least one example per rank). In one process both train alike.
+    /// summed over the ranks in rank order (a mini-batch needs at least one
+    /// example per rank). In one process both train alike.
     #[serde(default)]
     pub parallel: Parallel,
 }

@@ -132,13 +132,6 @@ fn train_loop(
     };
     // Data-parallel over the ranks of an MPI job (in one process, the plain loop).
     let data_parallel = t.parallel == Parallel::Data && crate::distributed::size() > 1;
-    if data_parallel && net.nodes.iter().any(|n| matches!(n.layer, Layer::Dropout { p } if p > 0.0)) {
-        return Err(ctx.err(
-            "train",
-            "train.parallel = \"data\": the network has dropout layers, whose masks would differ from a \
-             single-process run; remove them or use parallel = \"none\"",
-        ));
-    }
     // The faces schedule: epochs of `batches_per_epoch` shuffled mini-batches,
     // `steps_per_batch` steps on each, accuracies after each mini-batch.
     // With a batch size instead, epochs of shuffled mini-batches of that
