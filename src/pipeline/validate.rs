@@ -608,6 +608,19 @@ mod stage_tests {
         one(&p, &Source { text, overrides: &[], variant: None })
     }
 
+    /// Data-parallel training is refused by a build that cannot do it.
+    #[test]
+    fn parallel_data_needs_the_mpi_feature() {
+        let train = "[train]\noptimizer = \"sgd\"\nlr = 0.1\niterations = 3\nbatch_size = 8\n";
+        assert_eq!(check(&format!("{LENET}{train}")), Ok(()));
+        let r = check(&format!("{LENET}{train}parallel = \"data\"\n"));
+        if cfg!(feature = "mpi") {
+            assert_eq!(r, Ok(()));
+        } else {
+            assert!(r.unwrap_err().contains("train.parallel: \"data\" needs nabla built with `--features mpi`"));
+        }
+    }
+
     #[test]
     fn stages_on_any_model_check_their_keys() {
         let contour = "start = [0.0, 0.0]\nlr = 1e-3\nsteps = 2\nmomentum = 0.5\n";
