@@ -16,6 +16,14 @@ USAGE:
                          [--timeout SECONDS] [--jobs N]
                                          download, check, crop and resize FaceScrub images
     nabla kernels                        list the SGEMM kernels this CPU runs
+    nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N]
+                                         classify images, folders of images or IDX
+                                         files with a trained run's model
+    nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]
+                                         accuracy, per-class precision and recall and
+                                         the confusion matrix, on the run's test split
+                                         or other labelled data (figures into
+                                         --out, default eval/<run name>)
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -96,6 +104,102 @@ fn output_folders(loaded: &[pipeline::Loaded], out: &Option<PathBuf>) -> Result<
         dirs.push(dir);
     }
     Ok(dirs)
+}
+
+/// A whole number from 1 to `max` for `flag`.
+fn count(flag: &str, v: Option<&String>, max: usize) -> Result<usize, String> {
+    v.and_then(|v| v.parse().ok())
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{flag} needs a whole number from 1 to {max}"))
+}
+
+/// `nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N] [--quiet]`;
+/// true when every input was classified.
+fn predict(raw: &[String]) -> Result<bool, String> {
+    use nabla::pipeline::apply::predict::{predict, PredictOptions};
+    let mut opts = PredictOptions { top: 3, json: false, batch: 256, progress: true };
+    let mut paths = Vec::new();
+    let mut it = raw.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--top" => opts.top = count("--top", it.next(), 100_000)?,
+            "--batch" => opts.batch = count("--batch", it.next(), 65_536)?,
+            "--json" => opts.json = true,
+            "--quiet" | "-q" => opts.progress = false,
+            s if s.starts_with('-') => return Err(format!("predict: unknown option '{s}'")),
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
+    if paths.len() < 2 {
+        return Err("usage: nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N] [--quiet]".into());
+    }
+    let run = paths.remove(0);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let s = predict(&run, &paths, &opts, &mut out)?;
+    std::io::Write::flush(&mut out).map_err(|e| format!("cannot write the results: {e}"))?;
+    eprintln!("predicted {}, failed {}", s.predicted, s.failed);
+    Ok(s.failed == 0)
+}
+
+/// `nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]`;
+/// true when every input was used.
+fn eval(raw: &[String]) -> Result<bool, String> {
+    use nabla::pipeline::apply::{eval, RunModel};
+    let (mut data, mut labels, mut out, mut json) = (None, None, None, false);
+    let mut paths = Vec::new();
+    let mut it = raw.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--data" => data = Some(PathBuf::from(it.next().ok_or("--data needs a folder or an IDX file")?)),
+            "--labels" => labels = Some(PathBuf::from(it.next().ok_or("--labels needs an IDX labels file")?)),
+            "--out" => out = Some(out_folder(it.next().ok_or("--out needs a folder")?.clone())?),
+            "--json" => json = true,
+            s if s.starts_with('-') => return Err(format!("eval: unknown option '{s}'")),
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
+    let [run] = paths.as_slice() else {
+        return Err("usage: nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]".into());
+    };
+    let model = RunModel::open(run)?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("eval").join(&model.manifest.name));
+    let mut outputs = nabla::pipeline::output::Outputs::new(&dir).map_err(|e| e.to_string())?;
+    let source = eval::data_from_args(&model, data.as_deref(), labels.as_deref())?;
+    let e = eval::evaluate(&model, &source)?;
+    let report = serde_json::to_string_pretty(&e.json(run)).expect("JSON values serialise") + "\n";
+    let figure = nabla::plot::ConfusionPlot {
+        title: format!(
+            "{}: {:.2} % right of {}",
+            model.manifest.name,
+            e.confusion.accuracy() * 100.0,
+            e.confusion.total()
+        ),
+        classes: e.confusion.classes.clone(),
+        counts: e.confusion.counts.clone(),
+    };
+    let fail = |e: nabla::Error| e.to_string();
+    outputs.write("confusion.png", &figure.png().map_err(fail)?).map_err(|e| e.to_string())?;
+    if let Some(png) = e.mistakes_png(&model).map_err(fail)? {
+        outputs.write("mistakes.png", &png).map_err(|e| e.to_string())?;
+    }
+    outputs.write("metrics.json", report.as_bytes()).map_err(|e| e.to_string())?;
+    let written = outputs.commit().map_err(|e| e.to_string())?;
+    if json {
+        print!("{report}");
+    } else {
+        println!("run {}\ndata: {}", run.display(), e.data);
+        if e.ignored > 0 {
+            println!("left out: {} images of classes the model does not know", e.ignored);
+        }
+        println!("\n{}", e.confusion.markdown());
+    }
+    for f in written {
+        eprintln!("wrote {}", f.display());
+    }
+    if !e.failed.is_empty() {
+        eprintln!("{} inputs could not be used (named above)", e.failed.len());
+    }
+    Ok(e.failed.is_empty())
 }
 
 /// `nabla fetch facescrub ...`
@@ -181,6 +285,21 @@ fn main() -> ExitCode {
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let command: Option<fn(&[String]) -> Result<bool, String>> = match raw.first().map(String::as_str) {
+        Some("predict") => Some(predict),
+        Some("eval") => Some(eval),
+        _ => None,
+    };
+    if let Some(command) = command {
+        return match command(&raw[1..]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE

@@ -5,6 +5,7 @@
 
 pub mod alexnet;
 pub mod chain;
+pub mod infer;
 mod init;
 pub mod layer;
 mod linear;

@@ -6,10 +6,12 @@
 //! `contour.rs`), each adding figures and numbers to a [`Report`]; `output.rs`
 //! stages every file and moves them into place only when the run succeeded.
 
+pub mod apply;
 mod budget;
 pub mod checkpoint;
+pub mod confusion;
 pub mod load;
-mod model;
+pub(crate) mod model;
 pub mod names;
 pub mod output;
 mod report;
@@ -17,7 +19,7 @@ mod run;
 pub mod schema;
 pub mod schema_doc;
 pub mod stages;
-mod validate;
+pub(crate) mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;

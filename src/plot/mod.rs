@@ -4,15 +4,18 @@
 //! - `chart.rs`: line and scatter charts (learning curves, scaling plots);
 //! - `grid.rs`: grids of small images (samples, weight images);
 //! - `contour.rs`: a cost surface with iso-lines and trajectories;
+//! - `confusion.rs`: a confusion matrix;
 //! - `color.rs`: the colour maps.
 
 mod chart;
 mod color;
+mod confusion;
 mod contour;
 mod grid;
 
 pub use chart::{Axis, LineChart, Series, SeriesStyle};
 pub use color::ColorMap;
+pub use confusion::ConfusionPlot;
 pub use contour::{ContourPlot, Path2};
 pub use grid::ImageGrid;
 

@@ -27,12 +27,17 @@ const HEADER_ROOM: u64 = 1 << 20;
 
 /// The backbone's weights, and how they were obtained ("file <path>" or "random-init").
 pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &Sequential) -> Result<(Params, String), RunError> {
+    load_weights(b, net, ctx.pipeline().seed).map_err(|e| ctx.err("backbone", e))
+}
+
+/// [`weights`] for a pipeline of seed `seed` (random weights come from it).
+pub(crate) fn load_weights(b: &Backbone, net: &Sequential, seed: u64) -> Result<(Params, String), String> {
     // Only a file that is not there counts as missing: a folder or a FIFO in
     // its place is an error, not a reason to fall back to random weights.
     let missing = |p: &std::path::Path| std::fs::metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
     match &b.weights {
         Some(path) if !missing(path) => {
-            let named = |e: String| ctx.err("backbone", format!("backbone.weights: {}: {e}", path.display()));
+            let named = |e: String| format!("backbone.weights: {}: {e}", path.display());
             let bytes = crate::files::read_capped(path, WEIGHTS_LIMIT).map_err(|e| named(e.to_string()))?;
             let params = crate::weights::parse(&bytes).map_err(named)?;
             // Pretrained checkpoints carry a head (AlexNet's 1000 classes); only
@@ -47,7 +52,7 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &Sequential) -> Result<(Para
                 }
             }
             if !problems.is_empty() {
-                return Err(ctx.err("backbone", format!("{}: {}", path.display(), problems.join("; "))));
+                return Err(format!("{}: {}", path.display(), problems.join("; ")));
             }
             finite(&features).map_err(named)?;
             Ok((features, format!("file {}", path.display())))
@@ -59,17 +64,14 @@ pub(crate) fn weights(ctx: &Ctx, b: &Backbone, net: &Sequential) -> Result<(Para
                 other.as_ref().map_or("(none given)".to_string(), |p| p.display().to_string())
             );
             let mut params = Params::new();
-            net.init(&mut params, Init::FanIn, Init::FanIn, &mut Rng::new(ctx.pipeline().seed ^ 0xA1E7));
+            net.init(&mut params, Init::FanIn, Init::FanIn, &mut Rng::new(seed ^ 0xA1E7));
             Ok((params, "random-init".to_string()))
         }
-        other => Err(ctx.err(
-            "backbone",
-            format!(
-                "backbone.weights: {} not found. Pretrained AlexNet weights are torchvision's alexnet-owt-7be5be79.pth \
+        other => Err(format!(
+            "backbone.weights: {} not found. Pretrained AlexNet weights are torchvision's alexnet-owt-7be5be79.pth \
                  (download it where you have internet, e.g. with torchvision.models.alexnet(weights=\"DEFAULT\")), \
                  or set backbone.if_missing = \"random\" to run with random weights",
-                other.as_ref().map_or("(none given)".to_string(), |p| p.display().to_string())
-            ),
+            other.as_ref().map_or("(none given)".to_string(), |p| p.display().to_string())
         )),
     }
 }
@@ -110,7 +112,7 @@ fn from_cache(path: &std::path::Path, data: &Dataset, [channels, side]: [usize; 
     Ok(Dataset { train, validation, test, channels, side, ..data.clone() })
 }
 
-fn features_of(net: &Sequential, params: &Params, split: &Split) -> crate::Result<Split> {
+pub(crate) fn features_of(net: &Sequential, params: &Params, split: &Split) -> crate::Result<Split> {
     let (n, width) = (split.len(), split.images.shape()[1]);
     let features = net.output().iter().product::<usize>();
     let mut out = Vec::with_capacity(n * features);

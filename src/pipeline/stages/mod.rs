@@ -1,12 +1,14 @@
 //! The stages a pipeline can have, and what they share.
 
-mod backbone;
+pub(crate) mod backbone;
 mod contour;
 pub(crate) mod gradcheck;
+pub(crate) mod mistakes;
+mod run_folder;
 mod samples;
 pub mod scaling;
 mod softmax64;
-mod train;
+pub(crate) mod train;
 pub(crate) mod units;
 
 use super::checkpoint::Checkpoints;
@@ -15,7 +17,7 @@ use super::model::{build, init};
 use super::output::Outputs;
 use super::report::Report;
 use super::run::RunError;
-use super::schema::{BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
+use super::schema::{Backbone, BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
 use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
 use crate::data::{mnist, Dataset};
 use crate::nn::{Params, Sequential};
@@ -69,48 +71,28 @@ impl<'a> Ctx<'a> {
     /// The data set `d` describes (through the backbone, if there is one),
     /// loaded once per process and content; `train_limit` applied.
     pub fn data_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
+        self.load(d, self.pipeline().backbone.as_ref())
+    }
+
+    /// The images `d` describes, never through the backbone (for figures).
+    pub fn images_for(&self, d: &Data) -> Result<Arc<Dataset>, RunError> {
+        self.load(d, None)
+    }
+
+    fn load(&self, d: &Data, backbone: Option<&Backbone>) -> Result<Arc<Dataset>, RunError> {
         /// The data set and where its backbone's weights came from.
         type Cached = (Arc<Dataset>, Option<String>);
         static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
         let root = d.resolved_root();
-        let key = self.content_key(d, &root);
+        let key = self.content_key(d, &root, backbone);
         let cache = CACHE.get_or_init(Default::default);
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         let (full, source) = match cache.get(&key) {
             Some(m) => m.clone(),
             None => {
-                let loaded = match d.dataset {
-                    DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
-                    DatasetName::Faces => {
-                        let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
-                        let split = SplitSpec {
-                            train: d.split.train,
-                            train_for: d.split.train_for.clone(),
-                            test: d.split.test,
-                            validation: d.split.validation,
-                            validation_exact: d.split.exact_validation,
-                        };
-                        let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
-                        faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
-                            if !f.skipped.is_empty() {
-                                eprintln!(
-                                    "warning: skipped {} unreadable images in {}",
-                                    f.skipped.len(),
-                                    root.display()
-                                );
-                            }
-                            f.into_dataset(d.size, color)
-                        })
-                    }
-                };
-                let mut ds = loaded.map_err(|e| self.err("data", e))?;
-                if d.normalize == Normalize::MeanMaxAbs {
-                    for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
-                        s.normalize_per_row();
-                    }
-                }
+                let mut ds = images(d, &root).map_err(|e| self.err("data", e))?;
                 let mut source = None;
-                if let Some(b) = &self.pipeline().backbone {
+                if let Some(b) = backbone {
                     let (features, from) = backbone::extract(self, b, &ds)?;
                     (ds, source) = (features, Some(from));
                 }
@@ -145,9 +127,9 @@ impl<'a> Ctx<'a> {
     /// the images go through: its kind, which weights file (by its identity
     /// on disk, as a file can be replaced between pipelines), what to do
     /// when it is missing, and the seed of random weights.
-    fn content_key(&self, d: &Data, root: &Path) -> String {
+    fn content_key(&self, d: &Data, root: &Path, backbone: Option<&Backbone>) -> String {
         let p = self.pipeline();
-        let backbone = p.backbone.as_ref().map(|b| {
+        let backbone = backbone.map(|b| {
             let weights = b.weights.as_ref().map(|w| (w.clone(), file_identity(w)));
             (b.kind, &b.layers, weights, b.if_missing, p.seed)
         });
@@ -165,6 +147,38 @@ impl<'a> Ctx<'a> {
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
         Ok(self.out.write(name, bytes)?)
     }
+}
+
+/// The images `d` describes, read from `root`: split, scaled, normalised as
+/// the data section says (no backbone, no `train_limit`).
+pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
+    let loaded = match d.dataset {
+        DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
+        DatasetName::Faces => {
+            let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
+            let split = SplitSpec {
+                train: d.split.train,
+                train_for: d.split.train_for.clone(),
+                test: d.split.test,
+                validation: d.split.validation,
+                validation_exact: d.split.exact_validation,
+            };
+            let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
+            faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
+                if !f.skipped.is_empty() {
+                    eprintln!("warning: skipped {} unreadable images in {}", f.skipped.len(), root.display());
+                }
+                f.into_dataset(d.size, color)
+            })
+        }
+    };
+    let mut ds = loaded.map_err(|e| e.to_string())?;
+    if d.normalize == Normalize::MeanMaxAbs {
+        for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
+            s.normalize_per_row();
+        }
+    }
+    Ok(ds)
 }
 
 /// The network a `[model]` section describes, for `data`'s examples and
@@ -259,6 +273,8 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
     }
     if let Some(t) = &chosen.train {
         train::run(ctx, &chosen, t)?;
+        mistakes::run(ctx, &chosen)?;
+        run_folder::write(ctx, &chosen, t)?;
     }
     if !crate::distributed::is_root() {
         // The ranks of an MPI job share the trainings; rank 0 does the rest.

@@ -82,27 +82,9 @@ impl LoopState {
     }
 }
 
-/// Activations one evaluation pass may hold at once (256 MB of f32): a
-/// split goes through in as few pieces as fit (one, for the report's MLPs).
-const EVAL_VALUES: usize = 1 << 26;
-
 pub(crate) fn accuracy(net: &Sequential, params: &Params, split: &Split) -> crate::Result<f64> {
-    let widest = net.nodes.iter().map(|n| n.output.iter().product::<usize>()).max().unwrap_or(1);
-    let widest = widest.max(split.images.shape().get(1).copied().unwrap_or(1));
-    let rows = (EVAL_VALUES / widest.max(1)).clamp(1, split.len().max(1));
-    let mut right = 0;
-    for start in (0..split.len()).step_by(rows) {
-        let end = (start + rows).min(split.len());
-        let x = if start == 0 && end == split.len() {
-            split.images.clone()
-        } else {
-            split.select(&(start..end).collect::<Vec<_>>()).images
-        };
-        let logits = net.forward(&Tape::inference(), params, &Var::constant(x), None)?;
-        let pred = logits.value().argmax_axis(1)?;
-        right += pred.iter().zip(&split.labels[start..end]).filter(|(p, y)| p == y).count();
-    }
-    Ok(right as f64 / split.len().max(1) as f64)
+    let pred = crate::nn::infer::classify(net, params, &split.images)?;
+    Ok(pred.iter().zip(&split.labels).filter(|(p, y)| p == y).count() as f64 / split.len().max(1) as f64)
 }
 
 /// Train `params` in place as `t` says; returns the learning curve.
@@ -391,11 +373,11 @@ pub(crate) fn non_empty(ctx: &Ctx, data: &Dataset) -> Result<(), RunError> {
 }
 
 /// The data seeds a pipeline trains on: `[crossval]`'s, or its own.
-fn seeds(p: &Pipeline) -> Vec<u64> {
+pub(crate) fn seeds(p: &Pipeline) -> Vec<u64> {
     p.crossval.as_ref().map_or_else(|| vec![p.data.seed], |c| c.seeds.clone())
 }
 
-fn with_seed(p: &Pipeline, seed: u64) -> Pipeline {
+pub(crate) fn with_seed(p: &Pipeline, seed: u64) -> Pipeline {
     let mut q = p.clone();
     q.data.seed = seed;
     q
