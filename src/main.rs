@@ -291,7 +291,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let command: Option<fn(&[String]) -> Result<bool, String>> = match raw.first().map(String::as_str) {
+    /// A subcommand: its arguments in, whether it succeeded out.
+    type Subcommand = fn(&[String]) -> Result<bool, String>;
+    let command: Option<Subcommand> = match raw.first().map(String::as_str) {
         Some("predict") => Some(predict),
         Some("eval") => Some(eval),
         _ => None,
