@@ -97,6 +97,7 @@ pub use tensor::{Rng, Tensor};
 pub mod autodiff;
 pub mod conv;
 pub mod data;
+pub mod distributed;
 pub mod memory;
 pub mod nn;
 pub mod optim;

@@ -274,6 +274,14 @@ fn main() -> ExitCode {
     // Training reallocates the same large buffers every step (see `memory`).
     nabla::memory::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    // Under mpirun (the `mpi` feature): MPI lives until main returns.
+    let _mpi = match nabla::distributed::init() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
@@ -283,7 +291,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let command: Option<fn(&[String]) -> Result<bool, String>> = match raw.first().map(String::as_str) {
+    /// A subcommand: its arguments in, whether it succeeded out.
+    type Subcommand = fn(&[String]) -> Result<bool, String>;
+    let command: Option<Subcommand> = match raw.first().map(String::as_str) {
         Some("predict") => Some(predict),
         Some("eval") => Some(eval),
         _ => None,
@@ -368,7 +378,9 @@ fn main() -> ExitCode {
             }
             let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
             for l in &loaded {
-                eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                if nabla::distributed::is_root() {
+                    eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                }
                 // On a pool thread, so its parallel loops need no hand-off (`parallel::in_pool`).
                 match nabla::parallel::in_pool(|| pipeline::run(l, &opts)) {
                     Ok(files) => {

@@ -272,7 +272,8 @@ impl Sequential {
                 Layer::Tanh => tape.tanh(&h),
                 Layer::Sigmoid => tape.sigmoid(&h),
                 Layer::Dropout { p } => match train.as_deref_mut() {
-                    Some(rng) => tape.dropout(&h, *p, true, rng)?,
+                    // A data-parallel rank draws the whole batch's mask and keeps its rows.
+                    Some(rng) => crate::distributed::grads::dropout(tape, &h, *p, rng)?,
                     None => h,
                 },
                 Layer::Flatten => flat_rows(tape, &h)?,

@@ -35,6 +35,8 @@ pub struct Outputs {
     name: String,
     staging: PathBuf,
     files: Vec<String>,
+    /// Check names but write nothing (the ranks of an MPI job but rank 0).
+    discard: bool,
 }
 
 impl Outputs {
@@ -51,7 +53,22 @@ impl Outputs {
         remove_entry(&staging);
         std::fs::create_dir(&staging)
             .map_err(|e| error(&staging, format!("cannot create the staging folder for the results: {e}")))?;
-        Ok(Outputs { dir: dir.to_path_buf(), parent, name, staging, files: Vec::new() })
+        Ok(Outputs { dir: dir.to_path_buf(), parent, name, staging, files: Vec::new(), discard: false })
+    }
+
+    /// Outputs of a run whose results another process writes (rank 0 of an
+    /// MPI job): names are checked as [`Outputs::write`] does, nothing is
+    /// written, and [`Outputs::commit`] writes nothing.
+    pub fn discarding(dir: &Path) -> Outputs {
+        let nowhere = PathBuf::new();
+        Outputs {
+            dir: dir.to_path_buf(),
+            parent: nowhere.clone(),
+            name: String::new(),
+            staging: nowhere,
+            files: Vec::new(),
+            discard: true,
+        }
     }
 
     /// The final folder.
@@ -69,6 +86,10 @@ impl Outputs {
                 &self.dir.join(name),
                 format!("written twice in one run (as '{first}' and '{name}'): two outputs share a name"),
             ));
+        }
+        if self.discard {
+            self.files.push(name.to_string());
+            return Ok(());
         }
         // `create_new`: never through a symlink or over a file someone put here.
         let mut file = std::fs::OpenOptions::new()
@@ -88,6 +109,9 @@ impl Outputs {
 
     /// Put the staged folder in place of the output folder, all at once.
     pub fn commit(self) -> Result<Vec<PathBuf>, OutputError> {
+        if self.discard {
+            return Ok(vec![]);
+        }
         // The run took a while: look again before replacing anything.
         check_replaceable(&self.dir)?;
         let aside = self.parent.join(format!(".{}.old-{}", self.name, std::process::id()));
@@ -99,6 +123,9 @@ impl Outputs {
 impl Drop for Outputs {
     /// Whatever was not committed is thrown away.
     fn drop(&mut self) {
+        if self.discard {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.staging);
     }
 }

@@ -6,6 +6,7 @@ use super::load::{ConfigError, Loaded};
 use super::output::{OutputError, Outputs};
 use super::report::{provenance, Report};
 use super::stages::{self, Ctx};
+use crate::distributed;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,17 +36,44 @@ pub fn default_out(name: &str) -> PathBuf {
     PathBuf::from("resources").join(name)
 }
 
-/// Run every stage of `loaded`; returns the files written.
+/// Run every stage of `loaded`; returns the files written. Under `mpirun`
+/// every rank runs this; rank 0 alone writes the output folder and prints
+/// progress, and an error on any rank ends the whole job (`distributed::abort`)
+/// rather than leave the others waiting for it.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError> {
+    let r = run_here(loaded, opts);
+    if let Err(e) = &r {
+        if distributed::size() > 1 {
+            distributed::abort(&e.to_string());
+        }
+    }
+    r
+}
+
+fn run_here(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError> {
     let p = &loaded.pipeline;
     let started = Instant::now();
     let dir = opts.out.clone().unwrap_or_else(|| default_out(&p.name));
-    let mut out = Outputs::new(&dir)?;
+    let root = distributed::is_root();
+    let mut out = if root { Outputs::new(&dir)? } else { Outputs::discarding(&dir) };
     let mut report = Report::default();
     let checkpoints = Checkpoints::beside(&dir, opts.resume);
-    let mut ctx = Ctx::new(loaded, &mut out, &mut report, opts.progress, checkpoints.clone())?;
+    // Rank 0 opens the checkpoint folder first (a fresh run empties it),
+    // the others after, and nobody trains before all have.
+    if !root {
+        distributed::barrier();
+    }
+    let ctx = Ctx::new(loaded, &mut out, &mut report, opts.progress && root, checkpoints.clone());
+    if root {
+        distributed::barrier();
+    }
+    let mut ctx = ctx?;
+    distributed::barrier();
     stages::run_all(&mut ctx)?;
     drop(ctx);
+    if !root {
+        return Ok(vec![]);
+    }
     let config = serde_json::to_value(p).expect("a pipeline serialises");
     let metrics = report.metrics_json(provenance(p.seed, started.elapsed().as_secs_f64(), config));
     out.write("metrics.json", metrics.as_bytes())?;

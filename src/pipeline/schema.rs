@@ -552,6 +552,14 @@ pub struct Train {
     /// so `nabla FILE --resume` continues an interrupted run (0: never).
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// How a training uses the ranks of `mpirun -np N` (a build with
+    /// `--features mpi`). "none": the independent trainings of a sweep,
+    /// trials or cross-validation are shared out over the ranks. "data":
+    /// every rank takes its slice of each mini-batch and the gradients are
+    /// summed over the ranks in rank order (a mini-batch needs at least one
+    /// example per rank). In one process both train alike.
+    #[serde(default)]
+    pub parallel: Parallel,
 }
 
 impl Train {
@@ -581,6 +589,14 @@ fn default_weights_figure() -> String {
 pub enum OptimizerName {
     Sgd,
     Adam,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallel {
+    #[default]
+    None,
+    Data,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]

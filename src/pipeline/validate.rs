@@ -328,6 +328,13 @@ pub(crate) fn one(p: &Pipeline, src: &Source) -> Result<(), String> {
         if t.eval_every == 0 {
             return Err(at("train", "eval_every", "must be at least 1".into()));
         }
+        if t.parallel == super::schema::Parallel::Data && !cfg!(feature = "mpi") {
+            return Err(at(
+                "train",
+                "parallel",
+                "\"data\" needs nabla built with `--features mpi` and run under mpirun (see the README)".into(),
+            ));
+        }
         if t.batch_size > shape.train {
             return Err(at(
                 "train",
@@ -599,6 +606,19 @@ mod stage_tests {
     fn check(text: &str) -> Result<(), String> {
         let p: Pipeline = toml::from_str(text).unwrap();
         one(&p, &Source { text, overrides: &[], variant: None })
+    }
+
+    /// Data-parallel training is refused by a build that cannot do it.
+    #[test]
+    fn parallel_data_needs_the_mpi_feature() {
+        let train = "[train]\noptimizer = \"sgd\"\nlr = 0.1\niterations = 3\nbatch_size = 8\n";
+        assert_eq!(check(&format!("{LENET}{train}")), Ok(()));
+        let r = check(&format!("{LENET}{train}parallel = \"data\"\n"));
+        if cfg!(feature = "mpi") {
+            assert_eq!(r, Ok(()));
+        } else {
+            assert!(r.unwrap_err().contains("train.parallel: \"data\" needs nabla built with `--features mpi`"));
+        }
     }
 
     #[test]

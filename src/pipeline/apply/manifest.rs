@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn hostile_fields_are_named() {
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|m| m.format = "other".into()), "format"),
             (Box::new(|m| m.version = 2), "version"),
             (Box::new(|m| m.weights.file = "../../etc/passwd".into()), "weights.file"),

@@ -153,7 +153,7 @@ impl<'a> Ctx<'a> {
 /// the data section says (no backbone, no `train_limit`).
 pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
     let loaded = match d.dataset {
-        DatasetName::Mnist => mnist::load(&root).map(|m| m.into_dataset()),
+        DatasetName::Mnist => mnist::load(root).map(|m| m.into_dataset()),
         DatasetName::Faces => {
             let color = if d.color == ColorName::Gray { Color::Gray } else { Color::Rgb };
             let split = SplitSpec {
@@ -164,7 +164,7 @@ pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
                 validation_exact: d.split.exact_validation,
             };
             let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
-            faces::load(&root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
+            faces::load(root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
                 if !f.skipped.is_empty() {
                     eprintln!("warning: skipped {} unreadable images in {}", f.skipped.len(), root.display());
                 }
@@ -275,6 +275,10 @@ pub(crate) fn run_all(ctx: &mut Ctx) -> Result<(), RunError> {
         train::run(ctx, &chosen, t)?;
         mistakes::run(ctx, &chosen)?;
         run_folder::write(ctx, &chosen, t)?;
+    }
+    if !crate::distributed::is_root() {
+        // The ranks of an MPI job share the trainings; rank 0 does the rest.
+        return Ok(());
     }
     if let Some(c) = &p.contour {
         contour::run(ctx, c)?;

@@ -10,7 +10,7 @@ use crate::pipeline::checkpoint::Saved;
 use crate::pipeline::load::{from_table, set_path, to_table};
 use crate::pipeline::report::fmt_metric;
 use crate::pipeline::run::RunError;
-use crate::pipeline::schema::{LossReduction, OptimizerName, Pipeline, SelectMetric, Sweep, Train, Trial};
+use crate::pipeline::schema::{LossReduction, OptimizerName, Parallel, Pipeline, SelectMetric, Sweep, Train, Trial};
 use crate::plot::{ColorMap, ImageGrid, LineChart, Series, SeriesStyle};
 use crate::tensor::Rng;
 use serde_json::json;
@@ -112,6 +112,8 @@ fn train_loop(
         LossReduction::Sum => Reduction::Sum,
         LossReduction::Mean => Reduction::Mean,
     };
+    // Data-parallel over the ranks of an MPI job (in one process, the plain loop).
+    let data_parallel = t.parallel == Parallel::Data && crate::distributed::size() > 1;
     // The faces schedule: epochs of `batches_per_epoch` shuffled mini-batches,
     // `steps_per_batch` steps on each, accuracies after each mini-batch.
     // With a batch size instead, epochs of shuffled mini-batches of that
@@ -192,7 +194,9 @@ fn train_loop(
                 // The current epoch's mini-batches, as its shuffle made them.
                 epoch_batches = batches_of(&order);
             }
-            eprintln!("{label}: resuming from the checkpoint at step {} of {total}", l.iteration);
+            if crate::distributed::is_root() {
+                eprintln!("{label}: resuming from the checkpoint at step {} of {total}", l.iteration);
+            }
             bar.set_position(l.iteration as u64);
             (l.curve, l.iteration + 1)
         }
@@ -230,7 +234,15 @@ fn train_loop(
             batch = (Var::constant(b.images), Targets::Classes(b.labels));
             (&batch.0, &batch.1)
         };
-        let (loss, grads) = {
+        let (loss, grads) = if data_parallel {
+            // This rank's slice forward and backward, the gradients summed over the ranks.
+            let step = crate::distributed::grads::step(&tape, net, params, x, y, reduction, Some(&mut dropout));
+            let (value, grads) = step.map_err(fail)?;
+            if !value.is_finite() {
+                return Err(ctx.err("train", not_finite(it, first, value, t, label, x, params)));
+            }
+            (value, grads)
+        } else {
             let loss = net.loss(&tape, params, x, y, reduction, Some(&mut dropout)).map_err(fail)?;
             let value = loss.value().item().map_err(fail)? as f64;
             if !value.is_finite() {
@@ -247,7 +259,9 @@ fn train_loop(
             curve.push(p);
         }
         bar.inc(1);
-        if t.checkpoint_every > 0 && (it.is_multiple_of(t.checkpoint_every) || it == total) {
+        // The ranks of a data-parallel run hold the same state: rank 0 saves it.
+        let saves = !data_parallel || crate::distributed::is_root();
+        if saves && t.checkpoint_every > 0 && (it.is_multiple_of(t.checkpoint_every) || it == total) {
             let looped = LoopState {
                 iteration: it,
                 rng: rng.clone(),
@@ -374,17 +388,52 @@ fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// What a training returns to the rank that reports it: its curve and time.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Summary {
+    curve: Vec<EvalPoint>,
+    seconds: f64,
+}
+
+/// Train each of `jobs` (settings, label), the first from `start` if given.
+/// Under `mpirun` the trainings are shared out over the ranks and every rank
+/// receives every summary, unless one is data-parallel: then the ranks run
+/// each together. The summaries in job order, and the first job's run when
+/// this rank ran it (always on rank 0).
+fn train_all(
+    ctx: &Ctx,
+    jobs: &[(Pipeline, String)],
+    mut start: Option<Params>,
+) -> Result<(Vec<Summary>, Option<Run>), RunError> {
+    let together = jobs.iter().any(|(p, _)| p.train.as_ref().is_some_and(|t| t.parallel == Parallel::Data));
+    let job = |i: usize| -> Result<(Summary, Option<Run>), RunError> {
+        let run = train_once(ctx, &jobs[i].0, &jobs[i].1, if i == 0 { start.take() } else { None })?;
+        Ok((Summary { curve: run.curve.clone(), seconds: run.seconds }, (i == 0).then_some(run)))
+    };
+    let shared = crate::distributed::share::share(jobs.len(), together, job, |l| l.0.clone(), |m| ctx.err("train", m))?;
+    let first = shared.local.into_iter().next().flatten().and_then(|l| l.1);
+    Ok((shared.summaries, first))
+}
+
 /// The training stage: train (once per cross-validation seed), report the
 /// mean, save the first run's weights and draw its curve and weights.
 pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError> {
     let seeds = seeds(p);
-    let mut runs = Vec::new();
-    for (i, &seed) in seeds.iter().enumerate() {
-        // A stage before (a loaded model) may have left parameters to start from.
-        let start = if i == 0 { ctx.params.take() } else { None };
-        let label = if seeds.len() > 1 { format!("train, data seed {seed}") } else { "train".into() };
-        runs.push(train_once(ctx, &with_seed(p, seed), &label, start)?);
-    }
+    let jobs: Vec<(Pipeline, String)> = seeds
+        .iter()
+        .map(|&seed| {
+            let label = if seeds.len() > 1 { format!("train, data seed {seed}") } else { "train".into() };
+            (with_seed(p, seed), label)
+        })
+        .collect();
+    // A stage before (a loaded model) may have left parameters to start from.
+    let start = ctx.params.take();
+    let (runs, first) = train_all(ctx, &jobs, start)?;
+    let first = match first {
+        Some(f) if crate::distributed::is_root() => f,
+        // Rank 0 reports, draws and saves.
+        _ => return Ok(()),
+    };
     let lasts: Vec<(EvalPoint, EvalPoint)> = runs.iter().map(|r| summary(&r.curve)).collect();
     let best = lasts[0].1;
     let r = &mut ctx.report;
@@ -393,10 +442,10 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
     r.set("test_accuracy", mean(lasts.iter().map(|l| l.0.test)));
     r.set("final_loss", mean(lasts.iter().map(|l| l.0.loss)));
     r.set("train_seconds", mean(runs.iter().map(|x| x.seconds)));
-    r.set("data_skipped_files", runs[0].data.skipped);
-    r.set("steps", t.total_steps(runs[0].data.train.len()).unwrap_or(usize::MAX));
+    r.set("data_skipped_files", first.data.skipped);
+    r.set("steps", t.total_steps(first.data.train.len()).unwrap_or(usize::MAX));
     r.set("best_validation", json!({ "iteration": best.iteration, "train_accuracy": best.train, "validation_accuracy": best.validation, "test_accuracy": best.test }));
-    r.set("learning_curve", serde_json::to_value(&runs[0].curve).expect("points serialise"));
+    r.set("learning_curve", serde_json::to_value(&first.curve).expect("points serialise"));
     let schedule = if t.epochs > 0 && t.batch_size > 0 {
         format!("{} epochs of shuffled mini-batches of {}", t.epochs, t.batch_size)
     } else if t.epochs > 0 {
@@ -439,7 +488,6 @@ pub(crate) fn run(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunError
             seeds[0],
         ),
     );
-    let first = runs.swap_remove(0);
     let title = format!("Learning curve: lr {}, momentum {}", t.lr, t.momentum);
     let png = curve_chart(&title, &first.curve).png(800, 500).map_err(|e| ctx.err("train", e))?;
     ctx.write(&t.curve_figure, &png)?;
@@ -533,10 +581,15 @@ pub(crate) fn sweep(ctx: &mut Ctx, s: &Sweep) -> Result<Pipeline, RunError> {
         "| {} | final loss | train | validation | test | best validation (iteration) |\n| --- | --- | --- | --- | --- | --- |\n",
         s.key
     );
+    let mut jobs = Vec::new();
     for v in &s.values {
         set_path(&mut table, &s.key, v.clone()).map_err(|m| ctx.err("sweep", m))?;
         let p = from_table(&table).map_err(|m| ctx.err("sweep", m))?;
-        let curve = train_once(ctx, &p, &format!("{} = {v}", s.key), None)?.curve;
+        jobs.push((p, format!("{} = {v}", s.key)));
+    }
+    let (runs, _) = train_all(ctx, &jobs, None)?;
+    for ((v, (p, _)), run) in s.values.iter().zip(jobs).zip(runs) {
+        let curve = run.curve;
         let (last, best) = summary(&curve);
         let file = crate::pipeline::names::sweep_figure(&s.key, v);
         let png = curve_chart(&format!("{} = {v}", s.key), &curve).png(640, 400).map_err(|e| ctx.err("sweep", e))?;
@@ -585,18 +638,25 @@ pub(crate) fn trials(ctx: &mut Ctx, base: &Pipeline, trials: &[Trial]) -> Result
     let mut rows = String::from(
         "| trial | settings | mean train | mean validation | mean test |\n| --- | --- | --- | --- | --- |\n",
     );
-    let mut scored = Vec::new();
+    // Every trial's settings, then all their trainings (trial x data seed) at once.
+    let mut chosen = Vec::new();
+    let mut jobs = Vec::new();
     for trial in trials {
         let mut table = base_table.clone();
         for (key, v) in &trial.set {
             set_path(&mut table, key, v.clone()).map_err(|m| ctx.err("trials", m))?;
         }
         let p = Pipeline { trials: vec![], ..from_table(&table).map_err(|m| ctx.err("trials", m))? };
-        let mut lasts = Vec::new();
         for seed in seeds(&p) {
-            let run = train_once(ctx, &with_seed(&p, seed), &format!("{}, data seed {seed}", trial.name), None)?;
-            lasts.push(summary(&run.curve).0);
+            jobs.push((with_seed(&p, seed), format!("{}, data seed {seed}", trial.name)));
         }
+        chosen.push(p);
+    }
+    let (runs, _) = train_all(ctx, &jobs, None)?;
+    let mut runs = runs.into_iter();
+    let mut scored = Vec::new();
+    for (trial, p) in trials.iter().zip(chosen) {
+        let lasts: Vec<EvalPoint> = runs.by_ref().take(seeds(&p).len()).map(|r| summary(&r.curve).0).collect();
         let m = |f: fn(&EvalPoint) -> f64| mean(lasts.iter().map(f));
         let settings = trial.set.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
         rows += &format!(

@@ -1,0 +1,163 @@
+//! One data-parallel training step: this rank's slice of the mini-batch
+//! forward and backward, the gradients summed over the ranks in rank order
+//! ([`super::sum_in_rank_order`]), and the result handed to the optimiser
+//! as ordinary [`Grads`], the same bits on every rank so every rank applies
+//! the same update.
+//!
+//! The loss of each slice is summed, not averaged: the mean over the global
+//! batch is the summed gradient times 1/B, applied after the sum. (A mean
+//! per slice would weigh unequal slices wrongly.) Against a single-process
+//! step on the same batch the result differs only by the order of the
+//! additions over the batch's rows (the GEMM adds a slice's rows, then the
+//! ranks' partial sums are added), which is why the weights agree within a
+//! tolerance rather than bit for bit; see the README.
+
+use crate::autodiff::{Grads, Reduction, Tape, Targets, Var};
+use crate::nn::{Params, Sequential};
+use crate::tensor::{Rng, Tensor};
+use crate::{Error, Result};
+use std::cell::Cell;
+
+thread_local! {
+    /// While a rank runs its slice: the batch's rows before and after it.
+    static AROUND: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Dropout on this rank's rows of a batch: the masks of the rows before and
+/// after the slice are drawn and thrown away, so every rank's generator
+/// moves as the single process's does, and each row's mask is the one the
+/// single process would give it. (Outside [`step`] there are none.)
+pub(crate) fn dropout(tape: &Tape, h: &Var, p: f32, rng: &mut Rng) -> Result<Var> {
+    let (before, after) = AROUND.with(Cell::get);
+    // `Tape::dropout` draws one number per value, row by row, when p > 0.
+    let per_row = h.value().shape()[1..].iter().product::<usize>();
+    let skip = |rows: usize, rng: &mut Rng| {
+        if p > 0.0 {
+            (0..rows * per_row).for_each(|_| {
+                rng.uniform();
+            });
+        }
+    };
+    skip(before, rng);
+    let out = tape.dropout(h, p, true, rng)?;
+    skip(after, rng);
+    Ok(out)
+}
+
+fn invalid(message: String) -> Error {
+    Error::Invalid { op: "data-parallel step", message }
+}
+
+/// Rows `range` of a batch (its first axis).
+fn rows(x: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
+    let per = x.shape()[1..].iter().product::<usize>();
+    let mut shape = x.shape().to_vec();
+    shape[0] = range.len();
+    Tensor::from_vec(x.data()[range.start * per..range.end * per].to_vec(), &shape)
+}
+
+/// The loss over the whole batch `x`, `y` (summed over the ranks) and its
+/// gradient, reduced as `reduction` says, from this rank's slice.
+pub fn step(
+    tape: &Tape,
+    net: &Sequential,
+    params: &Params,
+    x: &Var,
+    y: &Targets,
+    reduction: Reduction,
+    dropout: Option<&mut Rng>,
+) -> Result<(f64, Grads)> {
+    let (rank, size) = (super::rank(), super::size());
+    let batch = x.value().shape().first().copied().unwrap_or(0);
+    if batch < size {
+        return Err(invalid(format!(
+            "a mini-batch of {batch} examples cannot be split over {size} ranks (train.batch_size must be at least \
+             the number of ranks)"
+        )));
+    }
+    let part = super::slice(batch, rank, size);
+    let xs = Var::constant(rows(x.value(), part.clone())?);
+    let ys = match y {
+        Targets::Classes(c) => Targets::Classes(c[part.clone()].to_vec()),
+        Targets::Probabilities(p) => Targets::Probabilities(rows(p, part.clone())?),
+    };
+    let around = (part.start, batch - part.end);
+    AROUND.with(|a| a.set(around));
+    let loss = net.loss(tape, params, &xs, &ys, Reduction::Sum, dropout);
+    AROUND.with(|a| a.set((0, 0)));
+    let loss = loss?;
+    let mut total = [loss.value().item()? as f64];
+    let grads = tape.backward(&loss)?;
+    tape.clear();
+    // Every gradient, in the parameters' (sorted) order, as one buffer.
+    let named: Vec<(&str, &Tensor)> = params.iter().filter_map(|(n, _)| Some((n, grads.by_name(n)?))).collect();
+    let mut flat: Vec<f32> = Vec::with_capacity(named.iter().map(|(_, g)| g.numel()).sum());
+    for (_, g) in &named {
+        flat.extend_from_slice(g.data());
+    }
+    super::sum_in_rank_order(&mut flat);
+    super::sum_in_rank_order(&mut total);
+    let scale = match reduction {
+        Reduction::Sum => 1.0,
+        Reduction::Mean => 1.0 / batch as f32,
+    };
+    if scale != 1.0 {
+        flat.iter_mut().for_each(|g| *g *= scale);
+        total[0] /= batch as f64;
+    }
+    Ok((total[0], as_grads(params, &named, &flat)?))
+}
+
+/// `Grads` holding exactly `flat` (cut as `named`'s shapes) for those
+/// parameters: the gradient of sum_p <p, G_p> with respect to p is G_p, and
+/// the tape computes it as 1 x G_p, which is exact.
+fn as_grads(params: &Params, named: &[(&str, &Tensor)], flat: &[f32]) -> Result<Grads> {
+    let tape = Tape::new();
+    let mut total: Option<Var> = None;
+    let mut at = 0;
+    for (name, g) in named {
+        let n = g.numel();
+        let summed = Var::constant(Tensor::from_vec(flat[at..at + n].to_vec(), g.shape())?);
+        at += n;
+        let term = tape.sum(&tape.mul(&params.var(&tape, name)?, &summed)?);
+        total = Some(match total {
+            Some(t) => tape.add(&t, &term)?,
+            None => term,
+        });
+    }
+    let total = total.ok_or_else(|| invalid("the loss depends on no parameter".into()))?;
+    let grads = tape.backward(&total)?;
+    tape.clear();
+    Ok(grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In one process the step is the plain step: same loss, and gradients
+    /// equal up to where the 1/B is applied (exact for a power-of-two B).
+    #[test]
+    fn one_rank_step_is_the_plain_step() {
+        let specs = crate::nn::presets::mlp(&[5], 3, crate::nn::Activation::Tanh);
+        let net = Sequential::new(&[6], &specs).unwrap();
+        let mut params = Params::new();
+        let uniform = crate::nn::Init::Uniform { lo: -0.5, hi: 0.5 };
+        net.init(&mut params, uniform, crate::nn::Init::Zeros, &mut Rng::new(1));
+        let x = Var::constant(Tensor::from_vec((0..48).map(|i| (i as f32 * 0.37).sin()).collect(), &[8, 6]).unwrap());
+        let y = Targets::Classes(vec![0, 1, 2, 0, 1, 2, 0, 1]);
+        let tape = Tape::new();
+        let loss = net.loss(&tape, &params, &x, &y, Reduction::Mean, None).unwrap();
+        let plain_loss = loss.value().item().unwrap() as f64;
+        let plain = tape.backward(&loss).unwrap();
+        tape.clear();
+        let (l, g) = step(&tape, &net, &params, &x, &y, Reduction::Mean, None).unwrap();
+        assert!((l - plain_loss).abs() <= 1e-6 * plain_loss.abs(), "{l} vs {plain_loss}");
+        let mut n = 0;
+        for (name, p) in plain.named() {
+            assert_eq!(g.by_name(name).unwrap().data(), p.data(), "{name}");
+            n += 1;
+        }
+        assert_eq!(n, params.len());
+    }
+}
