@@ -170,37 +170,36 @@ fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32]) {
     // row segment of each of the sixteen matrices.
     let rows: Vec<(usize, usize)> = (0..count).flat_map(|j| (0..g.c).map(move |ch| (j, ch))).collect();
     let v_ptr = SendPtr(v.as_mut_ptr());
-    rows.par_iter().for_each(|&(j, ch)| {
+    // The plane padded to whole tiles: (2 th + 2) x (2 tw + 2), zeros around.
+    let (ph, pw) = (2 * g.th + 2, 2 * g.tw + 2);
+    rows.par_iter().for_each_init(Vec::new, |padded: &mut Vec<f32>, &(j, ch)| {
         let src = &xs[(j * g.c + ch) * plane..(j * g.c + ch + 1) * plane];
-        let at = |y: isize, x: isize| -> f32 {
-            if y < 0 || x < 0 || y >= g.h as isize || x >= g.w as isize {
-                0.0
-            } else {
-                src[y as usize * g.w + x as usize]
+        padded.clear();
+        padded.resize(ph * pw, 0.0);
+        for (y, row) in src.chunks_exact(g.w).enumerate() {
+            let at = (y + g.padding) * pw + g.padding;
+            // Rows and columns past the tiles' reach are never read.
+            let n = g.w.min(pw - g.padding);
+            if y + g.padding < ph {
+                padded[at..at + n].copy_from_slice(&row[..n]);
             }
-        };
+        }
         let row = ch * cols + j * g.per_image();
         for ty in 0..g.th {
             for tx in 0..g.tw {
-                let (y0, x0) = ((2 * ty) as isize - g.padding as isize, (2 * tx) as isize - g.padding as isize);
-                let mut d = [[0.0f32; 4]; 4];
-                for (r, row) in d.iter_mut().enumerate() {
-                    for (s, e) in row.iter_mut().enumerate() {
-                        *e = at(y0 + r as isize, x0 + s as isize);
-                    }
-                }
+                let d = |r: usize, s: usize| padded[(2 * ty + r) * pw + 2 * tx + s];
                 // Bᵀ d.
                 let mut t = [[0.0f32; 4]; 4];
-                for s in 0..4 {
-                    t[0][s] = d[0][s] - d[2][s];
-                    t[1][s] = d[1][s] + d[2][s];
-                    t[2][s] = d[2][s] - d[1][s];
-                    t[3][s] = d[1][s] - d[3][s];
+                for (s, col) in (0..4).map(|s| (s, [d(0, s), d(1, s), d(2, s), d(3, s)])) {
+                    t[0][s] = col[0] - col[2];
+                    t[1][s] = col[1] + col[2];
+                    t[2][s] = col[2] - col[1];
+                    t[3][s] = col[1] - col[3];
                 }
                 let at_row = row + ty * g.tw + tx;
                 for (r, tr) in t.iter().enumerate() {
-                    let row = [tr[0] - tr[2], tr[1] + tr[2], tr[2] - tr[1], tr[1] - tr[3]];
-                    for (s, val) in row.into_iter().enumerate() {
+                    let out = [tr[0] - tr[2], tr[1] + tr[2], tr[2] - tr[1], tr[1] - tr[3]];
+                    for (s, val) in out.into_iter().enumerate() {
                         // SAFETY: `at_row` lies in this task's own (image, channel)
                         // segment of row `ch`; no other task writes it, and the index
                         // is below 16 * c * cols = v.len().
@@ -226,8 +225,7 @@ fn transform_outputs(m: &[f32], count: usize, oc: usize, g: &Tiles, ys: &mut [f3
                 let e = |i: usize| m[i * oc * cols + k * cols + p];
                 // Aᵀ m: 2 x 4.
                 let mut s = [[0.0f32; 4]; 2];
-                for q in 0..4 {
-                    let (m0, m1, m2, m3) = (e(q), e(4 + q), e(8 + q), e(12 + q));
+                for (q, [m0, m1, m2, m3]) in (0..4).map(|q| (q, [e(q), e(4 + q), e(8 + q), e(12 + q)])) {
                     s[0][q] = m0 + m1 + m2;
                     s[1][q] = m1 - m2 - m3;
                 }
