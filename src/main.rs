@@ -16,6 +16,8 @@ USAGE:
                          [--timeout SECONDS] [--jobs N]
                                          download, check, crop and resize FaceScrub images
     nabla kernels                        list the SGEMM kernels this CPU runs
+    nabla time <pipeline.toml> [--batch N] [--iterations K] [--json]
+                                         time each layer's forward and backward pass
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -178,6 +180,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if raw.first().map(String::as_str) == Some("time") {
+        return pipeline::time::main(&raw[1..]);
     }
     let args = match parse_args(raw) {
         Ok(a) => a,

@@ -17,6 +17,7 @@ mod run;
 pub mod schema;
 pub mod schema_doc;
 pub mod stages;
+pub mod time;
 mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
