@@ -401,8 +401,11 @@ fn table(r: &TimeReport) -> String {
     let mut s = format!("nabla time {} ({})\n", r.file, r.name);
     s += &format!("CPU: {} | SGEMM kernel: {} | threads: {}\n", r.cpu, r.kernel, r.threads);
     s += &format!(
-        "batch {} | median of {} runs after {} warm-up | random inputs and weights\n",
-        r.batch, r.iterations, r.warmup
+        "batch {} | median of {} run{} after {} warm-up | random inputs and weights\n",
+        r.batch,
+        r.iterations,
+        if r.iterations == 1 { "" } else { "s" },
+        r.warmup
     );
     if let Some(b) = &r.backbone {
         s += &format!(
