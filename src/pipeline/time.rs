@@ -48,7 +48,8 @@ warm-up, on random inputs and weights at batch N), and the whole network's forwa
 training step. N defaults to train.batch_size (64 when that is 0 or there is no [train]), K to 10.";
 
 /// The backward FLOPs rule, as the report states it.
-const BACKWARD_RULE: &str = "conv2d and linear: 2x forward (weight and input gradients), 1x for the network's first layer \
+const BACKWARD_RULE: &str =
+    "conv2d and linear: 2x forward (weight and input gradients), 1x for the network's first layer \
                              (its input is data: no input gradient); other layers: 1x forward";
 
 /// The `--json` object.
@@ -408,10 +409,7 @@ fn table(r: &TimeReport) -> String {
         r.warmup
     );
     if let Some(b) = &r.backbone {
-        s += &format!(
-            "\nbackbone {:?} -> {:?}, forward only (run once per image, no gradient)\n\n",
-            b.input, b.output
-        );
+        s += &format!("\nbackbone {:?} -> {:?}, forward only (run once per image, no gradient)\n\n", b.input, b.output);
         s += &section_table(b);
     }
     s += &format!(
@@ -446,11 +444,7 @@ fn section_table(sec: &Section) -> String {
     let fwd: f64 = sec.layers.iter().map(|l| l.forward_ms).sum();
     let bwd = sec.layers.iter().map(|l| l.backward_ms).sum::<Option<f64>>();
     let flops: f64 = sec.layers.iter().map(|l| l.forward_flops).sum();
-    s += &format!(
-        "| all layers | | | {fwd:.3} | {} | {} | | | 100.0 % |\n\n",
-        num(bwd, 3),
-        si(flops)
-    );
+    s += &format!("| all layers | | | {fwd:.3} | {} | {} | | | 100.0 % |\n\n", num(bwd, 3), si(flops));
     let w = &sec.whole;
     s += "| whole network | ms |\n| --- | ---: |\n";
     s += &format!("| forward, inference (conv + relu fused) | {:.3} |\n", w.forward_inference_ms);
@@ -499,7 +493,10 @@ mod tests {
         let net = model::build(&m, &[784], 10).unwrap();
         check_cost("f.toml", &[("model", &net)], 64, 10).unwrap();
         let e = check_cost("f.toml", &[("model", &net)], MAX_BATCH, 10).unwrap_err();
-        assert!(e.starts_with("f.toml: --batch 1048576: the model's activations") && e.contains("lower --batch"), "{e}");
+        assert!(
+            e.starts_with("f.toml: --batch 1048576: the model's activations") && e.contains("lower --batch"),
+            "{e}"
+        );
         let e = check_cost("f.toml", &[("model", &net)], 50_000, MAX_ITERATIONS).unwrap_err();
         assert!(e.contains("--iterations 1000 at --batch 50000") && e.contains("floating-point operations"), "{e}");
     }
