@@ -123,3 +123,25 @@ fn bad_flags_and_files_are_clear_errors() {
     refused(&["pipelines/no-such.toml"], 1, "no-such.toml");
     refused(&[lenet, "--set", "model.layers=3"], 1, "pipelines/lenet5.toml");
 }
+
+/// A network `nabla check` accepts (training holds it in 80 % of memory) but
+/// whose activations at the file's batch of 64 pass time's 4 GiB bound.
+#[test]
+fn a_checked_network_too_wide_to_time_at_its_batch_is_refused() {
+    let dir = std::env::temp_dir().join(format!("nabla-time-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wide.toml");
+    let layers =
+        [("conv2d", "out = 16384\nkernel = 1"), ("max_pool2d", "kernel = 28"), ("flatten", ""), ("linear", "out = 10")]
+            .map(|(t, f)| format!("[[model.layers]]\ntype = \"{t}\"\n{f}\n"))
+            .join("");
+    let text = format!(
+        "version = 1\nname = \"wide\"\n[data]\ndataset = \"mnist\"\n[model]\nkind = \"sequential\"\n{layers}\
+         [train]\noptimizer = \"adam\"\nlr = 1e-3\nepochs = 1\nbatch_size = 64\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let path = file.to_str().unwrap();
+    refused(&[path], 1, &format!("{path}: --batch 64: the model's activations"));
+    refused(&[path, "--batch", "30"], 1, "need about 4.6 GB, more than the");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
