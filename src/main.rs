@@ -24,6 +24,8 @@ USAGE:
                                          the confusion matrix, on the run's test split
                                          or other labelled data (figures into
                                          --out, default eval/<run name>)
+    nabla time <pipeline.toml> [--batch N] [--iterations K] [--json]
+                                         time each layer's forward and backward pass
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -290,6 +292,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if raw.first().map(String::as_str) == Some("time") {
+        return pipeline::time::main(&raw[1..]);
     }
     /// A subcommand: its arguments in, whether it succeeded out.
     type Subcommand = fn(&[String]) -> Result<bool, String>;

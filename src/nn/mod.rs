@@ -13,6 +13,7 @@ mod mlp;
 mod params;
 pub mod presets;
 pub mod sequential;
+pub mod timing;
 
 pub use init::Init;
 pub use layer::{Layer, Window2d};

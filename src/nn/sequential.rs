@@ -329,7 +329,7 @@ fn flat_rows(tape: &Tape, h: &Var) -> Result<Var> {
 }
 
 /// A layer's settings in a few words.
-fn describe(l: &Layer) -> String {
+pub(crate) fn describe(l: &Layer) -> String {
     let win = |w: &Window2d| {
         let mut s = format!("{0}x{0}", w.kernel);
         if w.stride != 1 {
@@ -373,7 +373,7 @@ fn group(n: usize) -> String {
 }
 
 /// 4.2e8 as "420.0 M".
-fn si(x: f64) -> String {
+pub(crate) fn si(x: f64) -> String {
     match x {
         x if x >= 1e9 => format!("{:.2} G", x / 1e9),
         x if x >= 1e6 => format!("{:.2} M", x / 1e6),

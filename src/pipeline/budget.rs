@@ -28,7 +28,7 @@ struct Term {
 
 /// The memory this process may use: 80% of the machine's, or 16 GiB when
 /// that cannot be read.
-fn memory_limit() -> f64 {
+pub(crate) fn memory_limit() -> f64 {
     let total_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok());

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod schema_doc;
 pub mod stages;
 pub(crate) mod validate;
+pub mod time;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;
