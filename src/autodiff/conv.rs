@@ -137,7 +137,7 @@ pub(crate) struct ConvInputs<'a> {
 /// threads instead (by filters or by columns: see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let ConvGeom { n, c, h, w, oc, groups, win, .. } = *geom;
-    if winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups) {
+    if winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups) && winograd::fits(w, win.padding) {
         let u = super::prepacked::winograd_filters(inp.w, oc, c, inp.remember)?;
         return winograd::conv3x3(inp.xs, [n, c, h, w], win.padding, &u, oc, inp.bias, inp.relu);
     }

@@ -46,6 +46,12 @@ pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding
         && oc >= MIN_CHANNELS
 }
 
+/// Whether images `w` pixels wide, padded by `padding`, fit the input
+/// transform's rows (see [`conv3x3`]).
+pub fn fits(w: usize, padding: usize) -> bool {
+    w.saturating_add(2 * padding).saturating_add(2) <= MAX_ROW
+}
+
 /// 0: not decided yet (the environment decides), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
 
@@ -69,34 +75,46 @@ pub fn set_enabled(on: bool) {
 /// Fewer input or output channels than this go the direct way.
 const MIN_CHANNELS: usize = 32;
 
-/// `U = G g Gᵀ` of every 3 x 3 filter of `w [oc, c, 3, 3]`, laid out as
-/// sixteen `oc x c` matrices (position-major).
+/// `U = G g Gᵀ` of every 3 x 3 filter of `w [oc, c, 3, 3]`: sixteen values
+/// per filter, filter-major (`[oc * c][16]`, so each filter's are written
+/// together; [`pack_filters`] regroups them by position).
 pub fn transform_filters(w: &[f32], oc: usize, c: usize) -> Vec<f32> {
     let mut u = vec![0.0f32; POSITIONS * oc * c];
-    for (f, g) in w.chunks_exact(9).enumerate() {
-        // G g: 4 x 3.
-        let mut t = [[0.0f32; 3]; 4];
-        for j in 0..3 {
-            let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
-            t[0][j] = g0;
-            t[1][j] = 0.5 * (g0 + g1 + g2);
-            t[2][j] = 0.5 * (g0 - g1 + g2);
-            t[3][j] = g2;
-        }
-        // (G g) Gᵀ: 4 x 4.
-        for (i, r) in t.iter().enumerate() {
-            let row = [r[0], 0.5 * (r[0] + r[1] + r[2]), 0.5 * (r[0] - r[1] + r[2]), r[2]];
-            for (j, v) in row.into_iter().enumerate() {
-                u[(i * 4 + j) * oc * c + f] = v;
+    u.par_chunks_mut(POSITIONS * c).zip(w.par_chunks(9 * c)).for_each(|(us, gs)| {
+        for (out, g) in us.chunks_exact_mut(POSITIONS).zip(gs.chunks_exact(9)) {
+            // G g: 4 x 3.
+            let mut t = [[0.0f32; 3]; 4];
+            for j in 0..3 {
+                let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
+                t[0][j] = g0;
+                t[1][j] = 0.5 * (g0 + g1 + g2);
+                t[2][j] = 0.5 * (g0 - g1 + g2);
+                t[3][j] = g2;
+            }
+            // (G g) Gᵀ: 4 x 4.
+            for (i, r) in t.iter().enumerate() {
+                out[i * 4..i * 4 + 4].copy_from_slice(&[
+                    r[0],
+                    0.5 * (r[0] + r[1] + r[2]),
+                    0.5 * (r[0] - r[1] + r[2]),
+                    r[2],
+                ]);
             }
         }
-    }
+    });
     u
 }
 
-/// The sixteen transformed filter matrices, packed for the products.
+/// The sixteen `oc x c` matrices of transformed filters (from
+/// [`transform_filters`]), one per position, packed for the products.
 pub fn pack_filters(u: &[f32], oc: usize, c: usize) -> Result<Vec<Arc<PackedA>>> {
-    u.chunks_exact(oc * c).map(|m| Ok(Arc::new(PackedA::new(Transpose::No, oc, c, m, c)?))).collect()
+    (0..POSITIONS)
+        .into_par_iter()
+        .map(|xi| {
+            let m: Vec<f32> = u.iter().skip(xi).step_by(POSITIONS).copied().collect();
+            Ok(Arc::new(PackedA::new(Transpose::No, oc, c, &m, c)?))
+        })
+        .collect()
 }
 
 /// Geometry of one call: images of `c x h x w` padded by `padding`, giving
@@ -136,34 +154,85 @@ pub fn conv3x3(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Result<Vec<f32>> {
+    if !fits(w, padding) || padding > 2 || h + 2 * padding < 3 || w + 2 * padding < 3 {
+        return Err(crate::Error::Invalid {
+            op: "conv2d (Winograd)",
+            message: format!("a {h}x{w} input with padding {padding} is outside what this path takes"),
+        });
+    }
     let (oh, ow) = (h + 2 * padding - 2, w + 2 * padding - 2);
     let g = Tiles { c, h, w, padding, oh, ow, th: oh.div_ceil(2), tw: ow.div_ceil(2) };
     let per = (PRODUCT_TILES / g.per_image().max(1)).clamp(1, n.max(1));
     let mut y = vec![0.0f32; n * oc * oh * ow];
     let (image_in, image_out) = (c * h * w, oc * oh * ow);
-    let mut v = Vec::new();
-    let mut m = Vec::new();
-    for (chunk, ys) in y.chunks_mut(per * image_out).enumerate() {
-        let count = ys.len() / image_out;
-        let xs = &x[chunk * per * image_in..(chunk * per + count) * image_in];
-        let cols = count * g.per_image();
-        v.resize(POSITIONS * c * cols, 0.0);
-        m.resize(POSITIONS * oc * cols, 0.0);
-        transform_inputs(xs, count, &g, &mut v);
-        // The sixteen products, side by side on the threads.
-        m.par_chunks_mut(oc * cols).zip(v.par_chunks(c * cols)).zip(u.par_iter()).try_for_each(
-            |((mx, vx), ux)| -> Result<()> {
-                sgemm_packed(ux, Transpose::No, cols, 1.0, vx, cols, 0.0, mx, cols)?;
-                Ok(())
-            },
-        )?;
-        transform_outputs(&m, count, oc, &g, ys, bias, relu);
-    }
+    crate::scratch::with_vec(|v| {
+        crate::scratch::with_vec(|m| {
+            for (chunk, ys) in y.chunks_mut(per * image_out).enumerate() {
+                let count = ys.len() / image_out;
+                let xs = &x[chunk * per * image_in..(chunk * per + count) * image_in];
+                let cols = count * g.per_image();
+                let (vs, ms) = (c * cols + SKEW, oc * cols + SKEW);
+                // Every element used is written before it is read: grow without clearing.
+                if v.len() < POSITIONS * vs {
+                    v.resize(POSITIONS * vs, 0.0);
+                }
+                if m.len() < POSITIONS * ms {
+                    m.resize(POSITIONS * ms, 0.0);
+                }
+                transform_inputs(xs, count, &g, &mut v[..POSITIONS * vs], vs);
+                // The sixteen products, side by side on the threads.
+                m[..POSITIONS * ms]
+                    .par_chunks_mut(ms)
+                    .zip(v[..POSITIONS * vs].par_chunks(vs))
+                    .zip(u.par_iter())
+                    .try_for_each(|((mx, vx), ux)| -> Result<()> {
+                        sgemm_packed(
+                            ux,
+                            Transpose::No,
+                            cols,
+                            1.0,
+                            &vx[..c * cols],
+                            cols,
+                            0.0,
+                            &mut mx[..oc * cols],
+                            cols,
+                        )?;
+                        Ok(())
+                    })?;
+                transform_outputs(&m[..POSITIONS * ms], ms, count, oc, &g, ys, bias, relu);
+            }
+            Ok::<(), crate::Error>(())
+        })
+    })?;
     Ok(y)
 }
 
+/// A thread's scratch for [`transform_inputs`]: the padded plane, a row of
+/// tiles after `Bᵀ d`, and after `d B`.
+struct Work {
+    padded: Vec<f32>,
+    t: [[f32; MAX_ROW]; 4],
+    out: [[f32; MAX_ROW / 2]; POSITIONS],
+}
+
+impl Default for Work {
+    fn default() -> Work {
+        Work { padded: Vec::new(), t: [[0.0; MAX_ROW]; 4], out: [[0.0; MAX_ROW / 2]; POSITIONS] }
+    }
+}
+
+/// The widest padded row the input transform holds on the stack (tiles of
+/// images up to 1022 pixels wide; wider ones go the direct way).
+const MAX_ROW: usize = 1024;
+
+/// Floats between consecutive positions' matrices beyond their size: the
+/// sixteen matrices of one tile are read and written together, and at a
+/// stride that is a multiple of 4 KiB they would all fall in one set of the
+/// L1 cache and evict each other.
+const SKEW: usize = 16;
+
 /// `V = Bᵀ d B` of every 4 x 4 patch: sixteen `c x (count * tiles)` matrices.
-fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32]) {
+fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32], stride: usize) {
     let cols = count * g.per_image();
     let plane = g.h * g.w;
     // One (image, channel) plane at a time, on the threads; each writes its own
@@ -172,7 +241,8 @@ fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32]) {
     let v_ptr = SendPtr(v.as_mut_ptr());
     // The plane padded to whole tiles: (2 th + 2) x (2 tw + 2), zeros around.
     let (ph, pw) = (2 * g.th + 2, 2 * g.tw + 2);
-    rows.par_iter().for_each_init(Vec::new, |padded: &mut Vec<f32>, &(j, ch)| {
+    rows.par_iter().for_each_init(Work::default, |work: &mut Work, &(j, ch)| {
+        let padded = &mut work.padded;
         let src = &xs[(j * g.c + ch) * plane..(j * g.c + ch + 1) * plane];
         padded.clear();
         padded.resize(ph * pw, 0.0);
@@ -185,27 +255,33 @@ fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32]) {
             }
         }
         let row = ch * cols + j * g.per_image();
+        // One row of tiles at a time: Bᵀ d on whole padded rows (t, 4 x pw),
+        // then d B per tile into `out` (16 x tw), stored as sixteen runs.
+        let (t, out) = (&mut work.t, &mut work.out);
         for ty in 0..g.th {
-            for tx in 0..g.tw {
-                let d = |r: usize, s: usize| padded[(2 * ty + r) * pw + 2 * tx + s];
-                // Bᵀ d.
-                let mut t = [[0.0f32; 4]; 4];
-                for (s, col) in (0..4).map(|s| (s, [d(0, s), d(1, s), d(2, s), d(3, s)])) {
-                    t[0][s] = col[0] - col[2];
-                    t[1][s] = col[1] + col[2];
-                    t[2][s] = col[2] - col[1];
-                    t[3][s] = col[1] - col[3];
+            let d = |r: usize| &padded[(2 * ty + r) * pw..(2 * ty + r + 1) * pw];
+            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+            for x in 0..pw {
+                t[0][x] = d0[x] - d2[x];
+                t[1][x] = d1[x] + d2[x];
+                t[2][x] = d2[x] - d1[x];
+                t[3][x] = d1[x] - d3[x];
+            }
+            for (r, tr) in t.iter().enumerate() {
+                for tx in 0..g.tw {
+                    let q = &tr[2 * tx..2 * tx + 4];
+                    out[r * 4][tx] = q[0] - q[2];
+                    out[r * 4 + 1][tx] = q[1] + q[2];
+                    out[r * 4 + 2][tx] = q[2] - q[1];
+                    out[r * 4 + 3][tx] = q[1] - q[3];
                 }
-                let at_row = row + ty * g.tw + tx;
-                for (r, tr) in t.iter().enumerate() {
-                    let out = [tr[0] - tr[2], tr[1] + tr[2], tr[2] - tr[1], tr[1] - tr[3]];
-                    for (s, val) in out.into_iter().enumerate() {
-                        // SAFETY: `at_row` lies in this task's own (image, channel)
-                        // segment of row `ch`; no other task writes it, and the index
-                        // is below 16 * c * cols = v.len().
-                        unsafe { *v_ptr.get().add((r * 4 + s) * g.c * cols + at_row) = val };
-                    }
-                }
+            }
+            let at_row = row + ty * g.tw;
+            for (xi, run) in out.iter().enumerate() {
+                // SAFETY: `at_row .. at_row + tw` lies in this task's own (image,
+                // channel) segment of row `ch`; no other task writes it, and it
+                // ends below 15 * stride + c * cols <= v.len().
+                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), v_ptr.get().add(xi * stride + at_row), g.tw) };
             }
         }
     });
@@ -213,7 +289,17 @@ fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32]) {
 
 /// `Y = Aᵀ m A` of every tile of the products into `ys [count, oc, oh, ow]`,
 /// with the bias and ReLU.
-fn transform_outputs(m: &[f32], count: usize, oc: usize, g: &Tiles, ys: &mut [f32], bias: Option<&[f32]>, relu: bool) {
+#[allow(clippy::too_many_arguments)]
+fn transform_outputs(
+    m: &[f32],
+    stride: usize,
+    count: usize,
+    oc: usize,
+    g: &Tiles,
+    ys: &mut [f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
     let cols = count * g.per_image();
     let out_plane = g.oh * g.ow;
     ys.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
@@ -222,7 +308,7 @@ fn transform_outputs(m: &[f32], count: usize, oc: usize, g: &Tiles, ys: &mut [f3
         for ty in 0..g.th {
             for tx in 0..g.tw {
                 let p = j * g.per_image() + ty * g.tw + tx;
-                let e = |i: usize| m[i * oc * cols + k * cols + p];
+                let e = |i: usize| m[i * stride + k * cols + p];
                 // Aᵀ m: 2 x 4.
                 let mut s = [[0.0f32; 4]; 2];
                 for (q, [m0, m1, m2, m3]) in (0..4).map(|q| (q, [e(q), e(4 + q), e(8 + q), e(12 + q)])) {

@@ -19,8 +19,8 @@ mod run;
 pub mod schema;
 pub mod schema_doc;
 pub mod stages;
-pub(crate) mod validate;
 pub mod time;
+pub(crate) mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;
