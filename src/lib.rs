@@ -30,4 +30,5 @@ pub mod parallel;
 pub mod parsers;
 pub mod pipeline;
 pub mod plot;
+pub mod report_page;
 pub mod scratch;

@@ -16,6 +16,9 @@ USAGE:
                          [--timeout SECONDS] [--jobs N]
                                          download, check, crop and resize FaceScrub images
     nabla kernels                        list the SGEMM kernels this CPU runs
+    nabla report [RESOURCES_DIR] [--out FILE.html]
+                                         one page of every run beside the report
+                                         (resources/index.html and REPORT.md)
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -170,6 +173,9 @@ fn main() -> ExitCode {
     // Training reallocates the same large buffers every step (see `memory`).
     nabla::memory::keep_freed_memory();
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("report") {
+        return nabla::report_page::command(&raw[1..]);
+    }
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
