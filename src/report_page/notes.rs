@@ -85,9 +85,9 @@ fn double_scale(metrics: &Map<String, Value>) -> Option<Note> {
         return Some(Note {
             title: "Pixels divided by 255 twice".into(),
             text: format!(
-                "The inputs ran with data.scale = {} = 1/255², as the report's code divided the pixels by 255 twice \
+                "The inputs ran with data.scale = {} (1/255²), as the report's code divided the pixels by 255 twice \
                  (values in [0, 1/255]){origin}. Its numbers are reproduced with that slip kept.{}",
-                text::setting(&Value::from(used)),
+                text::number("scale", used),
                 other.unwrap_or_default()
             ),
         });
@@ -110,7 +110,12 @@ fn double_scale(metrics: &Map<String, Value>) -> Option<Note> {
 /// setting whose validation accuracy collapsed from its best: signs the
 /// step size sits at the edge of stability, where rounding decides.
 fn edge_of_stability(metrics: &Map<String, Value>) -> Option<Note> {
-    if config(metrics, &["train", "batch_size"]).and_then(Value::as_u64) != Some(0) {
+    // Plain gradient descent on the whole set each step: epochs of
+    // mini-batches or Adam have noise and step control of their own.
+    let full_batch = config(metrics, &["train", "batch_size"]).and_then(Value::as_u64) == Some(0)
+        && config(metrics, &["train", "batches_per_epoch"]).and_then(Value::as_u64).unwrap_or(1) <= 1
+        && config(metrics, &["train", "optimizer"]).and_then(Value::as_str).unwrap_or("sgd") == "sgd";
+    if !full_batch {
         return None;
     }
     let mut signs = Vec::new();
@@ -152,8 +157,17 @@ fn edge_of_stability(metrics: &Map<String, Value>) -> Option<Note> {
     if signs.is_empty() {
         return None;
     }
-    let lr = config(metrics, &["train", "lr"]).map_or("?".into(), text::setting);
-    let momentum = config(metrics, &["train", "momentum"]).map_or("0".into(), text::setting);
+    // The value a sweep chose is the one the reported numbers ran with.
+    let ran = |key: &str| {
+        let sweep = metrics.get("sweep")?;
+        (sweep.get("key")?.as_str()? == format!("train.{key}"))
+            .then(|| sweep.get("chosen"))
+            .flatten()
+            .map(text::setting)
+    };
+    let lr = ran("lr").or_else(|| config(metrics, &["train", "lr"]).map(text::setting)).unwrap_or("?".into());
+    let momentum =
+        ran("momentum").or_else(|| config(metrics, &["train", "momentum"]).map(text::setting)).unwrap_or("0".into());
     let kernel = metrics.get("sgemm_kernel").and_then(Value::as_str).unwrap_or("not recorded");
     Some(Note {
         title: "Float rounding at the edge of stability".into(),
@@ -222,12 +236,19 @@ mod tests {
         );
         let mini = m(json!({"config": {"train": {"batch_size": 32}}, "learning_curve": curve}));
         assert!(notes(&mini).is_empty());
+        let epochs =
+            m(json!({"config": {"train": {"batch_size": 0, "batches_per_epoch": 6}}, "learning_curve": curve}));
+        assert!(notes(&epochs).is_empty());
+        let adam = m(json!({"config": {"train": {"batch_size": 0, "optimizer": "adam"}}, "learning_curve": curve}));
+        assert!(notes(&adam).is_empty());
         let smooth =
             m(json!({"config": {"train": {"batch_size": 0}}, "learning_curve": [{"loss": 3.0}, {"loss": 2.0}]}));
         assert!(notes(&smooth).is_empty());
-        let swept = m(json!({"config": {"train": {"batch_size": 0}}, "sweep": {"key": "train.lr", "results": [
+        let swept = m(
+            json!({"config": {"train": {"batch_size": 0, "lr": 1e-4}}, "sweep": {"key": "train.lr", "chosen": "0.00001", "results": [
             {"value": "0.00005", "best_validation_accuracy": 0.9256, "best_validation_iteration": 700, "validation_accuracy": 0.8134},
-            {"value": "0.00001", "best_validation_accuracy": 0.92, "best_validation_iteration": 1000, "validation_accuracy": 0.92}]}}));
+            {"value": "0.00001", "best_validation_accuracy": 0.92, "best_validation_iteration": 1000, "validation_accuracy": 0.92}]}}),
+        );
         let n = notes(&swept);
         assert!(
             n[0].text.contains("train.lr = 0.00005 validation accuracy fell from 92.6 % (step 700) to 81.3 %"),
