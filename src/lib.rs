@@ -105,6 +105,7 @@ pub mod parallel;
 pub mod parsers;
 pub mod pipeline;
 pub mod plot;
+pub mod report_page;
 pub mod scratch;
 
 #[cfg(test)]

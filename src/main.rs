@@ -26,6 +26,9 @@ USAGE:
                                          --out, default eval/<run name>)
     nabla time <pipeline.toml> [--batch N] [--iterations K] [--json]
                                          time each layer's forward and backward pass
+    nabla report [RESOURCES_DIR] [--out FILE.html]
+                                         one page of every run beside the report
+                                         (resources/index.html and REPORT.md)
 
 OPTIONS:
     --set section.key=value   override a field (repeatable), e.g. --set train.lr=1e-3
@@ -284,6 +287,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if raw.first().map(String::as_str) == Some("report") {
+        return nabla::report_page::command(&raw[1..]);
+    }
     if raw.first().map(String::as_str) == Some("fetch") {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,

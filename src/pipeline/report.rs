@@ -78,5 +78,44 @@ pub fn provenance(seed: u64, wall_seconds: f64, config: Value) -> Map<String, Va
     m.insert("wall_seconds".into(), json!(wall_seconds));
     m.insert("nabla_version".into(), json!(env!("CARGO_PKG_VERSION")));
     m.insert("config".into(), config);
+    m.insert("cpu".into(), cpu_model().map_or(Value::Null, Value::from));
+    m.insert("sgemm_kernel".into(), json!(crate::gemm::KernelChoice::Auto.resolve().name()));
+    m.insert("threads".into(), json!(rayon::current_num_threads()));
     m
+}
+
+/// The CPU's model name from `/proc/cpuinfo`, where there is one (Linux).
+fn cpu_model() -> Option<String> {
+    let text = crate::files::read_text_capped(std::path::Path::new("/proc/cpuinfo"), 4 << 20).ok()?;
+    cpu_model_in(&text)
+}
+
+/// The first `model name` line of a cpuinfo text.
+fn cpu_model_in(cpuinfo: &str) -> Option<String> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("model name"))?;
+    let name = line.split_once(':')?.1.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provenance_names_cpu_kernel_and_threads() {
+        let m = provenance(3, 1.5, json!({}));
+        assert_eq!(m["seed"], json!(3));
+        let kernel = m["sgemm_kernel"].as_str().unwrap();
+        assert!(["portable", "avx2", "avx512"].contains(&kernel), "{kernel}");
+        assert!(m["threads"].as_u64().unwrap() >= 1);
+        assert!(m["cpu"].is_string() || m["cpu"].is_null());
+    }
+
+    #[test]
+    fn cpu_model_is_the_first_model_name_line() {
+        let text = "processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nmodel name\t: other\n";
+        assert_eq!(cpu_model_in(text).as_deref(), Some("Example CPU @ 2.0GHz"));
+        assert_eq!(cpu_model_in("processor\t: 0\n"), None);
+        assert_eq!(cpu_model_in("model name\t:   \n"), None);
+    }
 }
