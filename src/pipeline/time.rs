@@ -122,7 +122,7 @@ pub struct Whole {
     /// Forward with nothing recorded (a convolution and its ReLU fused).
     pub forward_inference_ms: f64,
     /// Forward to the loss on a recording tape, backward, the optimiser's
-    /// step (the file's `train.optimizer`; null without [train]) and their
+    /// step (the file's `train.optimizer`; null without `[train]`) and their
     /// sum; all null for a forward-only section.
     pub forward_training_ms: Option<f64>,
     pub backward_ms: Option<f64>,

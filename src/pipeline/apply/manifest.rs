@@ -65,7 +65,7 @@ pub struct Input {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackboneDigest {
-    /// "file <path>" or "random-init", as the run's report says.
+    /// `"file <path>"` or `"random-init"`, as the run's report says.
     pub source: String,
     /// SHA-256 (hex) of the backbone's tensors as used: each name, then its
     /// values as little-endian f32, in name order.
