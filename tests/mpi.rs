@@ -226,7 +226,8 @@ fn wait_for_checkpoint(child: &mut std::process::Child, d: &Path) {
 #[test]
 fn data_parallel_resumes_bit_for_bit() {
     let dir = temp("resume");
-    let file = long_run(&dir, 150);
+    // Long enough that the signal lands mid-run on a fast, idle machine too.
+    let file = long_run(&dir, 1000);
     let straight = dir.join("straight");
     ok(mpirun(2, &file, &straight, &[]).output().unwrap());
     let out = dir.join("out");
