@@ -159,21 +159,26 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
     let mut predicted = Vec::new();
     let mut mistakes = Vec::new();
     let mut failed = Vec::new();
-    let mut run = |xs: Vec<Vec<f32>>, ys: Vec<usize>| -> Result<(), String> {
-        if xs.is_empty() {
+    // Examples `[rows, width]` and their labels through the model.
+    let mut run = |images: &Tensor, ys: Vec<usize>| -> Result<(), String> {
+        if ys.is_empty() {
             return Ok(());
         }
-        let width = xs[0].len();
-        let images = Tensor::from_vec(xs.concat(), &[xs.len(), width]).map_err(|e| e.to_string())?;
-        let pred = model.logits(&images).and_then(|l| l.argmax_axis(1)).map_err(|e| format!("the model: {e}"))?;
-        for ((x, &y), &p) in xs.into_iter().zip(&ys).zip(&pred) {
+        let width = images.numel() / ys.len();
+        let pred = model.logits(images).and_then(|l| l.argmax_axis(1)).map_err(|e| format!("the model: {e}"))?;
+        for ((x, &y), &p) in images.data().chunks(width).zip(&ys).zip(&pred) {
             if y != p && mistakes.len() < 32 {
-                mistakes.push((x, y, p));
+                mistakes.push((x.to_vec(), y, p));
             }
         }
         truth.extend(ys);
         predicted.extend(pred);
         Ok(())
+    };
+    // Rows of equal width as one tensor.
+    let stack = |xs: Vec<Vec<f32>>| -> Result<Tensor, String> {
+        let width = xs.first().map_or(0, Vec::len);
+        Tensor::from_vec(xs.concat(), &[xs.len(), width]).map_err(|e| e.to_string())
     };
     let (description, ignored) = match data {
         EvalData::TestSplit => {
@@ -190,9 +195,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                 ));
             }
             // One piece, as training's evaluation took it.
-            let width = ds.test.images.shape()[1];
-            let xs: Vec<Vec<f32>> = ds.test.images.data().chunks(width.max(1)).map(<[f32]>::to_vec).collect();
-            run(xs, ds.test.labels.clone())?;
+            run(&ds.test.images, ds.test.labels.clone())?;
             (format!("the run's test split ({}, data seed {})", root.display(), d.seed), 0)
         }
         EvalData::Idx { images, labels } => {
@@ -224,7 +227,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                 ));
             }
             let xs: Vec<Vec<f32>> = a.data.chunks(side * side).map(|px| model.from_bytes(px)).collect();
-            run(xs, l.data.iter().map(|&y| y as usize).collect())?;
+            run(&stack(xs)?, l.data.iter().map(|&y| y as usize).collect())?;
             (format!("{} with {}", images.display(), labels.display()), 0)
         }
         EvalData::Files { root, files, ignored } => {
@@ -245,7 +248,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                         }
                     }
                 }
-                run(xs, ys)?;
+                run(&stack(xs)?, ys)?;
             }
             (format!("{} ({} images)", root.display(), files.len()), *ignored)
         }
