@@ -5,7 +5,8 @@
 # (part10_finetune's settings, 12 Adam steps of batch 32).
 # Prints `bench=mpi case=.. impl=.. value=.. unit=s` lines: wall seconds of
 # the whole run (data loading and the evaluations included, the same work in
-# both modes). Needs Open MPI and the faces crops (README, "Faces").
+# both modes), median of ROUNDS (default 3) alternating rounds. Needs Open MPI
+# and the faces crops (README, "Faces").
 #
 #   cargo build --release --features mpi && benches/mpi.sh
 set -euo pipefail
@@ -33,11 +34,18 @@ seconds() { # command... -> wall seconds
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+rounds=${ROUNDS:-3}
 for case in crossval alexnet; do
     file="$tmp/$case.toml"
-    one=$(seconds env RAYON_NUM_THREADS=2 "$bin" --quiet "$file" --out "$tmp/out1")
-    two=$(seconds mpirun --allow-run-as-root --oversubscribe -np 2 -x RAYON_NUM_THREADS=1 --bind-to core \
-        "$bin" --quiet "$file" --out "$tmp/out2")
+    : > "$tmp/one"; : > "$tmp/two"
+    for _ in $(seq "$rounds"); do # alternate the modes so drift in the machine hits both
+        seconds env RAYON_NUM_THREADS=2 "$bin" --quiet "$file" --out "$tmp/out1" >> "$tmp/one"
+        seconds mpirun --allow-run-as-root --oversubscribe -np 2 -x RAYON_NUM_THREADS=1 --bind-to core \
+            "$bin" --quiet "$file" --out "$tmp/out2" >> "$tmp/two"
+    done
+    one=$(median < "$tmp/one")
+    two=$(median < "$tmp/two")
     printf 'bench=mpi case=%s impl=1rank-x-2threads value=%.2f unit=s\n' "$case" "$one"
     printf 'bench=mpi case=%s impl=2ranks-x-1thread value=%.2f unit=s\n' "$case" "$two"
     printf 'bench=mpi case=%s impl=ratio value=%.2f unit=x\n' "$case" "$(echo "$one / $two" | bc -l)"

@@ -26,6 +26,13 @@ pub struct Grads {
 }
 
 impl Grads {
+    /// Gradients computed elsewhere (summed over the ranks of a data-parallel
+    /// step), reachable by name only: no `Var` of any tape maps to them.
+    pub(crate) fn from_named(named: Vec<(String, Tensor)>) -> Grads {
+        let (names, grads) = named.into_iter().enumerate().map(|(i, (n, g))| ((n, i), Some(g))).unzip();
+        Grads { grads, names, stamp: Stamp::NONE }
+    }
+
     /// The gradient of a leaf `Var` (None if it did not affect the loss, or
     /// if it belongs to another tape or recording than the loss: its id
     /// would name some other node).

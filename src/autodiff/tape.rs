@@ -24,7 +24,7 @@ pub(crate) struct Stamp {
 
 impl Stamp {
     /// The stamp of values on no tape (constants; tape ids start at 1).
-    const NONE: Stamp = Stamp { tape: 0, generation: 0 };
+    pub(crate) const NONE: Stamp = Stamp { tape: 0, generation: 0 };
 }
 
 /// Tape ids handed out so far.

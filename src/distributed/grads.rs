@@ -48,14 +48,6 @@ fn invalid(message: String) -> Error {
     Error::Invalid { op: "data-parallel step", message }
 }
 
-/// Rows `range` of a batch (its first axis).
-fn rows(x: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
-    let per = x.shape()[1..].iter().product::<usize>();
-    let mut shape = x.shape().to_vec();
-    shape[0] = range.len();
-    Tensor::from_vec(x.data()[range.start * per..range.end * per].to_vec(), &shape)
-}
-
 /// The loss over the whole batch `x`, `y` (summed over the ranks) and its
 /// gradient, reduced as `reduction` says, from this rank's slice.
 pub fn step(
@@ -76,10 +68,10 @@ pub fn step(
         )));
     }
     let part = super::slice(batch, rank, size);
-    let xs = Var::constant(rows(x.value(), part.clone())?);
+    let xs = Var::constant(super::rows(x.value(), part.clone())?);
     let ys = match y {
         Targets::Classes(c) => Targets::Classes(c[part.clone()].to_vec()),
-        Targets::Probabilities(p) => Targets::Probabilities(rows(p, part.clone())?),
+        Targets::Probabilities(p) => Targets::Probabilities(super::rows(p, part.clone())?),
     };
     let around = (part.start, batch - part.end);
     AROUND.with(|a| a.set(around));
@@ -105,30 +97,14 @@ pub fn step(
         flat.iter_mut().for_each(|g| *g *= scale);
         total[0] /= batch as f64;
     }
-    Ok((total[0], as_grads(params, &named, &flat)?))
-}
-
-/// `Grads` holding exactly `flat` (cut as `named`'s shapes) for those
-/// parameters: the gradient of sum_p <p, G_p> with respect to p is G_p, and
-/// the tape computes it as 1 x G_p, which is exact.
-fn as_grads(params: &Params, named: &[(&str, &Tensor)], flat: &[f32]) -> Result<Grads> {
-    let tape = Tape::new();
-    let mut total: Option<Var> = None;
     let mut at = 0;
+    let mut summed = Vec::with_capacity(named.len());
     for (name, g) in named {
         let n = g.numel();
-        let summed = Var::constant(Tensor::from_vec(flat[at..at + n].to_vec(), g.shape())?);
+        summed.push((name.to_string(), Tensor::from_vec(flat[at..at + n].to_vec(), g.shape())?));
         at += n;
-        let term = tape.sum(&tape.mul(&params.var(&tape, name)?, &summed)?);
-        total = Some(match total {
-            Some(t) => tape.add(&t, &term)?,
-            None => term,
-        });
     }
-    let total = total.ok_or_else(|| invalid("the loss depends on no parameter".into()))?;
-    let grads = tape.backward(&total)?;
-    tape.clear();
-    Ok(grads)
+    Ok((total[0], Grads::from_named(summed)))
 }
 
 #[cfg(test)]

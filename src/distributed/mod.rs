@@ -9,6 +9,7 @@
 //! (run every job, sum nothing), so callers need no `cfg`.
 
 pub mod grads;
+pub mod infer;
 pub mod share;
 mod world;
 
@@ -24,6 +25,14 @@ pub fn is_root() -> bool {
 /// contiguous, in rank order, sizes differing by at most one.
 pub fn slice(rows: usize, r: usize, n: usize) -> std::ops::Range<usize> {
     r * rows / n..(r + 1) * rows / n
+}
+
+/// Rows `range` of a batch (its first axis).
+pub(crate) fn rows(x: &crate::tensor::Tensor, range: std::ops::Range<usize>) -> crate::Result<crate::tensor::Tensor> {
+    let per = x.shape()[1..].iter().product::<usize>();
+    let mut shape = x.shape().to_vec();
+    shape[0] = range.len();
+    crate::tensor::Tensor::from_vec(x.data()[range.start * per..range.end * per].to_vec(), &shape)
 }
 
 #[cfg(test)]

@@ -81,31 +81,46 @@ mod imp {
         Ok(counts.iter().zip(&displs).map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec()).collect())
     }
 
-    /// Replace `values` on every rank by the sum over ranks, added on rank 0
-    /// in rank order (((r0 + r1) + r2) + ...) and broadcast, so the result
-    /// is the same bits on every rank and from run to run. Every rank must
-    /// pass the same length.
+    /// Replace `values` on every rank by the sum over ranks, added in rank
+    /// order (((r0 + r1) + r2) + ...), so the result is the same bits on
+    /// every rank and from run to run. Every rank must pass the same length.
+    ///
+    /// Rank r adds up part r of the values (a reduce-scatter: each rank
+    /// sends every other its part, all at once), then every rank gathers
+    /// every part. Each rank moves and adds 1/N of the data where a sum on
+    /// rank 0 and a broadcast would put all of it through rank 0, and the
+    /// bits are those of that sum: each value is added in the same order.
     pub fn sum_in_rank_order<T>(values: &mut [T])
     where
         T: mpi::datatype::Equivalence + Copy + Default + std::ops::AddAssign,
     {
+        use mpi::datatype::{Partition, PartitionMut};
         let Some(w) = world() else { return };
-        let n = w.size();
+        let (n, me) = (w.size() as usize, w.rank() as usize);
         // Messages count elements in an i32: send in pieces well below it.
         const PIECE: usize = 1 << 24;
-        let root = w.process_at_rank(0);
-        let mut incoming = vec![T::default(); values.len().min(PIECE)];
+        let mut incoming = vec![T::default(); values.len().min(PIECE) + n];
         for piece in values.chunks_mut(PIECE) {
-            if w.rank() == 0 {
-                let buf = &mut incoming[..piece.len()];
-                for r in 1..n {
-                    w.process_at_rank(r).receive_into(buf);
-                    piece.iter_mut().zip(buf.iter()).for_each(|(a, b)| *a += *b);
-                }
-            } else {
-                root.send(&*piece);
+            let parts: Vec<_> = (0..n).map(|r| crate::distributed::slice(piece.len(), r, n)).collect();
+            let counts: Vec<i32> = parts.iter().map(|p| p.len() as i32).collect();
+            let displs: Vec<i32> = parts.iter().map(|p| p.start as i32).collect();
+            let mine = parts[me].clone();
+            let len = mine.len();
+            // Every rank's part `me`, one after another in rank order.
+            {
+                let received = &mut incoming[..n * len];
+                let into: Vec<i32> = (0..n).map(|r| (r * len) as i32).collect();
+                let mut recv = PartitionMut::new(received, vec![len as i32; n], into);
+                w.all_to_all_varcount_into(&Partition::new(&*piece, &counts[..], &displs[..]), &mut recv);
             }
-            root.broadcast_into(piece);
+            let sum = &mut piece[mine];
+            sum.copy_from_slice(&incoming[..len]);
+            for r in 1..n {
+                sum.iter_mut().zip(&incoming[r * len..(r + 1) * len]).for_each(|(a, b)| *a += *b);
+            }
+            incoming[..len].copy_from_slice(sum);
+            let mut all = PartitionMut::new(&mut *piece, &counts[..], &displs[..]);
+            w.all_gather_varcount_into(&incoming[..len], &mut all);
         }
     }
 }

@@ -82,8 +82,14 @@ impl LoopState {
     }
 }
 
-pub(crate) fn accuracy(net: &Sequential, params: &Params, split: &Split) -> crate::Result<f64> {
-    let pred = crate::nn::infer::classify(net, params, &split.images)?;
+/// The fraction of `split` that `net` classifies right; `shared`: the ranks
+/// of a data-parallel run each take a share of the rows.
+pub(crate) fn accuracy(net: &Sequential, params: &Params, split: &Split, shared: bool) -> crate::Result<f64> {
+    let pred = if shared {
+        crate::distributed::infer::classify(net, params, &split.images)?
+    } else {
+        crate::nn::infer::classify(net, params, &split.images)?
+    };
     Ok(pred.iter().zip(&split.labels).filter(|(p, y)| p == y).count() as f64 / split.len().max(1) as f64)
 }
 
@@ -164,9 +170,9 @@ fn train_loop(
         Ok(EvalPoint {
             iteration,
             loss,
-            train: accuracy(net, params, &data.train).map_err(fail)?,
-            validation: accuracy(net, params, &data.validation).map_err(fail)?,
-            test: accuracy(net, params, &data.test).map_err(fail)?,
+            train: accuracy(net, params, &data.train, data_parallel).map_err(fail)?,
+            validation: accuracy(net, params, &data.validation, data_parallel).map_err(fail)?,
+            test: accuracy(net, params, &data.test, data_parallel).map_err(fail)?,
         })
     };
     // An epoch's mini-batches: `order` cut into `batches_per_epoch` parts.
