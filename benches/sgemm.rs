@@ -1,14 +1,20 @@
 //! `cargo bench --bench sgemm`: nabla's SGEMM against `matrixmultiply`
-//! (threading) on the shapes this project runs, side by side in one run.
+//! (threading) and OpenBLAS (through numpy, `benches/peers/sgemm.py`, when
+//! python3 has numpy) on the shapes this project runs, side by side: three
+//! alternating rounds per shape, the median of each.
 //!
 //! Prints `bench=sgemm shape=MxKxN op=.. impl=.. value=.. unit=GFLOP/s` per
-//! measurement (GFLOP/s = 2*M*N*K / median time) and a `ratio` line.
-//! `NABLA_BENCH_FILTER=1024` runs only shapes whose name contains it.
+//! measurement (GFLOP/s = 2*M*N*K / median time) and `ratio` lines (peer
+//! time / ours: above 1 = we are faster). On a CPU with AVX-512 it also
+//! measures our AVX2 kernel against OpenBLAS forced to its Haswell kernel,
+//! what users without AVX-512 get. `NABLA_BENCH_FILTER=1024` runs only
+//! shapes whose name contains it.
 
 mod common;
 
 use common::{fill, median_seconds, runs_for};
-use nabla::gemm::{sgemm, Transpose};
+use nabla::gemm::{sgemm, sgemm_with, KernelChoice, Transpose};
+use std::process::Command;
 
 struct Shape {
     name: &'static str,
@@ -35,6 +41,29 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
+/// OpenBLAS's median seconds for `s` over `runs` calls, or None without
+/// python3 and numpy. `core`: OPENBLAS_CORETYPE (None: its own choice).
+fn openblas(s: &Shape, runs: usize, core: Option<&str>) -> Option<f64> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/sgemm.py");
+    let ta = if s.ta == Transpose::Yes { "T" } else { "N" };
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).args([s.m, s.k, s.n].map(|v| v.to_string())).arg(ta).arg(runs.to_string());
+    // The same two threads as ours; OpenBLAS picks its kernel unless told.
+    cmd.env("OPENBLAS_NUM_THREADS", std::thread::available_parallelism().map_or(1, |n| n.get()).to_string());
+    cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
+    if let Some(core) = core {
+        cmd.env("OPENBLAS_CORETYPE", core);
+    }
+    let out = cmd.output().ok().filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout).trim().strip_prefix("seconds=")?.parse().ok()
+}
+
+/// The middle of three.
+fn mid(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let filter = std::env::var("NABLA_BENCH_FILTER").unwrap_or_default();
     for s in shapes().into_iter().filter(|s| s.name.contains(&filter)) {
@@ -52,15 +81,16 @@ fn main() {
         let probe =
             median_seconds(1, || sgemm(s.ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, n, 0.0, &mut c, n).unwrap());
         let runs = runs_for(probe, 2.0);
-        // Interleave the two implementations round by round so that drifts in
-        // machine speed hit both alike.
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
+        // Interleave the implementations round by round so that drifts in
+        // machine speed hit all alike.
+        let avx2_too = KernelChoice::Avx512.is_available();
+        let mut times: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        let per = runs / 3 + 1;
         for _ in 0..3 {
-            ours.push(median_seconds(runs / 3 + 1, || {
+            times.entry("nabla").or_default().push(median_seconds(per, || {
                 sgemm(s.ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, n, 0.0, &mut c, n).unwrap()
             }));
-            theirs.push(median_seconds(runs / 3 + 1, || unsafe {
+            times.entry("matrixmultiply").or_default().push(median_seconds(per, || unsafe {
                 matrixmultiply::sgemm(
                     m,
                     k,
@@ -78,11 +108,22 @@ fn main() {
                     1,
                 )
             }));
+            if let Some(t) = openblas(&s, per, None) {
+                times.entry("openblas").or_default().push(t);
+            }
+            if avx2_too {
+                times.entry("nabla-avx2").or_default().push(median_seconds(per, || {
+                    sgemm_with(KernelChoice::Avx2, s.ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, n, 0.0, &mut c, n)
+                        .unwrap()
+                }));
+                if let Some(t) = openblas(&s, per, Some("Haswell")) {
+                    times.entry("openblas-haswell").or_default().push(t);
+                }
+            }
         }
-        ours.sort_by(f64::total_cmp);
-        theirs.sort_by(f64::total_cmp);
-        let (t_ours, t_theirs) = (ours[1], theirs[1]);
-        for (name, t) in [("nabla", t_ours), ("matrixmultiply", t_theirs)] {
+        let t: std::collections::BTreeMap<&str, f64> =
+            times.into_iter().filter(|(_, v)| v.len() == 3).map(|(name, v)| (name, mid(v))).collect();
+        for (name, t) in &t {
             println!(
                 "bench=sgemm shape={} op={op} impl={name} value={:.1} unit=GFLOP/s ms={:.3}",
                 s.name,
@@ -90,6 +131,16 @@ fn main() {
                 t * 1e3
             );
         }
-        println!("bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x", s.name, t_theirs / t_ours);
+        println!("bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x", s.name, t["matrixmultiply"] / t["nabla"]);
+        if let Some(o) = t.get("openblas") {
+            println!("bench=sgemm shape={} op={op} impl=ratio-vs-openblas value={:.2} unit=x", s.name, o / t["nabla"]);
+        }
+        if let (Some(o), Some(ours)) = (t.get("openblas-haswell"), t.get("nabla-avx2")) {
+            println!(
+                "bench=sgemm shape={} op={op} impl=ratio-avx2-vs-openblas-haswell value={:.2} unit=x",
+                s.name,
+                o / ours
+            );
+        }
     }
 }
