@@ -150,6 +150,13 @@ fn data_parallel_matches(name: &str, n: usize, edits: &[(&str, &str)]) {
     let loss = |d: &Path| metrics(d)["final_loss"].as_f64().unwrap();
     let (la, lb) = (loss(&one), loss(&many));
     assert!((la - lb).abs() <= 1e-5 * la.abs(), "{name}: final loss {la} vs {lb}");
+    // The ranks classify shares of each split and gather them: a share out
+    // of place would not give (nearly) the single process's accuracies.
+    for key in ["train_accuracy", "validation_accuracy", "test_accuracy"] {
+        let acc = |d: &Path| metrics(d)[key].as_f64().unwrap_or_else(|| panic!("{name}: no {key}"));
+        let (aa, ab) = (acc(&one), acc(&many));
+        assert!((aa - ab).abs() <= 0.002, "{name}: {key} {aa} vs {ab}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
