@@ -3,25 +3,12 @@
 //! inputs and backbones that must be refused by name.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the nabla binary runs")
-}
+mod common;
+use common::{nabla, text};
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nabla-apply-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    common::temp("apply", name)
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -2,25 +2,13 @@
 //! `nabla check`, and broken files that must fail cleanly, writing nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn nabla(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nabla"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the nabla binary runs")
-}
+mod common;
+use common::{nabla, stderr};
 
 fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nabla-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::temp("cli", name)
 }
 
 fn metrics(dir: &Path) -> serde_json::Value {

@@ -9,18 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nabla-mpi-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
+mod common;
 /// `nabla FILE --quiet --out OUT`, in one process.
-fn single(file: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nabla"));
-    c.arg(file).args(["--quiet", "--out", out.to_str().unwrap()]).args(extra).current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
+use common::run as single;
+
+fn temp(name: &str) -> PathBuf {
+    common::temp("mpi", name)
 }
 
 /// The same under `mpirun -np N`.

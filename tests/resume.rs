@@ -4,20 +4,14 @@
 //! and the checkpoints go away once the run has finished.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nabla-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::run as nabla;
 
-fn nabla(file: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nabla"));
-    c.arg(file).args(["--quiet", "--out", out.to_str().unwrap()]).args(extra).current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
+fn temp(name: &str) -> PathBuf {
+    common::temp("resume", name)
 }
 
 /// A digest of the saved weights, the learning curve and the final
