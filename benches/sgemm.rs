@@ -131,7 +131,11 @@ fn main() {
                 t * 1e3
             );
         }
-        println!("bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x", s.name, t["matrixmultiply"] / t["nabla"]);
+        println!(
+            "bench=sgemm shape={} op={op} impl=ratio value={:.2} unit=x",
+            s.name,
+            t["matrixmultiply"] / t["nabla"]
+        );
         if let Some(o) = t.get("openblas") {
             println!("bench=sgemm shape={} op={op} impl=ratio-vs-openblas value={:.2} unit=x", s.name, o / t["nabla"]);
         }
