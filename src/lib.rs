@@ -16,12 +16,16 @@
 //! 3. [`conv`]: convolution as a matrix product: each receptive field of an
 //!    image is a column of offsets into the padded image, which the GEMM
 //!    gathers as it packs (implicit GEMM); and max and average pooling.
+//!    Forward and backward passes both live here, on slices, so the tape
+//!    only records and dispatches.
 //! 4. [`autodiff`]: the [`autodiff::Tape`] records each op on
 //!    [`autodiff::Var`]s; [`autodiff::Tape::backward`] walks it in reverse
 //!    and adds each node's gradient into its parents';
 //!    [`autodiff::gradcheck()`] checks it against finite differences.
 //! 5. [`nn`]: layers that keep no tensors: [`nn::Params`] holds every weight
-//!    under a PyTorch-style name (`fc1.weight`); [`nn::Linear`],
+//!    under a PyTorch-style name (`fc1.weight`) - it sits below the tape, so
+//!    the tape, the layers, the weight readers and the optimisers all share
+//!    it without importing each other; [`nn::Linear`],
 //!    [`nn::Mlp`], [`nn::Sequential`] (any feed-forward stack of convolution,
 //!    pooling, activation and linear layers), [`nn::alexnet::AlexNet`].
 //! 6. [`optim`]: [`optim::Sgd`] (with momentum) and [`optim::Adam`] update
@@ -102,10 +106,12 @@ pub mod memory;
 pub mod nn;
 pub mod optim;
 pub mod parallel;
+pub mod params;
 pub mod parsers;
 pub mod pipeline;
 pub mod plot;
 pub mod report_page;
+pub mod rng;
 pub mod scratch;
 
 #[cfg(test)]
