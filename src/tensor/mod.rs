@@ -18,7 +18,7 @@
 //! gradient back to its source shape) are in `reduce.rs`; products
 //! ([`Tensor::matmul`], which calls [`crate::gemm::sgemm`]) and transposes
 //! in `linalg.rs`; a stable [`Tensor::softmax`] in `softmax.rs`; the seeded
-//! random stream ([`Rng`], from [`crate::rng`]), so every run is reproducible.
+//! random stream ([`Rng`]), so every run is reproducible.
 
 mod linalg;
 mod ops;
