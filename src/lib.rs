@@ -16,12 +16,16 @@
 //! 3. [`conv`]: convolution as a matrix product: each receptive field of an
 //!    image is a column of offsets into the padded image, which the GEMM
 //!    gathers as it packs (implicit GEMM); and max and average pooling.
+//!    Forward and backward passes both live here, on slices, so the tape
+//!    only records and dispatches.
 //! 4. [`autodiff`]: the [`autodiff::Tape`] records each op on
 //!    [`autodiff::Var`]s; [`autodiff::Tape::backward`] walks it in reverse
 //!    and adds each node's gradient into its parents';
 //!    [`autodiff::gradcheck()`] checks it against finite differences.
 //! 5. [`nn`]: layers that keep no tensors: [`nn::Params`] holds every weight
-//!    under a PyTorch-style name (`fc1.weight`); [`nn::Linear`],
+//!    under a PyTorch-style name (`fc1.weight`) - it sits below the tape, so
+//!    the tape, the layers, the weight readers and the optimisers all share
+//!    it without importing each other; [`nn::Linear`],
 //!    [`nn::Mlp`], [`nn::Sequential`] (any feed-forward stack of convolution,
 //!    pooling, activation and linear layers), [`nn::alexnet::AlexNet`].
 //! 6. [`optim`]: [`optim::Sgd`] (with momentum) and [`optim::Adam`] update
@@ -33,10 +37,21 @@
 //! draws their figures. Every failure is an [`Error`] (or a reader's own
 //! error) naming the operation and the values that were wrong.
 //!
-//! The rest is machinery: [`files`] (reading user files with a size
-//! ceiling), [`parsers`] (the one entry point of each parser, for the fuzz
-//! targets), [`memory`], [`parallel`] and [`scratch`] (allocation and
-//! threading policy), and [`fetch`] (the `nabla fetch` downloader).
+//! [`distributed`] runs training and evaluation under `mpirun` (feature
+//! `mpi`), and [`fetch`] is the `nabla fetch` downloader. The rest is
+//! machinery kept out of this page: reading user files with a size ceiling,
+//! allocation and threading policy, scratch buffers, and the parsers' single
+//! entry points for the fuzz targets.
+//!
+//! # Layers
+//!
+//! The modules form layers, each using only those below it: machinery,
+//! `gemm` (on slices), `error`, `tensor`, `conv` (the arithmetic, forward and
+//! backward), `Params`, `autodiff`, `nn` and `weights`, `optim`,
+//! `distributed`, `data` and `plot`, `fetch`, `pipeline`. There are no
+//! cycles, so each can be read knowing only what comes before it;
+//! `tests/layering.rs` holds the order and fails on any path that reaches
+//! upwards.
 //!
 //! # Example
 //!
@@ -84,29 +99,55 @@
 // Each unsafe operation sits in its own `unsafe` block with the reason it
 // holds, even inside an `unsafe fn` (whose contract is its `# Safety` doc).
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+// The modules in layer order, lowest first (`tests/layering.rs` holds it):
+// each uses only those before it. Machinery (hidden: the binary, benches and
+// fuzz targets need `memory`, `parallel`, `report_page` and `parsers`):
+mod files;
+#[doc(hidden)]
+pub mod memory;
+#[doc(hidden)]
+pub mod parallel;
+mod rng;
+mod scratch;
+
+// The engine:
+pub mod gemm;
 
 pub mod error;
-pub mod fetch;
-pub mod files;
-pub mod gemm;
+
 pub mod tensor;
+
+pub mod conv;
+
+mod params;
+
+pub mod autodiff;
+
+pub mod nn;
 pub mod weights;
 
-pub use error::{Error, Result};
-pub use tensor::{Rng, Tensor};
-pub mod autodiff;
-pub mod conv;
-pub mod data;
-pub mod distributed;
-pub mod memory;
-pub mod nn;
 pub mod optim;
-pub mod parallel;
-pub mod parsers;
-pub mod pipeline;
+
+pub mod distributed;
+
+// Data in, figures out, whole experiments:
+pub mod data;
 pub mod plot;
+#[doc(hidden)]
 pub mod report_page;
-pub mod scratch;
+
+pub mod fetch;
+
+pub mod pipeline;
+
+#[doc(hidden)]
+pub mod parsers;
+
+pub use error::{Error, Result};
+pub use params::Params;
+pub use tensor::{Rng, Tensor};
 
 #[cfg(test)]
 mod tests {

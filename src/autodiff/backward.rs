@@ -6,15 +6,12 @@
 //! Each rule turns the node's output gradient `g` into gradients for its
 //! parents and **adds** them to what the parents already have.
 
-use super::conv::ConvGeom;
 use super::op::{Input, Op, Reduction, Targets};
 use super::tape::{NodeId, Stamp, Tape, Var};
-use crate::conv::{avg_pool2d_backward, col2im, max_pool2d_backward};
+use crate::conv::{avg_pool2d_input_gradient, conv2d_backward, max_pool2d_input_gradient, Wanted};
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
-use crate::scratch::with_vec;
+use crate::gemm::Transpose;
 use crate::tensor::{BinaryOp, Tensor};
-use rayon::prelude::*;
 
 /// Gradients of the leaves of a tape, by node and by parameter name.
 #[derive(Debug)]
@@ -103,152 +100,6 @@ impl Tape {
         }
         Ok(Grads { grads, names, stamp })
     }
-}
-
-/// Images per partial weight gradient: fixed, so that the sum over the batch
-/// has the same order on any number of threads.
-const CONV_GROUP_IMAGES: usize = 4;
-
-/// The output gradient of group `gi` of the images `i0..i0 + count` as one
-/// `[ocg, count * oh * ow]` matrix: borrowed for one image, else gathered
-/// into `buf` (the layout of the forward pass's product).
-fn dy_matrix<'a>(
-    gs: &'a [f32],
-    geom: &ConvGeom,
-    (i0, count): (usize, usize),
-    gi: usize,
-    buf: &'a mut Vec<f32>,
-) -> &'a [f32] {
-    let (oc, pix) = (geom.oc, geom.oh * geom.ow);
-    let ocg = oc / geom.groups;
-    if count == 1 {
-        return &gs[(i0 * oc + gi * ocg) * pix..(i0 * oc + (gi + 1) * ocg) * pix];
-    }
-    let ld = count * pix;
-    buf.resize(ocg * ld, 0.0);
-    for j in 0..count {
-        for o in 0..ocg {
-            let src = ((i0 + j) * oc + gi * ocg + o) * pix;
-            buf[o * ld + j * pix..o * ld + (j + 1) * pix].copy_from_slice(&gs[src..src + pix]);
-        }
-    }
-    &buf[..ocg * ld]
-}
-
-/// conv2d: dW = sum over images of dY cols^T, dX = col2im(W^T dY), db = the
-/// sums of dY over batch and pixels.
-fn conv2d_backward(
-    x: &Input,
-    w: &Input,
-    b: Option<NodeId>,
-    geom: &ConvGeom,
-    g: &Tensor,
-    grads: &mut [Option<Tensor>],
-) -> Result<()> {
-    let ConvGeom { n, c, h, w: wd, oc, oh, ow, groups, win } = *geom;
-    let (ocg, pix, rows) = (oc / groups, oh * ow, geom.col_rows());
-    let image = c * h * wd;
-    let (xs, ws, gs) = (x.value.data(), w.value.data(), g.data());
-    if b.is_some() {
-        let mut db = vec![0.0f32; oc];
-        for img in gs.chunks(oc * pix) {
-            for (d, plane) in db.iter_mut().zip(img.chunks(pix)) {
-                *d += plane.iter().sum::<f32>();
-            }
-        }
-        accumulate(grads, b, Tensor::from_vec(db, &[oc])?)?;
-    }
-    // Chunks of images as the forward pass made them: one product each.
-    let per = geom.images_per_product();
-    let chunks: Vec<(usize, usize)> = (0..n).step_by(per).map(|i| (i, per.min(n - i))).collect();
-    if w.id.is_some() {
-        // Partial sums over fixed groups of chunks, added in order: the same
-        // bits on any number of threads.
-        let groups_of = CONV_GROUP_IMAGES.div_ceil(per).max(1);
-        let serial = ConvGeom::fills_threads(chunks.len().div_ceil(groups_of));
-        let partials: Vec<Vec<f32>> = chunks
-            .par_chunks(groups_of)
-            .map(|run| {
-                crate::parallel::serial_if(serial, || {
-                    with_vec(|buf| {
-                        with_vec(|dybuf| -> Result<Vec<f32>> {
-                            let mut dw = vec![0.0f32; w.value.numel()];
-                            for &(i0, count) in run {
-                                let ld = count * pix;
-                                for gi in 0..groups {
-                                    let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, buf);
-                                    let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
-                                    let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
-                                    sgemm(
-                                        Transpose::No,
-                                        Transpose::Yes,
-                                        ocg,
-                                        rows,
-                                        ld,
-                                        1.0,
-                                        dy,
-                                        ld,
-                                        cols,
-                                        ld,
-                                        1.0,
-                                        dwg,
-                                        rows,
-                                    )?;
-                                }
-                            }
-                            Ok(dw)
-                        })
-                    })
-                })
-            })
-            .collect::<Result<_>>()?;
-        let mut dw = vec![0.0f32; w.value.numel()];
-        for p in &partials {
-            dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-        }
-        accumulate(grads, w.id, Tensor::from_vec(dw, w.value.shape())?)?;
-    }
-    if x.id.is_some() {
-        if let Some(dx) = super::conv::input_gradient_by_conv(geom, ws, gs) {
-            return accumulate(grads, x.id, Tensor::from_vec(dx?, x.value.shape())?);
-        }
-        // W^T of each group, packed once for every chunk.
-        let filters_t: Vec<PackedA> = (0..groups)
-            .map(|gi| PackedA::new(Transpose::Yes, rows, ocg, &ws[gi * ocg * rows..(gi + 1) * ocg * rows], rows))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut dx = vec![0.0f32; n * image];
-        let serial = ConvGeom::fills_threads(chunks.len());
-        let cg = c / groups;
-        dx.par_chunks_mut(per * image).zip(chunks.par_iter()).try_for_each(|(dxs, &(i0, count))| {
-            crate::parallel::serial_if(serial, || {
-                with_vec(|dcols| {
-                    with_vec(|dybuf| -> Result<()> {
-                        let ld = count * pix;
-                        for (gi, wt) in filters_t.iter().enumerate() {
-                            let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
-                            let plane = |j: usize| gi * cg * h * wd + j * image..(gi + 1) * cg * h * wd + j * image;
-                            if count == 1 && win.is_pointwise() {
-                                sgemm_packed(wt, Transpose::No, pix, 1.0, dy, pix, 0.0, &mut dxs[plane(0)], pix)?;
-                                continue;
-                            }
-                            // Every element is written (beta 0): grow without clearing.
-                            if dcols.len() < rows * ld {
-                                dcols.resize(rows * ld, 0.0);
-                            }
-                            let d = &mut dcols[..rows * ld];
-                            sgemm_packed(wt, Transpose::No, ld, 1.0, dy, ld, 0.0, d, ld)?;
-                            for j in 0..count {
-                                col2im(&dcols[j * pix..], &geom.planes(), ld, &mut dxs[plane(j)]);
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-            })
-        })?;
-        accumulate(grads, x.id, Tensor::from_vec(dx, x.value.shape())?)?;
-    }
-    Ok(())
 }
 
 /// The backward rule of one op: `g` is the gradient of the op's output.
@@ -358,26 +209,26 @@ fn backward_rule(op: &Op, g: &Tensor, grads: &mut [Option<Tensor>]) -> Result<()
             };
             accumulate(grads, Some(*x), d.scale(per * g.item()?))?
         }
-        Op::Conv2d { x, w, b, geom } => conv2d_backward(x, w, *b, geom, g, grads)?,
+        Op::Conv2d { x, w, b, geom } => {
+            // The arithmetic is the convolution's own (`conv/backward.rs`).
+            let wanted = Wanted { bias: b.is_some(), filters: w.id.is_some(), input: x.id.is_some() };
+            let d = conv2d_backward(geom, x.value.data(), w.value.data(), g.data(), wanted)?;
+            for (id, d, shape) in
+                [(*b, d.bias, &[geom.oc][..]), (w.id, d.filters, w.value.shape()), (x.id, d.input, x.value.shape())]
+            {
+                if let Some(d) = d {
+                    accumulate(grads, id, Tensor::from_vec(d, shape)?)?;
+                }
+            }
+        }
         Op::MaxPool2d { x, in_shape, arg } => {
             // Each output's gradient goes to the input that was its maximum.
-            let (plane_in, plane_out) = (in_shape[2] * in_shape[3], g.shape()[2] * g.shape()[3]);
-            let mut dx = vec![0.0f32; in_shape.iter().product()];
-            dx.par_chunks_mut(plane_in)
-                .zip(g.data().par_chunks(plane_out))
-                .zip(arg.par_chunks(plane_out))
-                .for_each(|((d, gy), a)| max_pool2d_backward(gy, a, d));
+            let planes = (in_shape[2] * in_shape[3], g.shape()[2] * g.shape()[3]);
+            let dx = max_pool2d_input_gradient(g.data(), arg, in_shape.iter().product(), planes);
             accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
         }
         Op::AvgPool2d { x, in_shape, planes } => {
-            // Each output's gradient is shared equally by its window's k * k
-            // positions; the padded ones' shares are dropped.
-            let (plane_in, plane_out) = (planes.h * planes.w, planes.oh * planes.ow);
-            let mut dx = vec![0.0f32; in_shape.iter().product()];
-            // Planes may be empty (all padding): then so is dx, and there is nothing to add.
-            dx.par_chunks_mut(plane_in.max(1)).zip(g.data().par_chunks(plane_out)).for_each(|(d, gy)| {
-                avg_pool2d_backward(gy, planes, d);
-            });
+            let dx = avg_pool2d_input_gradient(g.data(), planes, in_shape.iter().product());
             accumulate(grads, Some(*x), Tensor::from_vec(dx, in_shape)?)?
         }
         Op::Dropout { x, mask } => accumulate(grads, Some(*x), g.mul(mask)?)?,

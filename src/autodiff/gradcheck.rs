@@ -16,7 +16,7 @@
 use super::backward::Grads;
 use super::tape::{Tape, Var};
 use crate::error::{Error, Result};
-use crate::nn::Params;
+use crate::params::Params;
 use crate::tensor::{Rng, Tensor};
 
 /// How [`gradcheck`] compares: the finite-difference step, the tolerance,

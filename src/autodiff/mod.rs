@@ -23,7 +23,7 @@
 //! The tape and `Var` are in `tape.rs`; what each node remembers in `op.rs`,
 //! one enum variant per primitive; the forward methods in `ops.rs`
 //! ([`Tape::matmul`], [`Tape::add`], [`Tape::relu`], [`Tape::softmax_cross_entropy`], ...),
-//! `conv.rs` ([`Tape::conv2d`], [`Tape::max_pool2d`], [`Tape::dropout`]) and
+//! `conv_ops.rs` ([`Tape::conv2d`], [`Tape::max_pool2d`], [`Tape::dropout`]) and
 //! `fused.rs` ([`Tape::linear_cross_entropy`]: a last layer and its loss in
 //! one pass); and **every backward rule** in one `match` in `backward.rs`.
 //!
@@ -33,12 +33,11 @@
 //! from these primitives and checks it).
 
 mod backward;
-mod conv;
+mod conv_ops;
 mod fused;
 pub mod gradcheck;
 mod op;
 mod ops;
-mod prepacked;
 mod tape;
 
 pub use backward::Grads;

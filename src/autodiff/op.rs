@@ -104,7 +104,7 @@ pub(crate) enum Op {
         x: Input,
         w: Input,
         b: Option<NodeId>,
-        geom: super::conv::ConvGeom,
+        geom: crate::conv::ConvGeom,
     },
     MaxPool2d {
         x: NodeId,

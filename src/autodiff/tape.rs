@@ -8,6 +8,7 @@
 
 use super::op::Op;
 use crate::error::{Error, Result};
+use crate::params::Params;
 use crate::tensor::Tensor;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,5 +198,14 @@ impl Tape {
             Err(_) if !self.recording => Var::constant(value),
             Err(e) => self.push(value, Op::Refused { error: e.to_string() }, None),
         }
+    }
+}
+
+// Defined here rather than in `params.rs`, which sits below the tape.
+impl Params {
+    /// Put the parameter `name` on the tape as a leaf (a constant on an
+    /// inference tape).
+    pub fn var(&self, tape: &Tape, name: &str) -> Result<Var> {
+        Ok(tape.param(name, self.get(name)?))
     }
 }

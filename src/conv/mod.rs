@@ -1,8 +1,9 @@
 //! Convolution and pooling on NCHW tensors: the arithmetic behind the tape's
 //! [`conv2d`](crate::autodiff::Tape::conv2d),
 //! [`max_pool2d`](crate::autodiff::Tape::max_pool2d) and
-//! [`avg_pool2d`](crate::autodiff::Tape::avg_pool2d) (their backward rules
-//! are in `autodiff/backward.rs`, like every other).
+//! [`avg_pool2d`](crate::autodiff::Tape::avg_pool2d), forward and backward
+//! (the tape's backward rules, in `autodiff/backward.rs` like every other,
+//! call the backward passes in `backward.rs` here).
 //!
 //! # The idea: a convolution is a matrix product
 //!
@@ -27,15 +28,21 @@
 //! ([`max_pool2d`], [`avg_pool2d`]) is a direct pass over each plane.
 
 mod avg_pool;
+mod backward;
+mod conv2d;
 mod fields;
 mod im2col;
 mod pool;
+mod prepacked;
 pub mod winograd;
 
 pub use avg_pool::{avg_pool2d, avg_pool2d_backward};
 pub use fields::{needs_padding, pad_planes, padded_plane, Fields};
 pub use im2col::{col2im, im2col};
 pub use pool::{max_pool2d, max_pool2d_backward};
+
+pub(crate) use backward::{avg_pool2d_input_gradient, conv2d_backward, max_pool2d_input_gradient, Wanted};
+pub(crate) use conv2d::{conv2d_forward, dims4, ConvGeom, ConvInputs};
 
 use crate::error::{Error, Result};
 

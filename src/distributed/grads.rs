@@ -16,33 +16,6 @@ use crate::autodiff::{Grads, Reduction, Tape, Targets, Var};
 use crate::nn::{Params, Sequential};
 use crate::tensor::{Rng, Tensor};
 use crate::{Error, Result};
-use std::cell::Cell;
-
-thread_local! {
-    /// While a rank runs its slice: the batch's rows before and after it.
-    static AROUND: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-}
-
-/// Dropout on this rank's rows of a batch: the masks of the rows before and
-/// after the slice are drawn and thrown away, so every rank's generator
-/// moves as the single process's does, and each row's mask is the one the
-/// single process would give it. (Outside [`step`] there are none.)
-pub(crate) fn dropout(tape: &Tape, h: &Var, p: f32, rng: &mut Rng) -> Result<Var> {
-    let (before, after) = AROUND.with(Cell::get);
-    // `Tape::dropout` draws one number per value, row by row, when p > 0.
-    let per_row = h.value().shape()[1..].iter().product::<usize>();
-    let skip = |rows: usize, rng: &mut Rng| {
-        if p > 0.0 {
-            (0..rows * per_row).for_each(|_| {
-                rng.uniform();
-            });
-        }
-    };
-    skip(before, rng);
-    let out = tape.dropout(h, p, true, rng)?;
-    skip(after, rng);
-    Ok(out)
-}
 
 fn invalid(message: String) -> Error {
     Error::Invalid { op: "data-parallel step", message }
@@ -74,10 +47,8 @@ pub fn step(
         Targets::Probabilities(p) => Targets::Probabilities(super::rows(p, part.clone())?),
     };
     let around = (part.start, batch - part.end);
-    AROUND.with(|a| a.set(around));
-    let loss = net.loss(tape, params, &xs, &ys, Reduction::Sum, dropout);
-    AROUND.with(|a| a.set((0, 0)));
-    let loss = loss?;
+    let loss =
+        crate::nn::dropout::with_rows_around(around, || net.loss(tape, params, &xs, &ys, Reduction::Sum, dropout))?;
     let mut total = [loss.value().item()? as f64];
     let grads = tape.backward(&loss)?;
     tape.clear();

@@ -16,7 +16,9 @@ pub fn owner(i: usize, size: usize) -> usize {
 /// What [`share`] returns: every job's summary in job order (on every
 /// rank), and the full result of the jobs this rank ran (None for others').
 pub struct Shared<L, S> {
+    /// Every job's summary, in job order.
     pub summaries: Vec<S>,
+    /// The full result of each job this rank ran; None for the others'.
     pub local: Vec<Option<L>>,
 }
 

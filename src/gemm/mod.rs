@@ -32,7 +32,7 @@
 //! filters once for many products ([`sgemm_packed`]), and
 //! [`sgemm_packed_gather`] reads the right operand through a table of row
 //! and column offsets ([`crate::conv::Fields`]: an image's receptive fields),
-//! packing it without writing the column matrix out. [`skinny`] has unpacked
+//! packing it without writing the column matrix out. `skinny.rs` has unpacked
 //! kernels for products with a few dozen outputs, and
 //! [`reference::sgemm_naive`] is the naive triple loop the tests compare
 //! against. `examples/sgemm.rs` calls [`sgemm`] and checks it.
@@ -56,7 +56,7 @@ mod lane;
 mod pack;
 mod packed;
 pub mod reference;
-pub mod skinny;
+pub(crate) mod skinny;
 
 pub use packed::{sgemm_packed, sgemm_packed_gather, PackedA};
 

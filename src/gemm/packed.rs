@@ -189,7 +189,7 @@ mod tests {
     fn gathered_products_match_the_reference() {
         // B gathered from a random source with random offsets (repeats
         // allowed), widths crossing panel and KC-block edges.
-        let mut r = crate::tensor::Rng::new(4);
+        let mut r = crate::rng::Rng::new(4);
         // The last two are big enough to split between threads: by rows, by columns.
         for (m, n, k) in [(1, 1, 1), (12, 33, 7), (30, 100, 600), (64, 65, 1100), (200, 40, 700), (40, 300, 500)] {
             let src: Vec<f32> = (0..5000).map(|_| r.normal()).collect();
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn packed_products_match_the_reference() {
-        let mut r = crate::tensor::Rng::new(9);
+        let mut r = crate::rng::Rng::new(9);
         for (m, n, k) in [(1, 1, 1), (13, 40, 7), (64, 300, 363), (100, 17, 1100), (25, 3, 530), (300, 40, 400)] {
             for ta in [Transpose::No, Transpose::Yes] {
                 let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();

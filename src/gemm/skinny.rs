@@ -275,7 +275,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = crate::tensor::Rng::new(seed);
+        let mut r = crate::rng::Rng::new(seed);
         (0..n).map(|_| r.uniform() * 2.0 - 1.0).collect()
     }
 

@@ -141,7 +141,7 @@ fn bad_arguments_are_errors_not_panics() {
 /// k is split (k >> m, n) and when the rows or columns are shared out.
 #[test]
 fn one_and_two_threads_give_the_same_bits() {
-    let mut r = crate::tensor::Rng::new(21);
+    let mut r = crate::rng::Rng::new(21);
     for (m, n, k) in [(30, 40, 9000), (300, 500, 700), (64, 3136, 363)] {
         let a: Vec<f32> = (0..m * k).map(|_| r.normal()).collect();
         let b: Vec<f32> = (0..k * n).map(|_| r.normal()).collect();

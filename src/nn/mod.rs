@@ -5,19 +5,19 @@
 
 pub mod alexnet;
 pub mod chain;
+pub(crate) mod dropout;
 pub mod infer;
 mod init;
 pub mod layer;
 mod linear;
 mod mlp;
-mod params;
 pub mod presets;
 pub mod sequential;
 pub mod timing;
 
+pub use crate::params::Params;
 pub use init::Init;
 pub use layer::{Layer, Window2d};
 pub use linear::Linear;
 pub use mlp::{Activation, Mlp};
-pub use params::Params;
 pub use sequential::{LayerSpec, Sequential};

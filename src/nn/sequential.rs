@@ -273,7 +273,7 @@ impl Sequential {
                 Layer::Sigmoid => tape.sigmoid(&h),
                 Layer::Dropout { p } => match train.as_deref_mut() {
                     // A data-parallel rank draws the whole batch's mask and keeps its rows.
-                    Some(rng) => crate::distributed::grads::dropout(tape, &h, *p, rng)?,
+                    Some(rng) => super::dropout::dropout(tape, &h, *p, rng)?,
                     None => h,
                 },
                 Layer::Flatten => flat_rows(tape, &h)?,

@@ -46,10 +46,13 @@ pub enum Pass {
 pub struct LayerTiming {
     /// `layers.<index>` or the layer's name.
     pub prefix: String,
+    /// The layer.
     pub layer: Layer,
-    /// One example's shapes.
+    /// One example's input shape.
     pub input: Vec<usize>,
+    /// One example's output shape.
     pub output: Vec<usize>,
+    /// Its forward pass, on an inference tape.
     pub forward: Duration,
     /// None for [`Pass::Inference`].
     pub backward: Option<Duration>,
@@ -71,6 +74,7 @@ pub struct NetworkTiming {
     /// Forward to the loss on a recording tape, as a training step runs it;
     /// None for [`Pass::Inference`]. The same for `backward` and `update`.
     pub forward_training: Option<Duration>,
+    /// The backward pass from the loss.
     pub backward: Option<Duration>,
     /// The optimiser's step, when one was given.
     pub update: Option<Duration>,

@@ -158,6 +158,8 @@ impl Checkpoints {
     /// The saved state of the run `label`, when resuming and one exists,
     /// checked only for what the file itself must hold; prefer
     /// [`Checkpoints::load_checked`], which also checks it fits the run.
+    /// (The tests' shorthand: runs load checked.)
+    #[cfg(test)]
     pub fn load<L: DeserializeOwned>(
         &self,
         label: &str,

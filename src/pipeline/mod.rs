@@ -3,27 +3,27 @@
 //! `schema.rs` says what a file may contain (and is printed by `nabla
 //! schema`); `load.rs` reads and validates it; `run.rs` runs its stages in
 //! order (`samples.rs`, `gradcheck.rs`, `sweep` and `train.rs`,
-//! `contour.rs`), each adding figures and numbers to a [`Report`]; `output.rs`
+//! `contour.rs`), each adding figures and numbers to a `Report`; `output.rs`
 //! stages every file and moves them into place only when the run succeeded.
 
 pub mod apply;
 mod budget;
-pub mod checkpoint;
-pub mod confusion;
-pub mod load;
+pub(crate) mod checkpoint;
+pub(crate) mod confusion;
+pub(crate) mod load;
 pub(crate) mod model;
-pub mod names;
+pub(crate) mod names;
 pub mod output;
 mod report;
 mod run;
 pub mod schema;
 pub mod schema_doc;
-pub mod stages;
+pub(crate) mod stages;
 pub mod time;
 pub(crate) mod validate;
 
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;
-pub use report::Report;
+
 pub use run::{default_out, run, RunError, RunOptions};
 pub use stages::scaling;

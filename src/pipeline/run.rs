@@ -10,6 +10,7 @@ use crate::distributed;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// How `nabla FILE` runs a pipeline.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Output folder (default `resources/<name>`).
@@ -23,10 +24,20 @@ pub struct RunOptions {
 /// Why a run stopped. Nothing is written to the output folder in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The pipeline file could not be read or is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A stage failed.
     #[error("{}: {stage}: {message}", file.display())]
-    Stage { file: PathBuf, stage: &'static str, message: String },
+    Stage {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The stage's name (`train`, `contour`, ...).
+        stage: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The output folder could not be staged or written.
     #[error(transparent)]
     Output(#[from] OutputError),
 }

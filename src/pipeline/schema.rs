@@ -103,11 +103,14 @@ pub struct Data {
     pub normalize: Normalize,
 }
 
+/// How an image is scaled before the network.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalize {
     #[default]
+    /// As read (pixels times `pixel_scale`).
     None,
+    /// Minus the image's mean, divided by its largest absolute value.
     MeanMaxAbs,
 }
 
@@ -137,18 +140,24 @@ pub struct Backbone {
     pub cache: Option<PathBuf>,
 }
 
+/// Which fixed network a backbone is.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BackboneKind {
+    /// torchvision's AlexNet, features after the last max-pool.
     Alexnet,
+    /// The layers of `layers`, as in `[model]`.
     Sequential,
 }
 
+/// What a backbone does when its weights file is missing.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum IfMissing {
     #[default]
+    /// Stop with an error naming the file.
     Error,
+    /// Warn, and use seeded random weights (said in the outputs).
     Random,
 }
 
@@ -198,27 +207,36 @@ impl Default for Data {
     }
 }
 
+/// A data set the pipeline can read.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Dataset {
     #[default]
+    /// The four MNIST IDX files.
     Mnist,
+    /// FaceScrub face crops in a folder.
     Faces,
 }
 
+/// The channels a face image is read into.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ColorName {
     #[default]
+    /// One channel.
     Gray,
+    /// Three channels, red first.
     Rgb,
 }
 
+/// What an image that cannot be decoded does.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BadImage {
     #[default]
+    /// Stop with an error naming the file.
     Fail,
+    /// Leave it out and count it.
     Skip,
 }
 
@@ -275,12 +293,17 @@ pub struct Model {
     pub load: Option<PathBuf>,
 }
 
+/// The kind of network `[model]` builds.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
+    /// Softmax regression: inputs straight to classes.
     Linear,
+    /// Fully connected hidden layers between them.
     Mlp,
+    /// torchvision's AlexNet.
     Alexnet,
+    /// The layers of `layers`.
     Sequential,
 }
 
@@ -330,11 +353,15 @@ pub struct LayerFields {
     pub bias_init: Option<InitSpec>,
 }
 
+/// An activation between an MLP's layers.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationName {
+    /// max(0, x).
     Relu,
+    /// tanh(x).
     Tanh,
+    /// 1 / (1 + exp(-x)).
     Sigmoid,
 }
 
@@ -348,9 +375,15 @@ fn default_activation() -> ActivationName {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(try_from = "InitFields", into = "InitFields")]
 pub enum InitSpec {
+    /// Every value 0.
     Zeros,
+    /// Uniform in `[lo, hi)`.
+    #[allow(missing_docs)] // the bounds' names say it
     Uniform { lo: f32, hi: f32 },
+    /// Normal with this mean and standard deviation.
+    #[allow(missing_docs)] // the parameters' names say it
     Normal { mean: f32, std: f32 },
+    /// Uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in))`, PyTorch's default for linear layers.
     FanIn,
 }
 
@@ -490,11 +523,15 @@ pub struct Sweep {
     pub select: SelectMetric,
 }
 
+/// How a sweep or trials pick the best setting.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SelectMetric {
+    /// The final validation accuracy (higher is better).
     ValidationAccuracy,
+    /// The best validation accuracy over the run (higher is better).
     BestValidationAccuracy,
+    /// The final training loss (lower is better).
     FinalLoss,
 }
 
@@ -584,25 +621,34 @@ fn default_weights_figure() -> String {
     "weights.png".into()
 }
 
+/// The optimiser that trains the model.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerName {
+    /// SGD, with optional momentum.
     Sgd,
+    /// Adam, as PyTorch's.
     Adam,
 }
 
+/// How training uses the ranks of an MPI run.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Parallel {
     #[default]
+    /// Each rank trains on its own (or one process).
     None,
+    /// Data-parallel: each rank takes a slice of every mini-batch.
     Data,
 }
 
+/// How the loss combines a mini-batch's examples.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LossReduction {
+    /// The sum over the examples.
     Sum,
+    /// The mean over the examples.
     Mean,
 }
 
@@ -663,7 +709,9 @@ pub struct Contour {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum EntryIndex {
+    /// The index into the tensor's row-major values.
     Flat(usize),
+    /// One index per axis.
     Multi(Vec<usize>),
 }
 

@@ -58,8 +58,10 @@ fn render_source(source: &str) -> String {
     let (items, decls) = parse(source);
     let mut out = String::from("## Pipeline file format (version 1)\n\n");
     for item in &items {
-        // Plain enums of names are described by the fields that use them.
-        if item.doc.is_empty() {
+        // Plain enums of names (snake_case variants) are described by the
+        // fields that use them.
+        let names = decls.enums.get(&item.name).is_some_and(|&(_, snake, _)| snake);
+        if item.doc.is_empty() || names {
             continue;
         }
         out += &format!("### {}\n\n{}\n\n", item.name, item.doc);

@@ -8,7 +8,7 @@
 //! random weights: nabla runs it once per image, with no gradient, so it has
 //! its own table and its own shares.
 //!
-//! The output is a table, or with `--json` one object (the [`TimeReport`]
+//! The output is a table, or with `--json` one object (`TimeReport`
 //! below; every time in milliseconds, every FLOP count for the whole batch).
 
 use super::schema::{LossReduction, OptimizerName};
@@ -25,20 +25,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Measured runs when `--iterations` is not given.
-pub const DEFAULT_ITERATIONS: usize = 10;
+pub(crate) const DEFAULT_ITERATIONS: usize = 10;
 /// Unmeasured runs before them.
-pub const WARMUP: usize = 1;
+pub(crate) const WARMUP: usize = 1;
 /// The batch when `--batch` is not given and `train.batch_size` is 0 (the
 /// whole training set) or the file does not train.
-pub const DEFAULT_BATCH: usize = 64;
-/// Flag limits: larger is a typo.
-pub const MAX_BATCH: usize = 1 << 20;
-pub const MAX_ITERATIONS: usize = 1000;
+pub(crate) const DEFAULT_BATCH: usize = 64;
+/// Flag limits (`--batch`, `--iterations`): larger is a typo.
+pub(crate) const MAX_BATCH: usize = 1 << 20;
+pub(crate) const MAX_ITERATIONS: usize = 1000;
 /// The activations a timed batch may hold (values, gradients and workspace
 /// of every layer at once): 4 GiB, or less on a machine with less memory.
-pub const MAX_ACTIVATION_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
+pub(crate) const MAX_ACTIVATION_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
 /// The arithmetic one `nabla time` may do: ~8 minutes at 200 GFLOP/s.
-pub const MAX_WORK_FLOPS: f64 = 1e14;
+pub(crate) const MAX_WORK_FLOPS: f64 = 1e14;
 
 const USAGE: &str = "\
 usage: nabla time <pipeline.toml> [--batch N] [--iterations K] [--json] [--set section.key=value]...
@@ -54,7 +54,7 @@ const BACKWARD_RULE: &str =
 
 /// The `--json` object.
 #[derive(Debug, Serialize)]
-pub struct TimeReport {
+pub(crate) struct TimeReport {
     /// The pipeline file and its `name`.
     pub file: String,
     pub name: String,
@@ -78,7 +78,7 @@ pub struct TimeReport {
 
 /// One network's figures.
 #[derive(Debug, Serialize)]
-pub struct Section {
+pub(crate) struct Section {
     /// "training" (forward, backward) or "inference" (forward only).
     pub pass: &'static str,
     /// One example's input and output shapes.
@@ -92,7 +92,7 @@ pub struct Section {
 
 /// One layer's figures.
 #[derive(Debug, Serialize)]
-pub struct LayerRow {
+pub(crate) struct LayerRow {
     /// Its parameters' prefix (`layers.0` or its `name`), its `type`, and
     /// its settings in a few words (`conv2d 6 5x5 pad 2`).
     pub name: String,
@@ -118,7 +118,7 @@ pub struct LayerRow {
 
 /// The whole network, run as evaluation and as a training step run it.
 #[derive(Debug, Serialize)]
-pub struct Whole {
+pub(crate) struct Whole {
     /// Forward with nothing recorded (a convolution and its ReLU fused).
     pub forward_inference_ms: f64,
     /// Forward to the loss on a recording tape, backward, the optimiser's

@@ -5,9 +5,12 @@ use super::{draw_err, encode_png, ensure_font, FONT};
 use crate::error::{Error, Result};
 use plotters::prelude::*;
 
+/// A confusion matrix to draw: rows are true classes, columns predicted.
 #[derive(Clone, Debug)]
 pub struct ConfusionPlot {
+    /// The figure's title.
     pub title: String,
+    /// Class names, in index order.
     pub classes: Vec<String>,
     /// `counts[true][predicted]`.
     pub counts: Vec<Vec<u64>>,
@@ -17,6 +20,7 @@ pub struct ConfusionPlot {
 const LABELLED: usize = 40;
 
 impl ConfusionPlot {
+    /// The figure as PNG bytes; an error if `counts` is not classes x classes.
     pub fn png(&self) -> Result<Vec<u8>> {
         ensure_font();
         let k = self.classes.len();

@@ -18,16 +18,15 @@
 //! gradient back to its source shape) are in `reduce.rs`; products
 //! ([`Tensor::matmul`], which calls [`crate::gemm::sgemm`]) and transposes
 //! in `linalg.rs`; a stable [`Tensor::softmax`] in `softmax.rs`; the seeded
-//! random stream ([`Rng`]) in `rng.rs`, so every run is reproducible.
+//! random stream ([`Rng`]), so every run is reproducible.
 
 mod linalg;
 mod ops;
 mod reduce;
-pub mod rng;
 mod softmax;
 
+pub use crate::rng::Rng;
 pub use ops::BinaryOp;
-pub use rng::Rng;
 
 use crate::error::{Error, Result};
 use std::sync::Arc;

@@ -16,7 +16,7 @@ mod pth;
 pub use pickle::{PickleError, Value};
 pub use pth::read_pth;
 
-use crate::nn::Params;
+use crate::params::Params;
 use std::path::Path;
 
 /// The largest weights file we read, and the most bytes its tensors may

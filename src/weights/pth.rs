@@ -3,7 +3,7 @@
 //! `<name>/data/<key>` in the same archive (stored, not compressed).
 
 use super::pickle::{self, Value};
-use crate::nn::Params;
+use crate::params::Params;
 use crate::tensor::Tensor;
 use std::io::Read;
 

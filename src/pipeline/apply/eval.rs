@@ -27,14 +27,28 @@ pub enum EvalData {
     /// The run's own test split.
     TestSplit,
     /// An IDX images file and its labels.
-    Idx { images: PathBuf, labels: PathBuf },
+    Idx {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+    },
     /// Image files and their class indices.
-    Files { root: PathBuf, files: Vec<(PathBuf, usize)>, ignored: usize },
+    Files {
+        /// The folder they were found in (named in the report).
+        root: PathBuf,
+        /// Each file and its class index.
+        files: Vec<(PathBuf, usize)>,
+        /// Files left out: of classes the model does not know.
+        ignored: usize,
+    },
 }
 
 /// What an evaluation found.
 pub struct Evaluation {
+    /// What was evaluated on, as the report names it.
     pub data: String,
+    /// Counts of (true, predicted) classes.
     pub confusion: Confusion,
     /// Inputs that could not be used, and why.
     pub failed: Vec<(String, String)>,
@@ -45,6 +59,7 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// The evaluation as `metrics.json` holds it, for the run in `run`.
     pub fn json(&self, run: &Path) -> Value {
         json!({
             "run": run.display().to_string(),

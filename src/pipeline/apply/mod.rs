@@ -8,8 +8,8 @@
 //! - `predict.rs`, `eval.rs`: the two commands.
 
 pub mod eval;
-pub mod inputs;
-pub mod manifest;
+pub(crate) mod inputs;
+pub(crate) mod manifest;
 pub mod predict;
 pub mod run_model;
 

@@ -13,20 +13,25 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+/// How `nabla predict` reports.
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
     /// Classes shown per input.
     pub top: usize,
+    /// One JSON object per line instead of text.
     pub json: bool,
     /// Examples per pass through the model.
     pub batch: usize,
+    /// Show a progress bar (only drawn on a terminal).
     pub progress: bool,
 }
 
 /// How a prediction went: inputs classified and inputs that failed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Inputs classified.
     pub predicted: usize,
+    /// Inputs that could not be read or decoded (each reported).
     pub failed: usize,
 }
 

@@ -19,11 +19,16 @@ const PIPELINE_LIMIT: u64 = 1 << 20;
 
 /// A trained model, ready to classify.
 pub struct RunModel {
+    /// The run's folder.
     pub dir: PathBuf,
+    /// What the run recorded about its model: name, classes, input shape,
+    /// and the digests of the files it wrote.
     pub manifest: Manifest,
+    /// The pipeline file the run was made from.
     pub pipeline: Pipeline,
     /// The trained network and its weights.
     pub net: Sequential,
+    /// The network's trained weights.
     pub params: Params,
     /// The fixed network in front of it, with its weights.
     pub backbone: Option<(Sequential, Params)>,
@@ -104,7 +109,7 @@ impl RunModel {
         &self.manifest.classes
     }
 
-    /// An image file's bytes as one example (see [`super::manifest::Input`]).
+    /// An image file's bytes as one example (as the manifest's input section says).
     pub fn preprocess(&self, path: &Path, bytes: &[u8]) -> Result<Vec<f32>, String> {
         let [channels, side, _] = self.image;
         let color = if channels == 3 { Color::Rgb } else { Color::Gray };

@@ -12,14 +12,19 @@ use crate::plot::{hstack_png, Axis, LineChart, Series, SeriesStyle};
 use serde_json::json;
 use std::time::Instant;
 
+/// A way to compute every weight's gradient, timed against the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// Naive: sum the products along every path from the weight to the loss.
     Paths,
+    /// Backpropagation on the tape, vectorised.
     Tape,
+    /// Central finite differences, two forward passes per weight.
     Finite,
 }
 
 impl Method {
+    /// The name the figures and `metrics.json` use.
     pub fn name(self) -> &'static str {
         match self {
             Method::Paths => "naive",

@@ -1,6 +1,12 @@
-//! Named parameters: the state of a model.
+//! Named parameters: the state of a model, a map from PyTorch-style names
+//! (`fc1.weight`) to tensors.
+//!
+//! It sits below the tape, the layers and the weight readers, which all use
+//! it and none of which it needs: layers read their weights from it by
+//! name, optimisers update it by name, and `.pth` and safetensors files load
+//! into it. ([`Params::var`], which puts a parameter on a tape, is defined
+//! with the tape in `autodiff`.)
 
-use crate::autodiff::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
@@ -35,12 +41,6 @@ impl Params {
         self.tensors
             .get_mut(name)
             .ok_or_else(|| Error::Invalid { op: "params", message: format!("no parameter named '{name}'") })
-    }
-
-    /// Put the parameter `name` on the tape as a leaf (a constant on an
-    /// inference tape).
-    pub fn var(&self, tape: &Tape, name: &str) -> Result<Var> {
-        Ok(tape.param(name, self.get(name)?))
     }
 
     /// Every `(name, tensor)`, in name order.

@@ -53,7 +53,7 @@ pub(crate) fn filters(w: &Tensor, ocg: usize, rows: usize, groups: usize, rememb
 /// The Winograd transforms of the 3 x 3 filters `w [oc, c, 3, 3]`, packed
 /// (see `conv::winograd`); remembered like [`filters`].
 pub(crate) fn winograd_filters(w: &Tensor, oc: usize, c: usize, remember: bool) -> Result<Vec<Arc<PackedA>>> {
-    use crate::conv::winograd::{pack_filters, transform_filters, POSITIONS};
+    use super::winograd::{pack_filters, transform_filters, POSITIONS};
     remembered(w, Key::Winograd(oc, c), remember, POSITIONS * oc * c, || {
         pack_filters(&transform_filters(w.data(), oc, c), oc, c)
     })
