@@ -102,7 +102,7 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
             && p.k >= SPLIT_K_PARTS * 2 * K::KC
         {
             run_split_k::<K>(p)
-        } else if threads > 1 && !p.a_packed.is_null() && p.m.max(p.n) >= threads * 2 * K::MR.max(K::NR) {
+        } else if threads > 1 && p.m.max(p.n) >= threads * 2 * K::MR.max(K::NR) {
             run_split::<K>(p, threads)
         } else {
             run_blocked::<K>(p, threads)
@@ -110,14 +110,18 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
     }
 }
 
-/// With A packed beforehand there is nothing for the threads to build
-/// together but B, so each takes its own share of the product and packs and
-/// multiplies it start to end: one parallel region, no barrier per KC
-/// block. The larger operand is split (each thread streams half of it and
-/// reads the smaller one whole): rows of A when m > n (a lone image's
-/// 13 x 13 layers, whose filters outweigh their columns), else columns of
-/// B. Each element of C sees the same KC blocks in the same order as on one
-/// thread, so the bits do not depend on the thread count.
+/// Each thread takes its own share of the product and packs and multiplies
+/// it start to end: one parallel region, no barrier per KC block, so one
+/// thread's packing (bound by memory) runs while the other multiplies. The
+/// larger operand is split (each thread streams half of it and reads the
+/// smaller one whole): rows of A when m > n (a lone image's 13 x 13 layers,
+/// whose filters outweigh their columns), else columns of B. Sharing one
+/// packed B block between the threads instead (`run_blocked` with two
+/// threads, the BLIS way) packs less but waits twice per KC block: on the
+/// AVX2 machine of session 7 this was 13-37 % faster for AlexNet's conv and
+/// fc shapes and 256^3, and the same from 1024^3. Each element of C sees the
+/// same KC blocks in the same order as on one thread, so the bits do not
+/// depend on the thread count.
 ///
 /// # Safety
 /// As for [`gemm`].
@@ -134,7 +138,9 @@ unsafe fn run_split<K: Kernel>(p: Problem, threads: usize) {
             let at = t * per;
             let part = if by_rows {
                 let a_rows = p.a_rows.max(p.m);
-                Problem { m: per.min(p.m - at), a_rows, a_row0: p.a_row0 + at, c: p.c.add(at * p.ldc), ..*p }
+                // Packed A is indexed by row; unpacked A is a view moved down.
+                let a = if p.a_packed.is_null() { View { ptr: p.a.at(at, 0), ..p.a } } else { p.a };
+                Problem { m: per.min(p.m - at), a, a_rows, a_row0: p.a_row0 + at, c: p.c.add(at * p.ldc), ..*p }
             } else {
                 let b = View { ptr: p.b.at(0, at), ..p.b };
                 let b_gather = p.b_gather.map(|g| g.from(0, at));
