@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::median_seconds;
+use common::{median, median_seconds};
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::nn::alexnet::AlexNet;
 use nabla::optim::{Optimizer, Sgd};
@@ -64,11 +64,6 @@ fn peer() -> Option<Times> {
         }
     }
     Some(out)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::median;
+
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::data::Split;
 use nabla::nn::{Init, Params, Sequential};
@@ -63,11 +65,6 @@ fn infer(net: &Sequential, params: &Params, split: &Split) -> Vec<usize> {
         pred.extend(logits.value().argmax_axis(1).unwrap());
     }
     pred
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

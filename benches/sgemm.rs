@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{fill, median_seconds, runs_for};
+use common::{fill, median, median_seconds, runs_for};
 use nabla::gemm::{sgemm, sgemm_with, KernelChoice, Transpose};
 use std::process::Command;
 
@@ -56,12 +56,6 @@ fn openblas(s: &Shape, runs: usize, core: Option<&str>) -> Option<f64> {
     }
     let out = cmd.output().ok().filter(|o| o.status.success())?;
     String::from_utf8_lossy(&out.stdout).trim().strip_prefix("seconds=")?.parse().ok()
-}
-
-/// The middle of three.
-fn mid(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -122,7 +116,7 @@ fn main() {
             }
         }
         let t: std::collections::BTreeMap<&str, f64> =
-            times.into_iter().filter(|(_, v)| v.len() == 3).map(|(name, v)| (name, mid(v))).collect();
+            times.into_iter().filter(|(_, v)| v.len() == 3).map(|(name, v)| (name, median(v))).collect();
         for (name, t) in &t {
             println!(
                 "bench=sgemm shape={} op={op} impl={name} value={:.1} unit=GFLOP/s ms={:.3}",

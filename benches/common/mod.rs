@@ -17,6 +17,12 @@ pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// The middle value of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Repeat count that keeps one measurement near `budget` seconds.
 pub fn runs_for(one_run_seconds: f64, budget: f64) -> usize {
     ((budget / one_run_seconds.max(1e-9)) as usize).clamp(5, 51) | 1
