@@ -133,7 +133,7 @@ unsafe fn run_split<K: Kernel>(p: Problem, threads: usize) {
         let by_rows = p.m > p.n;
         let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
         let per = len.div_ceil(unit).div_ceil(threads) * unit;
-        (0..len.div_ceil(per)).into_par_iter().for_each(|t| {
+        crate::parallel::for_each_index(len.div_ceil(per), |t| {
             let p = &p; // capture the whole problem (Sync), not its raw-pointer field
             let at = t * per;
             let part = if by_rows {
@@ -189,25 +189,18 @@ unsafe fn run_split_k<K: Kernel>(p: Problem) {
         let part = balanced_block(p.k, p.k.div_ceil(SPLIT_K_PARTS), K::KC, 1);
         let parts: Vec<(usize, usize)> = (0..p.k).step_by(part).map(|k0| (k0, part.min(p.k - k0))).collect();
         // Part 0 writes C itself (with beta); the others fill private buffers.
-        let partials: Vec<Vec<f32>> = parts
-            .par_iter()
-            .enumerate()
-            .map(|(t, &(k0, kp))| {
-                let p = &p; // capture the whole problem (Sync), not its raw-pointer field
-                let a = View { ptr: p.a.at(0, k0), ..p.a };
-                let b = View { ptr: p.b.at(k0, 0), ..p.b };
-                if t == 0 {
-                    run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
-                    Vec::new()
-                } else {
-                    let mut buf = vec![0.0f32; p.m * p.n];
-                    let c = buf.as_mut_ptr();
-                    run_blocked::<K>(Problem { k: kp, a, b, beta: 0.0, c, ldc: p.n, ..*p }, 1);
-                    buf
-                }
-            })
+        let mut partials: Vec<Vec<f32>> = parts.iter().skip(1).map(|_| vec![0.0f32; p.m * p.n]).collect();
+        let outs: Vec<Problem> = std::iter::once(p)
+            .chain(partials.iter_mut().map(|buf| Problem { beta: 0.0, c: buf.as_mut_ptr(), ldc: p.n, ..p }))
             .collect();
-        for part in partials.iter().skip(1) {
+        crate::parallel::for_each_index(parts.len(), |t| {
+            let (k0, kp) = parts[t];
+            let p = &outs[t]; // capture the whole problem (Sync), not its raw-pointer field
+            let a = View { ptr: p.a.at(0, k0), ..p.a };
+            let b = View { ptr: p.b.at(k0, 0), ..p.b };
+            run_blocked::<K>(Problem { k: kp, a, b, ..*p }, 1);
+        });
+        for part in &partials {
             for (i, src) in part.chunks_exact(p.n).enumerate() {
                 let dst = std::slice::from_raw_parts_mut(p.c.add(i * p.ldc), p.n);
                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
