@@ -92,6 +92,14 @@ impl std::fmt::Display for LayerError {
     }
 }
 
+impl std::error::Error for LayerError {}
+
+impl From<LayerError> for Error {
+    fn from(e: LayerError) -> Error {
+        Error::Other(Box::new(e))
+    }
+}
+
 /// At most this many layers: a longer list is a generated mistake.
 pub const MAX_LAYERS: usize = 1000;
 
