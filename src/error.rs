@@ -173,6 +173,20 @@ impl Error {
     /// `e.find::<nabla::data::DataError>()` for the reader's error under a
     /// failed pipeline stage, or `e.find::<std::io::Error>()` for the I/O
     /// error under that.
+    ///
+    /// ```
+    /// use nabla::data::DataError;
+    /// use std::path::Path;
+    ///
+    /// fn train_images(root: &Path) -> nabla::Result<usize> {
+    ///     Ok(nabla::data::mnist::load(root)?.train.len()) // `?` makes the DataError an Error
+    /// }
+    ///
+    /// let e = train_images(Path::new("no/such/folder")).unwrap_err();
+    /// assert_eq!(e.to_string(), "no/such/folder: MNIST folder not found");
+    /// let Some(DataError::Format { path, .. }) = e.find::<DataError>() else { panic!("{e:?}") };
+    /// assert_eq!(path, Path::new("no/such/folder"));
+    /// ```
     pub fn find<T: StdError + 'static>(&self) -> Option<&T> {
         self.chain().find_map(|e| e.downcast_ref::<T>())
     }
