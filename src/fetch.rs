@@ -13,6 +13,7 @@
 //! read with a ceiling, downloads are capped and decoded with the same image
 //! size limits as `data/faces.rs`, and files are written only as new files.
 
+use crate::error::Error;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
@@ -82,14 +83,16 @@ pub struct Summary {
 }
 
 /// Parse the list, keeping the actors asked for, naming each entry's file.
-pub fn parse_list(path: &Path, text: &str, actors: &[String]) -> Result<Vec<Entry>, String> {
+/// A bad line is an [`Error::File`] naming the list, around an
+/// [`Error::Format`] whose key is the line (`l.txt: line 3: bad bounding box`).
+pub fn parse_list(path: &Path, text: &str, actors: &[String]) -> crate::Result<Vec<Entry>> {
     let mut counters: BTreeMap<String, usize> = BTreeMap::new();
     let mut entries = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() || line.starts_with("name\t") {
             continue;
         }
-        let at = |what: String| format!("{}: line {}: {what}", path.display(), n + 1);
+        let at = |message: String| Error::file(path, Error::Format { key: Some(format!("line {}", n + 1)), message });
         let fields: Vec<&str> = line.split('\t').collect();
         if fields.len() < 6 {
             return Err(at(format!("expected 6 tab-separated fields, found {}", fields.len())));
@@ -212,15 +215,20 @@ fn fetch_one(agent: &ureq::Agent, e: &Entry, opts: &FetchOptions) -> Result<(), 
     })
 }
 
-/// Fetch every listed entry of the chosen actors into `opts.out`.
-pub fn fetch(opts: &FetchOptions) -> Result<Summary, String> {
-    let text = crate::files::read_text_capped(&opts.list, LIST_LIMIT)
-        .map_err(|e| format!("{}: cannot read the list: it {e}", opts.list.display()))?;
+/// Fetch every listed entry of the chosen actors into `opts.out`. An entry
+/// that fails is skipped and listed in the summary; the error is for the
+/// list or the folder.
+pub fn fetch(opts: &FetchOptions) -> crate::Result<Summary> {
+    let text = crate::files::read_text_capped(&opts.list, LIST_LIMIT).map_err(|source| Error::Read {
+        path: opts.list.clone(),
+        what: "cannot read the list: it",
+        source,
+    })?;
     let entries = parse_list(&opts.list, &text, &opts.actors)?;
     if entries.is_empty() {
-        return Err(format!("{}: no entries for actors {:?}", opts.list.display(), opts.actors));
+        return Err(Error::file(&opts.list, format!("no entries for actors {:?}", opts.actors)));
     }
-    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: cannot create the folder: {e}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::file(&opts.out, format!("cannot create the folder: {e}")))?;
     let todo: Vec<&Entry> = entries.iter().filter(|e| !opts.out.join(&e.file).is_file()).collect();
     let summary = Mutex::new(Summary { already_present: entries.len() - todo.len(), ..Summary::default() });
     let config = ureq::Agent::config_builder().timeout_global(Some(opts.timeout)).http_status_as_error(true).build();
@@ -271,12 +279,18 @@ mod tests {
         );
         let some = parse_list(p, &text, &["bracco".into()]).unwrap();
         assert_eq!(some.len(), 1);
-        let err = parse_list(p, "Alec Baldwin\t1\t2\thttp://x\t1,2,3\tabc\n", &[]).unwrap_err();
+        let err = parse_list(p, "Alec Baldwin\t1\t2\thttp://x\t1,2,3\tabc\n", &[]).unwrap_err().to_string();
         assert_eq!(err, "l.txt: line 1: bounding box '1,2,3' needs 4 numbers");
-        let err = parse_list(p, &format!("A B\t1\t2\thttp://x\t5,5,1,1\t{sha}\n"), &[]).unwrap_err();
+        let err = parse_list(p, &format!("A B\t1\t2\thttp://x\t5,5,1,1\t{sha}\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("empty bounding box"), "{err}");
-        assert!(parse_list(p, "A B\t1\t2\thttp://x\t1,1,5,5\tnothex\n", &[]).unwrap_err().contains("not a SHA-256"));
-        assert!(parse_list(p, "just one field\n", &[]).unwrap_err().contains("expected 6 tab-separated fields"));
+        assert!(parse_list(p, "A B\t1\t2\thttp://x\t1,1,5,5\tnothex\n", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("not a SHA-256"));
+        assert!(parse_list(p, "just one field\n", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("expected 6 tab-separated fields"));
     }
 
     #[test]
@@ -294,10 +308,10 @@ mod tests {
             assert_eq!(parse_list(p, &line(name), &[]).unwrap()[0].file, file, "{name}");
         }
         for name in ["./../", "..", "A /", "A 12", ""] {
-            let e = parse_list(p, &line(name), &[]).unwrap_err();
+            let e = parse_list(p, &line(name), &[]).unwrap_err().to_string();
             assert!(e.starts_with("l.txt: line 1: name '") && e.contains("no letters"), "{name:?}: {e}");
         }
-        let e = parse_list(p, &line(&"a".repeat(65)), &[]).unwrap_err();
+        let e = parse_list(p, &line(&"a".repeat(65)), &[]).unwrap_err().to_string();
         assert!(e.contains("longer than 64"), "{e}");
     }
 

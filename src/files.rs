@@ -38,7 +38,14 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<std::io::Error> for ReadError {
     fn from(e: std::io::Error) -> ReadError {
@@ -125,6 +132,10 @@ mod tests {
         let big = dir.join("big");
         std::fs::write(&big, [7u8; 11]).unwrap();
         assert!(matches!(read_capped(&big, 10), Err(ReadError::TooLarge { size: 11, limit: 10 })));
+        // The I/O error is the source, for a caller that matches its kind.
+        let gone = read_capped(&dir.join("gone"), 10).unwrap_err();
+        let io = std::error::Error::source(&gone).and_then(|e| e.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound), "{gone}");
         assert_eq!(read_capped(&big, 11).unwrap(), vec![7u8; 11]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -34,8 +34,19 @@
 //! Data comes in through [`data`] (IDX / MNIST, image folders) and
 //! [`weights`] (`.pth` and safetensors, read without Python); [`pipeline`]
 //! runs whole experiments declared in TOML (the `nabla` binary) and [`plot`]
-//! draws their figures. Every failure is an [`Error`] (or a reader's own
-//! error) naming the operation and the values that were wrong.
+//! draws their figures.
+//!
+//! Every failure is an [`Error`], or a module's own error that `?` turns
+//! into one ([`data::DataError`], [`nn::sequential::LayerError`],
+//! [`pipeline::ConfigError`], [`pipeline::RunError`], ...). An engine error
+//! names the operation and the values that were wrong (`matmul: shape
+//! mismatch: [2, 5] vs [1024, 25]`); a file's names the file and, where there
+//! is one, the key in it. The text is the whole message on one line, context
+//! first, as the `nabla` command prints it; [`std::error::Error::source`]
+//! walks down the same message to the typed causes, so a failed pipeline
+//! stage (`p.toml: data: ...`) leads to the reader's `DataError` and from
+//! there to the `std::io::Error`. [`Error::find`] picks one out of that
+//! chain.
 //!
 //! [`distributed`] runs training and evaluation under `mpirun` (feature
 //! `mpi`), and [`fetch`] is the `nabla fetch` downloader. The rest is

@@ -120,7 +120,7 @@ fn count(flag: &str, v: Option<&String>, max: usize) -> Result<usize, String> {
 
 /// `nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N] [--quiet]`;
 /// true when every input was classified.
-fn predict(raw: &[String]) -> Result<bool, String> {
+fn predict(raw: &[String]) -> nabla::Result<bool> {
     use nabla::pipeline::apply::predict::{predict, PredictOptions};
     let mut opts = PredictOptions { top: 3, json: false, batch: 256, progress: true };
     let mut paths = Vec::new();
@@ -131,7 +131,7 @@ fn predict(raw: &[String]) -> Result<bool, String> {
             "--batch" => opts.batch = count("--batch", it.next(), 65_536)?,
             "--json" => opts.json = true,
             "--quiet" | "-q" => opts.progress = false,
-            s if s.starts_with('-') => return Err(format!("predict: unknown option '{s}'")),
+            s if s.starts_with('-') => return Err(format!("predict: unknown option '{s}'").into()),
             _ => paths.push(PathBuf::from(arg)),
         }
     }
@@ -148,7 +148,7 @@ fn predict(raw: &[String]) -> Result<bool, String> {
 
 /// `nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]`;
 /// true when every input was used.
-fn eval(raw: &[String]) -> Result<bool, String> {
+fn eval(raw: &[String]) -> nabla::Result<bool> {
     use nabla::pipeline::apply::{eval, RunModel};
     let (mut data, mut labels, mut out, mut json) = (None, None, None, false);
     let mut paths = Vec::new();
@@ -159,7 +159,7 @@ fn eval(raw: &[String]) -> Result<bool, String> {
             "--labels" => labels = Some(PathBuf::from(it.next().ok_or("--labels needs an IDX labels file")?)),
             "--out" => out = Some(out_folder(it.next().ok_or("--out needs a folder")?.clone())?),
             "--json" => json = true,
-            s if s.starts_with('-') => return Err(format!("eval: unknown option '{s}'")),
+            s if s.starts_with('-') => return Err(format!("eval: unknown option '{s}'").into()),
             _ => paths.push(PathBuf::from(arg)),
         }
     }
@@ -208,7 +208,7 @@ fn eval(raw: &[String]) -> Result<bool, String> {
 }
 
 /// `nabla fetch facescrub ...`
-fn fetch(raw: &[String]) -> Result<(), String> {
+fn fetch(raw: &[String]) -> nabla::Result<()> {
     let mut it = raw.iter();
     if it.next().map(String::as_str) != Some("facescrub") {
         return Err(
@@ -245,7 +245,7 @@ fn fetch(raw: &[String]) -> Result<(), String> {
             "--gray" => opts.gray = true,
             "--rgb" => opts.gray = false,
             "--quiet" | "-q" => opts.progress = false,
-            other => return Err(format!("fetch: unknown option '{other}'")),
+            other => return Err(format!("fetch: unknown option '{other}'").into()),
         }
     }
     if opts.list.as_os_str().is_empty() || opts.out.as_os_str().is_empty() {
@@ -303,7 +303,7 @@ fn main() -> ExitCode {
         return pipeline::time::main(&raw[1..]);
     }
     /// A subcommand: its arguments in, whether it succeeded out.
-    type Subcommand = fn(&[String]) -> Result<bool, String>;
+    type Subcommand = fn(&[String]) -> nabla::Result<bool>;
     let command: Option<Subcommand> = match raw.first().map(String::as_str) {
         Some("predict") => Some(predict),
         Some("eval") => Some(eval),

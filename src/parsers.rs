@@ -19,7 +19,7 @@ pub fn idx(bytes: &[u8]) -> Result<(), String> {
 
 /// A weights file: a `.pth` zip checkpoint or safetensors.
 pub fn weights(bytes: &[u8]) -> Result<(), String> {
-    crate::weights::parse(bytes).map(drop)
+    crate::weights::parse(bytes).map(drop).map_err(|e| e.to_string())
 }
 
 /// A face image, decoded and resized to a 32 x 32 colour crop.
@@ -32,7 +32,7 @@ pub fn image(bytes: &[u8]) -> Result<(), String> {
 /// The FaceScrub list (`facescrub_actors.txt`), all actors kept.
 pub fn facescrub_list(bytes: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    crate::fetch::parse_list(Path::new("fuzz.txt"), text, &[]).map(drop)
+    crate::fetch::parse_list(Path::new("fuzz.txt"), text, &[]).map(drop).map_err(|e| e.to_string())
 }
 
 /// A parser's front door: bytes in, its error message out.

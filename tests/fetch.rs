@@ -167,7 +167,7 @@ fn names_from_the_list_and_planted_links_stay_inside_out() {
     };
     // A name that is only a way up: refused, naming the line, before any download.
     std::fs::write(&opts.list, line("Ann Alpha") + &line("X ./../")).unwrap();
-    let e = fetch(&opts).unwrap_err();
+    let e = fetch(&opts).unwrap_err().to_string();
     assert!(e.contains("list.txt: line 2: name 'X ./../' has no letters"), "{e}");
     assert_eq!(hits[0].load(Ordering::Relaxed), 0);
     // A name with a path in it becomes a plain surname inside `out`; a
@@ -189,7 +189,7 @@ fn names_from_the_list_and_planted_links_stay_inside_out() {
     opts.list = fifo;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(fetch(&opts)).unwrap());
-    let e = rx.recv_timeout(Duration::from_secs(10)).expect("blocked on the FIFO").unwrap_err();
+    let e = rx.recv_timeout(Duration::from_secs(10)).expect("blocked on the FIFO").unwrap_err().to_string();
     assert!(e.contains("cannot read the list: it is a FIFO"), "{e}");
     stop.store(true, Ordering::Relaxed);
     let _ = std::fs::remove_dir_all(&dir);

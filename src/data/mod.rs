@@ -116,6 +116,18 @@ pub enum DataError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file could not be read: missing, unreadable, not a regular file,
+    /// or larger than it may be.
+    #[error("{}: {what} {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the file is to the reader ("the IDX file"), read before the
+        /// reason ("is a FIFO, not a regular file").
+        what: &'static str,
+        /// Why.
+        source: crate::files::ReadError,
+    },
     /// The file was read but its contents are wrong.
     #[error("{path}: {message}")]
     Format {
@@ -135,6 +147,14 @@ impl DataError {
     /// A file that could not be read.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DataError {
         DataError::Io { path: path.into(), source }
+    }
+}
+
+/// A data file's error as the library's [`Error`](crate::Error), kept whole
+/// (`e.find::<DataError>()` gets it back; its `source()` is the I/O error).
+impl From<DataError> for crate::error::Error {
+    fn from(e: DataError) -> crate::error::Error {
+        crate::error::Error::Other(Box::new(e))
     }
 }
 
@@ -185,6 +205,16 @@ mod tests {
             let failed = std::panic::catch_unwind(|| found_or_skip(&gone, "(the skip rule's own test)", Some(ci)));
             assert!(failed.is_err(), "CI={ci}: a missing data set passed");
         }
+    }
+
+    #[test]
+    fn a_data_error_keeps_its_file_and_io_error_as_the_library_error() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e: crate::Error = DataError::io("mnist/t10k-labels-idx1-ubyte", io).into();
+        assert_eq!(e.to_string(), "mnist/t10k-labels-idx1-ubyte: No such file or directory");
+        let DataError::Io { path, .. } = e.find::<DataError>().expect("the reader's error") else { panic!("{e:?}") };
+        assert_eq!(path, Path::new("mnist/t10k-labels-idx1-ubyte"));
+        assert_eq!(e.find::<std::io::Error>().map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
     }
 
     #[test]

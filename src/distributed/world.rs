@@ -11,7 +11,7 @@ mod imp {
     /// Initialise MPI. The pipeline runs on a rayon thread, not the thread
     /// that initialised MPI, and one thread at a time calls MPI: that is
     /// MPI_THREAD_SERIALIZED.
-    pub fn init() -> Result<Universe, String> {
+    pub fn init() -> crate::error::Result<Universe> {
         // Only under a launcher: a plain `nabla` run stays one process
         // without starting MPI's singleton machinery.
         let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"].iter().any(|v| std::env::var_os(v).is_some());
@@ -21,7 +21,7 @@ mod imp {
         let (u, level) =
             mpi::initialize_with_threading(mpi::Threading::Serialized).ok_or("MPI could not be initialised")?;
         if level < mpi::Threading::Serialized {
-            return Err(format!("the MPI library offers thread level {level:?}; nabla needs Serialized"));
+            return Err(format!("the MPI library offers thread level {level:?}; nabla needs Serialized").into());
         }
         Ok(Universe(Some(u)))
     }
@@ -131,7 +131,7 @@ mod imp {
     pub struct Universe;
 
     /// Without the `mpi` feature there is one rank.
-    pub fn init() -> Result<Universe, String> {
+    pub fn init() -> crate::error::Result<Universe> {
         Ok(Universe)
     }
 

@@ -3,6 +3,8 @@
 //! does. Shapes here are one example's (no batch dimension), as PyTorch's
 //! `torchinfo` prints them; the batch is added when the layer runs.
 
+use crate::error::Error;
+
 /// A convolution's or a pooling window's geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window2d {
@@ -92,8 +94,16 @@ impl Layer {
     }
 
     /// The shape this layer gives for one example of shape `input`, or why
-    /// it cannot take that input.
-    pub fn output(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    /// it cannot take that input: an [`Error::Invalid`] whose `op` is the
+    /// layer's [`type_name`](Layer::type_name), e.g. `linear: takes a flat
+    /// input [features]; its input is [4, 2, 2]: put a flatten layer before it`.
+    pub fn output(&self, input: &[usize]) -> crate::error::Result<Vec<usize>> {
+        self.why_not(input).map_err(|message| Error::Invalid { op: self.type_name(), message })
+    }
+
+    /// [`Layer::output`], its error the reason alone (`Sequential` puts the
+    /// layer's position and name before it).
+    pub(super) fn why_not(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         let image = || -> Result<[usize; 3], String> {
             match *input {
                 [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
@@ -160,7 +170,7 @@ impl Layer {
                 }
                 input.to_vec()
             }
-            Layer::Flatten => vec![numel(input)?],
+            Layer::Flatten => vec![numel(input).map_err(|e| e.to_string())?],
             Layer::Linear { out, .. } => {
                 if *out == 0 || *out > MAX_DIM {
                     return Err(format!("out = {out}: must be between 1 and {MAX_DIM}"));
@@ -231,9 +241,13 @@ impl Layer {
     }
 }
 
-/// Elements of a shape, or an error when they do not fit a `usize`.
-pub fn numel(shape: &[usize]) -> Result<usize, String> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("{shape:?} is too large"))
+/// Elements of a shape, or an error ([`Error::Message`]: `[..] is too
+/// large`) when they do not fit a `usize`.
+pub fn numel(shape: &[usize]) -> crate::error::Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::Message(format!("{shape:?} is too large")))
 }
 
 #[cfg(test)]
@@ -267,22 +281,29 @@ mod tests {
     #[test]
     fn shape_errors_say_what_is_wrong() {
         let conv = Layer::Conv2d { out: 4, win: win(7, 1, 0), groups: 1, bias: true };
-        assert!(conv.output(&[1, 5, 5]).unwrap_err().contains("7x7 kernel is larger than its input [1, 5, 5]"));
-        assert!(conv.output(&[784]).unwrap_err().contains("takes an image"));
-        assert!(conv.output(&[0, 5, 5]).unwrap_err().contains("zero dimension"));
+        let err = conv.output(&[1, 5, 5]).unwrap_err();
+        assert!(matches!(err, Error::Invalid { op: "conv2d", .. }), "{err:?}");
+        assert_eq!(err.to_string(), "conv2d: its 7x7 kernel is larger than its input [1, 5, 5] padded by 0 (5x5)");
+        assert!(conv
+            .output(&[1, 5, 5])
+            .unwrap_err()
+            .to_string()
+            .contains("7x7 kernel is larger than its input [1, 5, 5]"));
+        assert!(conv.output(&[784]).unwrap_err().to_string().contains("takes an image"));
+        assert!(conv.output(&[0, 5, 5]).unwrap_err().to_string().contains("zero dimension"));
         let grouped = Layer::Conv2d { out: 4, win: win(1, 1, 0), groups: 3, bias: true };
-        assert!(grouped.output(&[6, 5, 5]).unwrap_err().contains("groups = 3"));
+        assert!(grouped.output(&[6, 5, 5]).unwrap_err().to_string().contains("groups = 3"));
         let lin = Layer::Linear { out: 10, bias: true };
-        assert!(lin.output(&[16, 5, 5]).unwrap_err().contains("put a flatten layer before it"));
+        assert!(lin.output(&[16, 5, 5]).unwrap_err().to_string().contains("put a flatten layer before it"));
         assert!(Layer::Linear { out: 0, bias: true }.output(&[3]).is_err());
-        assert!(Layer::MaxPool2d(win(2, 2, 2)).output(&[1, 8, 8]).unwrap_err().contains("more than half"));
+        assert!(Layer::MaxPool2d(win(2, 2, 2)).output(&[1, 8, 8]).unwrap_err().to_string().contains("more than half"));
         assert!(Layer::MaxPool2d(win(2, 0, 0)).output(&[1, 8, 8]).is_err());
         assert!(Layer::Dropout { p: 1.0 }.output(&[3]).is_err());
         assert!(Layer::Dropout { p: f32::NAN }.output(&[3]).is_err());
         let huge = Layer::Conv2d { out: MAX_DIM, win: win(1, 1, MAX_DIM), groups: 1, bias: true };
-        assert!(huge.output(&[1, MAX_DIM, MAX_DIM]).unwrap_err().contains("more elements than memory"));
+        assert!(huge.output(&[1, MAX_DIM, MAX_DIM]).unwrap_err().to_string().contains("more elements than memory"));
         let wide = Layer::Conv2d { out: 1 << 16, win: win(MAX_DIM, 1, MAX_DIM / 2), groups: 1, bias: true };
-        let err = wide.output(&[1, 28, 28]).unwrap_err();
+        let err = wide.output(&[1, 28, 28]).unwrap_err().to_string();
         assert!(err.contains("its weight [65536, 1, 16777216, 16777216] has more elements than memory"), "{err}");
     }
 }

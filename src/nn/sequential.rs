@@ -92,6 +92,14 @@ impl std::fmt::Display for LayerError {
     }
 }
 
+impl std::error::Error for LayerError {}
+
+impl From<LayerError> for Error {
+    fn from(e: LayerError) -> Error {
+        Error::Other(Box::new(e))
+    }
+}
+
 /// At most this many layers: a longer list is a generated mistake.
 pub const MAX_LAYERS: usize = 1000;
 
@@ -153,7 +161,7 @@ impl Sequential {
             if let Some(j) = nodes.iter().position(|n| n.prefix == prefix) {
                 return Err(error(i, Some(spec), format!("layer {} has the same name '{prefix}'", j + 1)));
             }
-            let output = spec.layer.output(&shape).map_err(fail)?;
+            let output = spec.layer.why_not(&shape).map_err(fail)?;
             let params = spec.layer.params(&shape);
             if params.is_empty() && (spec.weight_init.is_some() || spec.bias_init.is_some()) {
                 return Err(fail("has no parameters to initialise".into()));

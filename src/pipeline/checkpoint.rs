@@ -209,7 +209,7 @@ impl Checkpoints {
         if meta.optim_steps > i32::MAX as u64 {
             return Err(named(format!("optim_steps {} is out of range", meta.optim_steps)));
         }
-        let tensors = crate::weights::parse(&bytes).map_err(named)?;
+        let tensors = crate::weights::parse(&bytes).map_err(|e| named(e.to_string()))?;
         let (mut params, mut optim) = (Params::new(), Params::new());
         for (n, t) in tensors.iter() {
             if let Some(bad) = t.data().iter().find(|v| !v.is_finite()) {

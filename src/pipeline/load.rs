@@ -18,6 +18,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl From<ConfigError> for crate::error::Error {
+    fn from(e: ConfigError) -> crate::error::Error {
+        crate::error::Error::Other(Box::new(e))
+    }
+}
+
 /// A loaded pipeline with its source, for error messages and `metrics.json`.
 #[derive(Clone, Debug)]
 pub struct Loaded {

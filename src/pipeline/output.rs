@@ -24,6 +24,12 @@ pub struct OutputError {
     pub message: String,
 }
 
+impl From<OutputError> for crate::error::Error {
+    fn from(e: OutputError) -> crate::error::Error {
+        crate::error::Error::Other(Box::new(e))
+    }
+}
+
 fn error(path: &Path, message: impl Into<String>) -> OutputError {
     OutputError { path: path.to_path_buf(), message: message.into() }
 }

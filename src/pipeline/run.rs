@@ -7,6 +7,7 @@ use super::output::{OutputError, Outputs};
 use super::report::{provenance, Report};
 use super::stages::{self, Ctx};
 use crate::distributed;
+use crate::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,19 +28,27 @@ pub enum RunError {
     /// The pipeline file could not be read or is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A stage failed.
-    #[error("{}: {stage}: {message}", file.display())]
+    /// A stage failed; `source` is why, as the code that failed said it
+    /// (a [`DataError`](crate::data::DataError) under an [`Error::Other`],
+    /// a tensor's [`Error::Shape`], ...).
+    #[error("{}: {stage}: {source}", file.display())]
     Stage {
         /// The pipeline file.
         file: PathBuf,
         /// The stage's name (`train`, `contour`, ...).
         stage: &'static str,
         /// What went wrong.
-        message: String,
+        source: Box<Error>,
     },
     /// The output folder could not be staged or written.
     #[error(transparent)]
     Output(#[from] OutputError),
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Error {
+        Error::Other(Box::new(e))
+    }
 }
 
 /// Where a pipeline named `name` writes without `--out`.

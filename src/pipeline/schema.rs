@@ -716,14 +716,17 @@ pub enum EntryIndex {
 }
 
 impl EntryIndex {
-    /// The flat (row-major) index in a tensor of `shape`, or why there is none.
-    pub fn flat(&self, shape: &[usize]) -> Result<usize, String> {
+    /// The flat (row-major) index in a tensor of `shape`, or why there is
+    /// none (an [`Error::Format`](crate::Error::Format)).
+    pub fn flat(&self, shape: &[usize]) -> crate::Result<usize> {
         let numel: usize = shape.iter().product();
         match self {
             EntryIndex::Flat(i) if *i < numel => Ok(*i),
-            EntryIndex::Flat(i) => Err(format!("flat index {i} is outside the tensor's {numel} entries {shape:?}")),
+            EntryIndex::Flat(i) => {
+                Err(crate::Error::format(format!("flat index {i} is outside the tensor's {numel} entries {shape:?}")))
+            }
             EntryIndex::Multi(ix) if ix.len() != shape.len() || ix.iter().zip(shape).any(|(i, d)| i >= d) => {
-                Err(format!("index {ix:?} is outside the tensor's shape {shape:?}"))
+                Err(crate::Error::format(format!("index {ix:?} is outside the tensor's shape {shape:?}")))
             }
             EntryIndex::Multi(ix) => Ok(ix.iter().zip(shape).fold(0, |a, (i, d)| a * d + i)),
         }

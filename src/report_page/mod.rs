@@ -30,6 +30,12 @@ pub enum PageError {
     OutIsFolder { path: PathBuf },
 }
 
+impl From<PageError> for crate::error::Error {
+    fn from(e: PageError) -> crate::error::Error {
+        crate::error::Error::Other(Box::new(e))
+    }
+}
+
 /// What [`generate`] wrote and what it skipped.
 #[derive(Debug)]
 pub struct Written {

@@ -150,6 +150,12 @@ pub struct PickleError {
     pub message: String,
 }
 
+impl From<PickleError> for crate::error::Error {
+    fn from(e: PickleError) -> crate::error::Error {
+        crate::error::Error::Other(Box::new(e))
+    }
+}
+
 /// Values, stack slots, marks and memo entries one pickle may create (about
 /// 64 bytes each). An AlexNet state dict needs a few hundred, ResNet-152's a
 /// few tens of thousands.

@@ -3,6 +3,7 @@
 //! `<name>/data/<key>` in the same archive (stored, not compressed).
 
 use super::pickle::{self, Value};
+use crate::error::{Error, Result};
 use crate::params::Params;
 use crate::tensor::Tensor;
 use std::io::Read;
@@ -20,34 +21,33 @@ fn element_size(dtype: &str) -> Option<usize> {
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
 /// Read every tensor of a state dict saved with `torch.save`.
-pub fn read_pth(bytes: &[u8]) -> Result<Params, String> {
-    let mut zip =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a valid zip archive: {e}"))?;
+pub fn read_pth(bytes: &[u8]) -> Result<Params> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| Error::format(format!("not a valid zip archive: {e}")))?;
     let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
     let pkl = names
         .iter()
         .find(|n| n.ends_with("/data.pkl") || *n == "data.pkl")
-        .ok_or("no data.pkl in the archive: not a torch.save checkpoint")?
+        .ok_or_else(|| Error::format("no data.pkl in the archive: not a torch.save checkpoint"))?
         .clone();
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
     // An entry may be compressed and its declared size may lie: read at most
     // one byte past what it may hold, and refuse it if that byte arrives.
-    let read_entry =
-        |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, limit: u64| -> Result<Vec<u8>, String> {
-            let entry = zip.by_name(name).map_err(|e| format!("{name}: {e}"))?;
-            let too_big = |size: u64| format!("{name}: {size} bytes, more than the {limit} expected");
-            if entry.size() > limit {
-                return Err(too_big(entry.size()));
-            }
-            let mut out = Vec::new();
-            entry.take(limit + 1).read_to_end(&mut out).map_err(|e| format!("{name}: {e}"))?;
-            if out.len() as u64 > limit {
-                return Err(too_big(out.len() as u64));
-            }
-            Ok(out)
-        };
+    let read_entry = |zip: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, limit: u64| -> Result<Vec<u8>> {
+        let entry = zip.by_name(name).map_err(|e| Error::file(name, e))?;
+        let too_big = |size: u64| Error::file(name, format!("{size} bytes, more than the {limit} expected"));
+        if entry.size() > limit {
+            return Err(too_big(entry.size()));
+        }
+        let mut out = Vec::new();
+        entry.take(limit + 1).read_to_end(&mut out).map_err(|e| Error::file(name, e))?;
+        if out.len() as u64 > limit {
+            return Err(too_big(out.len() as u64));
+        }
+        Ok(out)
+    };
     let pickled = read_entry(&mut zip, &pkl, MAX_PICKLE_BYTES.min(bytes.len() as u64))?;
-    let root = pickle::load(&pickled).map_err(|e| format!("{pkl}: {e}"))?;
+    let root = pickle::load(&pickled).map_err(|e| Error::file(&pkl, e))?;
     state_dict(root, &pkl, |key, limit| read_entry(&mut zip, &format!("{prefix}data/{key}"), limit as u64))
 }
 
@@ -74,12 +74,9 @@ fn dense_range(size: &[usize], stride: &[usize], offset: usize, numel: usize) ->
 
 /// The tensors of the state dict `root` (its pickle named `pkl` in errors);
 /// `fetch(key, bytes)` reads a raw storage of at most `bytes` bytes.
-fn state_dict(
-    root: Value,
-    pkl: &str,
-    mut fetch: impl FnMut(&str, usize) -> Result<Vec<u8>, String>,
-) -> Result<Params, String> {
-    let Value::Dict(items) = root else { return Err(format!("{pkl}: the pickle is not a dict of tensors")) };
+fn state_dict(root: Value, pkl: &str, mut fetch: impl FnMut(&str, usize) -> Result<Vec<u8>>) -> Result<Params> {
+    let bad = |message: String| Error::format(message);
+    let Value::Dict(items) = root else { return Err(bad(format!("{pkl}: the pickle is not a dict of tensors"))) };
     let mut params = Params::new();
     let mut storages: std::collections::HashMap<std::rc::Rc<str>, Vec<u8>> = std::collections::HashMap::new();
     // Bytes of storages read and of tensors built: views may share a
@@ -87,41 +84,43 @@ fn state_dict(
     let (mut stored, mut built) = (0usize, 0usize);
     let ceiling = super::MAX_FILE_BYTES as usize;
     for (key, value) in items.iter() {
-        let Value::Str(name) = key else { return Err(format!("{pkl}: a key is not a string: {key:?}")) };
+        let Value::Str(name) = key else { return Err(bad(format!("{pkl}: a key is not a string: {key:?}"))) };
         let Value::Tensor { storage, offset, size, stride } = value else {
-            return Err(format!("{pkl}: '{name}' is not a tensor"));
+            return Err(bad(format!("{pkl}: '{name}' is not a tensor")));
         };
         let Value::Storage { dtype, key: skey, numel } = storage.as_ref() else { unreachable!("checked when rebuilt") };
         if params.get(name).is_ok() {
-            return Err(format!("{pkl}: '{name}' appears twice"));
+            return Err(bad(format!("{pkl}: '{name}' appears twice")));
         }
         let width = element_size(dtype)
-            .ok_or_else(|| format!("'{name}': storage type {dtype} is not supported (only FloatStorage)"))?;
+            .ok_or_else(|| bad(format!("'{name}': storage type {dtype} is not supported (only FloatStorage)")))?;
         let bytes = numel
             .checked_mul(width)
             .filter(|&b| b <= ceiling.saturating_sub(stored))
-            .ok_or_else(|| format!("'{name}': storage {skey} of {numel} elements is larger than the {ceiling} bytes a weights file may hold"))?;
+            .ok_or_else(|| bad(format!("'{name}': storage {skey} of {numel} elements is larger than the {ceiling} bytes a weights file may hold")))?;
         let raw = match storages.get(skey) {
             Some(r) => r,
             None => {
                 let data = fetch(skey, bytes)?;
                 if data.len() != bytes {
-                    return Err(format!("'{name}': storage {skey} holds {} bytes, {bytes} expected", data.len()));
+                    return Err(bad(format!("'{name}': storage {skey} holds {} bytes, {bytes} expected", data.len())));
                 }
                 stored += bytes;
                 storages.entry(skey.clone()).or_insert(data)
             }
         };
         let range = dense_range(size, stride, *offset, *numel).ok_or_else(|| {
-            format!("'{name}': a view (size {size:?}, stride {stride:?}, offset {offset}) that is not a dense slice of its storage")
+            bad(format!("'{name}': a view (size {size:?}, stride {stride:?}, offset {offset}) that is not a dense slice of its storage"))
         })?;
         // Within the storage, so these cannot overflow: numel * width did not.
         let (start, end) = (range.start * width, range.end * width);
         built = built.saturating_add(end - start);
         if built > ceiling {
-            return Err(format!("'{name}': the tensors need more than the {ceiling} bytes a weights file may hold"));
+            return Err(bad(format!(
+                "'{name}': the tensors need more than the {ceiling} bytes a weights file may hold"
+            )));
         }
-        let tensor = Tensor::from_le_bytes(&raw[start..end], size).map_err(|e| e.to_string())?;
+        let tensor = Tensor::from_le_bytes(&raw[start..end], size)?;
         params.insert(name, tensor);
     }
     Ok(params)
@@ -137,25 +136,28 @@ pub const LEGACY_MAGIC: [u8; 15] = *b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x
 /// the state dict (tensors naming storages by key), the list of storage
 /// keys - then each storage in that order as an 8-byte little-endian count
 /// of elements followed by the elements.
-pub fn read_legacy(bytes: &[u8]) -> Result<Params, String> {
+pub fn read_legacy(bytes: &[u8]) -> Result<Params> {
+    let bad = |message: String| Error::format(message);
     if !bytes.starts_with(&LEGACY_MAGIC) {
-        return Err("not a legacy torch.save file (its magic number is missing)".into());
+        return Err(bad("not a legacy torch.save file (its magic number is missing)".into()));
     }
-    let next = |at: usize, what: &str| pickle::load_at(bytes, at).map_err(|e| format!("{what}: {e}"));
+    let next = |at: usize, what: &str| {
+        pickle::load_at(bytes, at).map_err(|e| Error::Format { key: Some(what.into()), message: e.to_string() })
+    };
     let (version, at) = next(LEGACY_MAGIC.len(), "format version")?;
     if !matches!(version, Value::Int(1001)) {
-        return Err(format!("legacy format version {version:?} is not 1001"));
+        return Err(bad(format!("legacy format version {version:?} is not 1001")));
     }
     let (info, at) = next(at, "system information")?;
     if let Value::Dict(items) = &info {
         let little = items.iter().find(|(k, _)| matches!(k, Value::Str(k) if &**k == "little_endian"));
         if matches!(little, Some((_, Value::Bool(false)))) {
-            return Err("saved on a big-endian machine: not supported".into());
+            return Err(bad("saved on a big-endian machine: not supported".into()));
         }
     }
     let (root, at) = next(at, "state dict")?;
     let (keys, mut at) = next(at, "storage keys")?;
-    let Value::List(keys) = keys else { return Err("the storage keys are not a list".into()) };
+    let Value::List(keys) = keys else { return Err(bad("the storage keys are not a list".into())) };
     // Element sizes by storage key, from the tensors that use them.
     let mut widths = std::collections::HashMap::new();
     if let Value::Dict(items) = &root {
@@ -169,20 +171,21 @@ pub fn read_legacy(bytes: &[u8]) -> Result<Params, String> {
     }
     let mut raw: std::collections::HashMap<std::rc::Rc<str>, &[u8]> = std::collections::HashMap::new();
     for key in keys.iter() {
-        let Value::Str(key) = key else { return Err(format!("a storage key is not a string: {key:?}")) };
+        let Value::Str(key) = key else { return Err(bad(format!("a storage key is not a string: {key:?}"))) };
         // `at` never passes the end: each step below stays inside `bytes`.
         let left = bytes.len() - at;
-        let count = bytes.get(at..at + 8).ok_or_else(|| format!("storage {key}: the file ends before its length"))?;
+        let count =
+            bytes.get(at..at + 8).ok_or_else(|| bad(format!("storage {key}: the file ends before its length")))?;
         let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
         let width = widths.get(key).copied().flatten().unwrap_or(4) as u64;
         let len = count.checked_mul(width).filter(|&n| n <= (left - 8) as u64).ok_or_else(|| {
-            format!("storage {key}: {count} elements, more than the {} bytes left in the file", left - 8)
+            bad(format!("storage {key}: {count} elements, more than the {} bytes left in the file", left - 8))
         })? as usize;
         raw.insert(key.clone(), &bytes[at + 8..at + 8 + len]);
         at += 8 + len;
     }
     state_dict(root, "state dict", |key, limit| {
-        let data = raw.get(key).ok_or_else(|| format!("storage {key} is not in the file"))?;
+        let data = raw.get(key).ok_or_else(|| bad(format!("storage {key} is not in the file")))?;
         // The file may hold more than the pickle declared: take what it asks.
         Ok(data[..data.len().min(limit)].to_vec())
     })
@@ -250,9 +253,10 @@ mod reader_tests {
         p
     }
 
-    fn read(numel: i64, tensors: &[(&str, i64, &[i64])], storage: &[u8]) -> Result<Params, String> {
+    fn read(numel: i64, tensors: &[(&str, i64, &[i64])], storage: &[u8]) -> std::result::Result<Params, String> {
         let root = pickle::load(&pickle(numel, tensors)).map_err(|e| e.to_string())?;
         state_dict(root, "data.pkl", |_, limit| Ok(storage[..storage.len().min(limit)].to_vec()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]

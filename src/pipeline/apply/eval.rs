@@ -90,7 +90,7 @@ impl Evaluation {
 }
 
 /// What `--data` (and `--labels`) name.
-pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Path>) -> Result<EvalData, String> {
+pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Path>) -> crate::Result<EvalData> {
     let Some(path) = data else {
         return match labels {
             Some(_) => Err("--labels goes with --data IMAGES.idx".into()),
@@ -105,7 +105,7 @@ pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Pat
         return Ok(EvalData::Idx { images: path.to_path_buf(), labels: labels.to_path_buf() });
     }
     if labels.is_some() {
-        return Err(format!("--labels: --data {} is a folder, which holds its own labels", path.display()));
+        return Err(format!("--labels: --data {} is a folder, which holds its own labels", path.display()).into());
     }
     let t10k = |name: &str| [path.join(format!("{name}.gz")), path.join(name)].into_iter().find(|p| p.exists());
     if let (Some(images), Some(labels)) = (t10k("t10k-images-idx3-ubyte"), t10k("t10k-labels-idx1-ubyte")) {
@@ -113,7 +113,7 @@ pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Pat
     }
     let classes = model.classes();
     // Face crops named by actor, as the training data is.
-    let crops = crate::data::faces::list(path).map_err(|e| e.to_string())?;
+    let crops = crate::data::faces::list(path)?;
     if !crops.is_empty() {
         let (mut files, mut ignored) = (Vec::new(), 0);
         for (actor, paths) in crops {
@@ -127,7 +127,8 @@ pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Pat
                 "--data {}: its images are of actors the model does not know (it knows {})",
                 path.display(),
                 classes.join(", ")
-            ));
+            )
+            .into());
         }
         return Ok(EvalData::Files { root: path.to_path_buf(), files, ignored });
     }
@@ -151,7 +152,7 @@ pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Pat
         })?;
         let (found, bad) = inputs::expand(&[e.path()]);
         if let Some((p, why)) = bad.first() {
-            return Err(format!("--data {}: {why}", p.display()));
+            return Err(format!("--data {}: {why}", p.display()).into());
         }
         files.extend(found.into_iter().filter_map(|s| match s {
             Source::Image(p) => Some((p, c)),
@@ -162,13 +163,14 @@ pub fn data_from_args(model: &RunModel, data: Option<&Path>, labels: Option<&Pat
         return Err(format!(
             "--data {}: holds neither MNIST's t10k files, nor face crops named <actor><n>.png, nor class folders",
             path.display()
-        ));
+        )
+        .into());
     }
     Ok(EvalData::Files { root: path.to_path_buf(), files, ignored: 0 })
 }
 
 /// Evaluate `model` on `data`.
-pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String> {
+pub fn evaluate(model: &RunModel, data: &EvalData) -> crate::Result<Evaluation> {
     let classes = model.classes();
     let mut truth = Vec::new();
     let mut predicted = Vec::new();
@@ -207,22 +209,24 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                     root.display(),
                     ds.class_names.join(", "),
                     classes.join(", ")
-                ));
+                )
+                .into());
             }
             // One piece, as training's evaluation took it.
             run(&ds.test.images, ds.test.labels.clone())?;
             (format!("the run's test split ({}, data seed {})", root.display(), d.seed), 0)
         }
         EvalData::Idx { images, labels } => {
-            let a = idx::read(images).map_err(|e| e.to_string())?;
-            let l = idx::read(labels).map_err(|e| e.to_string())?;
+            let a = idx::read(images)?;
+            let l = idx::read(labels)?;
             let [channels, side, _] = model.image;
             if a.dims.len() != 3 || channels != 1 || a.dims[1] != side || a.dims[2] != side {
                 return Err(format!(
                     "{}: holds an array of dimensions {:?}; the model takes {channels} channel(s) of {side} x {side}",
                     images.display(),
                     a.dims
-                ));
+                )
+                .into());
             }
             if l.dims.len() != 1 || l.dims[0] != a.dims[0] {
                 return Err(format!(
@@ -231,7 +235,8 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                     l.dims,
                     a.dims[0],
                     images.display()
-                ));
+                )
+                .into());
             }
             if let Some(i) = l.data.iter().position(|&y| y as usize >= classes.len()) {
                 return Err(format!(
@@ -239,7 +244,8 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                     labels.display(),
                     l.data[i],
                     classes.len()
-                ));
+                )
+                .into());
             }
             let xs: Vec<Vec<f32>> = a.data.chunks(side * side).map(|px| model.from_bytes(px)).collect();
             run(&stack(xs)?, l.data.iter().map(|&y| y as usize).collect())?;
@@ -251,7 +257,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
                 for (path, y) in chunk {
                     let x = crate::files::read_capped(path, crate::data::faces::MAX_IMAGE_FILE_BYTES)
                         .map_err(|e| format!("the image {e}"))
-                        .and_then(|bytes| model.preprocess(path, &bytes));
+                        .and_then(|bytes| model.preprocess(path, &bytes).map_err(|e| e.to_string()));
                     match x {
                         Ok(x) => {
                             xs.push(x);
@@ -270,7 +276,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> Result<Evaluation, String>
     };
     let confusion = Confusion::new(classes, &truth, &predicted)?;
     if confusion.total() == 0 {
-        return Err(format!("{description}: no example could be used"));
+        return Err(format!("{description}: no example could be used").into());
     }
     Ok(Evaluation { data: description, confusion, failed, ignored, mistakes })
 }

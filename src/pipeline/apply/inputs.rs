@@ -84,7 +84,7 @@ pub fn examples(model: &RunModel, source: &Source) -> Vec<Example> {
             let name = path.display().to_string();
             let x = crate::files::read_capped(path, crate::data::faces::MAX_IMAGE_FILE_BYTES)
                 .map_err(|e| format!("the image {e}"))
-                .and_then(|bytes| model.preprocess(path, &bytes));
+                .and_then(|bytes| model.preprocess(path, &bytes).map_err(|e| e.to_string()));
             vec![(name, x)]
         }
         Source::Idx(path) => match idx_images(model, path) {

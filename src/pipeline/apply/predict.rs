@@ -37,7 +37,7 @@ pub struct Summary {
 
 /// Classify every input; results go to `out`, failures to stderr (and to
 /// `out` too, in JSON) and are counted.
-pub fn predict(run: &Path, args: &[PathBuf], opts: &PredictOptions, out: &mut dyn Write) -> Result<Summary, String> {
+pub fn predict(run: &Path, args: &[PathBuf], opts: &PredictOptions, out: &mut dyn Write) -> crate::Result<Summary> {
     let model = RunModel::open(run)?;
     let (sources, bad) = inputs::expand(args);
     let mut summary = Summary::default();

@@ -5,6 +5,7 @@
 use super::manifest::{sha256_hex, tensors_sha256, Manifest, MANIFEST, PIPELINE};
 use crate::data::faces::{decode_image, Color};
 use crate::data::Split;
+use crate::error::{Error, Result};
 use crate::nn::{Init, Params, Sequential};
 use crate::pipeline::schema::{ColorName, Dataset as DatasetName, Normalize, Pipeline};
 use crate::pipeline::stages::backbone;
@@ -37,43 +38,44 @@ pub struct RunModel {
 }
 
 impl RunModel {
-    /// Open the run folder `dir`; every error names the file and the field.
-    pub fn open(dir: &Path) -> Result<RunModel, String> {
+    /// Open the run folder `dir`. Every error names the file (most are an
+    /// [`Error::File`] around the reader's error) and, where there is one, the
+    /// field.
+    pub fn open(dir: &Path) -> Result<RunModel> {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{}: not a folder; give the run's output folder", dir.display())),
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
+            Ok(_) => return Err(Error::file(dir, "not a folder; give the run's output folder")),
+            Err(e) => return Err(Error::file(dir, e)),
         }
         let at = |name: &str| dir.join(name);
         let read = |name: &str, limit: u64| {
             crate::files::read_text_capped(&at(name), limit).map_err(|e| match e {
-                crate::files::ReadError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => format!(
-                    "{}: not found: this is not the folder of a training run that saved its weights with a nabla \
-                     that writes {MANIFEST} and {PIPELINE} (0.1 from November 2026 on); rerun its pipeline",
-                    at(name).display()
+                crate::files::ReadError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Error::file(
+                    at(name),
+                    format!(
+                        "not found: this is not the folder of a training run that saved its weights with a nabla \
+                         that writes {MANIFEST} and {PIPELINE} (0.1 from November 2026 on); rerun its pipeline"
+                    ),
                 ),
-                e => format!("{}: {e}", at(name).display()),
+                e => Error::file(at(name), e),
             })
         };
         let mpath = at(MANIFEST);
         let manifest: Manifest =
-            serde_json::from_str(&read(MANIFEST, MANIFEST_LIMIT)?).map_err(|e| format!("{}: {e}", mpath.display()))?;
-        manifest.check().map_err(|e| format!("{}: {e}", mpath.display()))?;
+            serde_json::from_str(&read(MANIFEST, MANIFEST_LIMIT)?).map_err(|e| Error::file(&mpath, e))?;
+        manifest.check().map_err(|e| Error::file(&mpath, e))?;
         let ppath = at(PIPELINE);
-        let loaded =
-            crate::pipeline::parse(&ppath, &read(PIPELINE, PIPELINE_LIMIT)?, &[]).map_err(|e| e.to_string())?;
+        let loaded = crate::pipeline::parse(&ppath, &read(PIPELINE, PIPELINE_LIMIT)?, &[])?;
         let p = loaded.pipeline;
-        let m = p.model.as_ref().ok_or_else(|| format!("{}: has no [model]", ppath.display()))?;
+        let m = p.model.as_ref().ok_or_else(|| Error::file(&ppath, "has no [model]"))?;
         let shape = validate::data_shape(&p);
         let image: [usize; 3] = shape.image.clone().try_into().map_err(|_| "an image is [c, h, w]".to_string())?;
         check_input(&manifest, &p, image).map_err(|e| format!("{}: {e} (in {})", mpath.display(), ppath.display()))?;
         let classes = manifest.classes.len();
         if shape.classes > 0 && shape.classes != classes {
-            return Err(format!(
-                "{}: classes: {classes} names, but {} gives {} classes",
-                mpath.display(),
-                ppath.display(),
-                shape.classes
+            return Err(Error::file(
+                &mpath,
+                format!("classes: {classes} names, but {} gives {} classes", ppath.display(), shape.classes),
             ));
         }
         let net = model::build(m, &shape.example, classes).map_err(|e| format!("{}: model: {e}", ppath.display()))?;
@@ -81,22 +83,22 @@ impl RunModel {
         let backbone = match (&p.backbone, &manifest.backbone) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err(format!("{}: backbone: missing, but {} has one", mpath.display(), ppath.display()))
+                return Err(Error::file(&mpath, format!("backbone: missing, but {} has one", ppath.display())))
             }
             (None, Some(_)) => {
-                return Err(format!("{}: backbone: given, but {} has none", mpath.display(), ppath.display()))
+                return Err(Error::file(&mpath, format!("backbone: given, but {} has none", ppath.display())))
             }
             (Some(b), Some(digest)) => {
                 let bnet =
                     model::backbone(b, &shape.image).map_err(|e| format!("{}: backbone: {e}", ppath.display()))?;
                 let (bparams, source) = backbone::load_weights(b, &bnet, p.seed)?;
                 if tensors_sha256(&bparams) != digest.tensors_sha256 {
-                    return Err(format!(
+                    return Err(Error::Message(format!(
                         "backbone weights: {source} are not the weights the run used ({}; their SHA-256 differs, {}): \
                          features from other weights would make the predictions meaningless",
                         digest.source,
                         mpath.display()
-                    ));
+                    )));
                 }
                 Some((bnet, bparams))
             }
@@ -110,11 +112,12 @@ impl RunModel {
     }
 
     /// An image file's bytes as one example (as the manifest's input section says).
-    pub fn preprocess(&self, path: &Path, bytes: &[u8]) -> Result<Vec<f32>, String> {
+    /// A file that is not such an image is a
+    /// [`DataError`](crate::data::DataError) naming `path`.
+    pub fn preprocess(&self, path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
         let [channels, side, _] = self.image;
         let color = if channels == 3 { Color::Rgb } else { Color::Gray };
-        let mut x =
-            decode_image(path, bytes, side, color, self.manifest.input.pixel_scale).map_err(|e| e.to_string())?;
+        let mut x = decode_image(path, bytes, side, color, self.manifest.input.pixel_scale)?;
         if self.pipeline.data.normalize == Normalize::MeanMaxAbs {
             normalize_row(&mut x);
         }
@@ -153,7 +156,7 @@ fn normalize_row(x: &mut [f32]) {
 }
 
 /// The manifest's input section against what the pipeline implies.
-fn check_input(manifest: &Manifest, p: &Pipeline, image: [usize; 3]) -> Result<(), String> {
+fn check_input(manifest: &Manifest, p: &Pipeline, image: [usize; 3]) -> std::result::Result<(), String> {
     let d = &p.data;
     let input = &manifest.input;
     let dataset = match d.dataset {
@@ -191,21 +194,23 @@ fn check_input(manifest: &Manifest, p: &Pipeline, image: [usize; 3]) -> Result<(
 
 /// The trained weights: the manifest's file, of the manifest's digest,
 /// holding exactly the network's tensors, finite.
-fn weights(dir: &Path, manifest: &Manifest, net: &Sequential) -> Result<Params, String> {
+fn weights(dir: &Path, manifest: &Manifest, net: &Sequential) -> Result<Params> {
     let path = dir.join(&manifest.weights.file);
     let limit = (net.param_count() as u64).saturating_mul(4).saturating_add(1 << 20);
-    let bytes = crate::files::read_capped(&path, limit).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::files::read_capped(&path, limit).map_err(|e| Error::file(&path, e))?;
     if sha256_hex(&bytes) != manifest.weights.sha256.to_ascii_lowercase() {
-        return Err(format!(
-            "{}: its SHA-256 is not the one {MANIFEST} records: the weights were replaced or damaged since the run",
-            path.display()
+        return Err(Error::file(
+            &path,
+            format!(
+                "its SHA-256 is not the one {MANIFEST} records: the weights were replaced or damaged since the run"
+            ),
         ));
     }
     let mut params = Params::new();
     net.init(&mut params, Init::Zeros, Init::Zeros, &mut Rng::new(0));
-    params.load_safetensors(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    params.load_safetensors(&bytes).map_err(|e| Error::file(&path, e))?;
     if let Some((name, i, v)) = params.first_non_finite() {
-        return Err(format!("{}: tensor '{name}' holds {v} at index {i}", path.display()));
+        return Err(Error::file(&path, format!("tensor '{name}' holds {v} at index {i}")));
     }
     Ok(params)
 }

@@ -39,7 +39,7 @@ pub(crate) fn load_weights(b: &Backbone, net: &Sequential, seed: u64) -> Result<
         Some(path) if !missing(path) => {
             let named = |e: String| format!("backbone.weights: {}: {e}", path.display());
             let bytes = crate::files::read_capped(path, WEIGHTS_LIMIT).map_err(|e| named(e.to_string()))?;
-            let params = crate::weights::parse(&bytes).map_err(named)?;
+            let params = crate::weights::parse(&bytes).map_err(|e| named(e.to_string()))?;
             // Pretrained checkpoints carry a head (AlexNet's 1000 classes); only
             // the backbone's own tensors are used, and each must be there.
             let mut features = Params::new();
@@ -95,7 +95,7 @@ fn from_cache(path: &std::path::Path, data: &Dataset, [channels, side]: [usize; 
     let rows: u64 = splits.iter().map(|(_, s)| s.len() as u64).sum();
     let limit = rows.saturating_mul(width as u64 * 4).saturating_add(HEADER_ROOM);
     let bytes = crate::files::read_capped(path, limit).map_err(|e| e.to_string())?;
-    let p = crate::weights::parse(&bytes)?;
+    let p = crate::weights::parse(&bytes).map_err(|e| e.to_string())?;
     if let Some((extra, _)) = p.iter().find(|(n, _)| !splits.iter().any(|(s, _)| s == n)) {
         return Err(format!("unexpected tensor '{extra}'"));
     }

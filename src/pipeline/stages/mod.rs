@@ -20,6 +20,7 @@ use super::run::RunError;
 use super::schema::{Backbone, BadImage, ColorName, Data, Dataset as DatasetName, Model, Normalize, Pipeline};
 use crate::data::faces::{self, Color, OnBadImage, SplitSpec};
 use crate::data::{mnist, Dataset};
+use crate::error::Error;
 use crate::nn::{Params, Sequential};
 use crate::tensor::Rng;
 use std::collections::HashMap;
@@ -54,7 +55,7 @@ impl<'a> Ctx<'a> {
         checkpoints.open(&settings).map_err(|message| RunError::Stage {
             file: loaded.file.clone(),
             stage: "resume",
-            message,
+            source: Box::new(message.into()),
         })?;
         Ok(Ctx { loaded, out, report, progress, params: None, backbone_source: Mutex::new(None), checkpoints })
     }
@@ -63,9 +64,10 @@ impl<'a> Ctx<'a> {
         &self.loaded.pipeline
     }
 
-    /// An error of `stage`, naming the pipeline file.
-    pub fn err(&self, stage: &'static str, message: impl std::fmt::Display) -> RunError {
-        RunError::Stage { file: self.loaded.file.clone(), stage, message: message.to_string() }
+    /// An error of `stage`, naming the pipeline file; `source` is why (an
+    /// [`Error`] kept as it is, or a message).
+    pub fn err(&self, stage: &'static str, source: impl Into<Error>) -> RunError {
+        RunError::Stage { file: self.loaded.file.clone(), stage, source: Box::new(source.into()) }
     }
 
     /// The data set `d` describes (through the backbone, if there is one),
@@ -109,15 +111,13 @@ impl<'a> Ctx<'a> {
             return Ok(full);
         }
         if d.train_limit > full.train.len() {
-            return Err(self.err(
-                "data",
-                format!(
-                    "data.train_limit: {} is larger than the {} training images in {}",
-                    d.train_limit,
-                    full.train.len(),
-                    root.display()
-                ),
-            ));
+            let message = format!(
+                "{} is larger than the {} training images in {}",
+                d.train_limit,
+                full.train.len(),
+                root.display()
+            );
+            return Err(self.err("data", Error::Format { key: Some("data.train_limit".into()), message }));
         }
         Ok(Arc::new(Dataset { train: full.train.head(d.train_limit), ..(*full).clone() }))
     }
@@ -151,7 +151,7 @@ impl<'a> Ctx<'a> {
 
 /// The images `d` describes, read from `root`: split, scaled, normalised as
 /// the data section says (no backbone, no `train_limit`).
-pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
+pub(crate) fn images(d: &Data, root: &Path) -> crate::Result<Dataset> {
     let loaded = match d.dataset {
         DatasetName::Mnist => mnist::load(root).map(|m| m.into_dataset()),
         DatasetName::Faces => {
@@ -172,7 +172,7 @@ pub(crate) fn images(d: &Data, root: &Path) -> Result<Dataset, String> {
             })
         }
     };
-    let mut ds = loaded.map_err(|e| e.to_string())?;
+    let mut ds = loaded?;
     if d.normalize == Normalize::MeanMaxAbs {
         for s in [&mut ds.train, &mut ds.validation, &mut ds.test] {
             s.normalize_per_row();

@@ -22,7 +22,7 @@ pub(crate) fn write(ctx: &mut Ctx, p: &Pipeline, t: &Train) -> Result<(), RunErr
          # written by nabla {}. `nabla predict` and `nabla eval` read it.\n\n{}",
         t.save,
         env!("CARGO_PKG_VERSION"),
-        toml::to_string(&table).map_err(|e| ctx.err("train", e))?
+        toml::to_string(&table).map_err(|e| ctx.err("train", e.to_string()))?
     );
     let data = ctx.data_for(&train::with_seed(p, train::seeds(p)[0]).data)?;
     let shape = validate::data_shape(p);
