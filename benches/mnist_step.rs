@@ -4,16 +4,18 @@
 //!
 //! When `python3` with numpy is available it also runs
 //! `benches/peers/mnist_step.py` (numpy f32 / f64, and PyTorch if installed)
-//! right after, and prints the ratios. Lines:
+//! in three rounds alternating with ours, and prints the medians and the
+//! ratios of the medians. Lines:
 //! `bench=mnist_step impl=.. value=.. unit=ms` and `.. impl=ratio-vs-.. unit=x`.
 
 mod common;
 
-use common::median_seconds;
+use common::{median, median_seconds};
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::nn::{Activation, Init, Mlp, Params};
 use nabla::optim::{Optimizer, Sgd};
 use nabla::Rng;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -27,37 +29,48 @@ fn main() {
     let y = Targets::Classes(data.train.labels.clone());
     let mut opt = Sgd::new(1e-5, 0.0).unwrap();
     let tape = Tape::new();
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        runs.push(median_seconds(11, || {
-            let grads = {
-                let loss = net.loss(&tape, &params, &x, &y, Reduction::Sum).unwrap();
-                tape.backward(&loss).unwrap()
-            };
-            tape.clear();
-            opt.step(&mut params, &grads).unwrap();
-        }));
-    }
-    runs.sort_by(f64::total_cmp);
-    let ours = runs[1] * 1e3;
-    println!("bench=mnist_step impl=nabla value={ours:.2} unit=ms");
+    let mut step = || {
+        let grads = {
+            let loss = net.loss(&tape, &params, &x, &y, Reduction::Sum).unwrap();
+            tape.backward(&loss).unwrap()
+        };
+        tape.clear();
+        opt.step(&mut params, &grads).unwrap();
+    };
 
-    // Peers, side by side, if python3 and numpy are here. OpenBLAS is given
-    // its best kernels (see /work/.library notes: the two variables slow it).
+    // Peers, if python3 and numpy are here, in rounds alternating with ours
+    // (the machine's speed drifts over a minute). OpenBLAS is given its best
+    // kernels (see /work/.library notes: the two variables slow it).
     let script = root.join("benches/peers/mnist_step.py");
     let has_numpy = Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
     if !has_numpy {
         eprintln!("# python3 with numpy not found: peers skipped (pip install numpy)");
-        return;
     }
-    let out =
-        Command::new("python3").arg(&script).env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE").output();
-    let Ok(out) = out else { return };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        println!("{line}");
-        let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_string);
-        if let (Some(name), Some(v)) = (field("impl="), field("value=").and_then(|v| v.parse::<f64>().ok())) {
-            println!("bench=mnist_step impl=ratio-vs-{name} value={:.2} unit=x", v / ours);
+    let mut ours = Vec::new();
+    let mut peers: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..3 {
+        ours.push(median_seconds(11, &mut step) * 1e3);
+        if !has_numpy {
+            continue;
         }
+        let out = Command::new("python3")
+            .arg(&script)
+            .env_remove("OPENBLAS_CORETYPE")
+            .env_remove("OPENBLAS_L2_SIZE")
+            .output();
+        let Ok(out) = out else { continue };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_string);
+            if let (Some(name), Some(v)) = (field("impl="), field("value=").and_then(|v| v.parse::<f64>().ok())) {
+                peers.entry(name).or_default().push(v);
+            }
+        }
+    }
+    let ours = median(ours);
+    println!("bench=mnist_step impl=nabla value={ours:.2} unit=ms");
+    for (name, values) in peers.into_iter().filter(|(_, v)| v.len() == 3) {
+        let v = median(values);
+        println!("bench=mnist_step impl={name} value={v:.2} unit=ms");
+        println!("bench=mnist_step impl=ratio-vs-{name} value={:.2} unit=x", v / ours);
     }
 }
