@@ -14,7 +14,8 @@ pub fn classify(net: &Sequential, params: &Params, images: &Tensor) -> Result<Ve
     let part = super::slice(rows, super::rank(), super::size());
     let mine = crate::nn::infer::classify(net, params, &super::rows(images, part)?)?;
     let bytes = mine.iter().flat_map(|&c| (c as u32).to_le_bytes()).collect();
-    let all = super::all_gather_bytes(bytes).map_err(|message| Error::Invalid { op: "shared evaluation", message })?;
+    let all = super::all_gather_bytes(bytes)
+        .map_err(|e| Error::Invalid { op: "shared evaluation", message: e.to_string() })?;
     let classes: Vec<usize> =
         all.concat().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
     if classes.len() != rows {

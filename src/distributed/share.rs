@@ -51,7 +51,7 @@ where
     }
     let bytes = serde_json::to_vec(&mine).map_err(|e| bad(format!("cannot serialise the results: {e}")))?;
     let mut slots: Vec<Option<S>> = (0..count).map(|_| None).collect();
-    for (r, part) in super::all_gather_bytes(bytes).map_err(&bad)?.into_iter().enumerate() {
+    for (r, part) in super::all_gather_bytes(bytes).map_err(|e| bad(e.to_string()))?.into_iter().enumerate() {
         let got: Vec<(usize, S)> =
             serde_json::from_slice(&part).map_err(|e| bad(format!("rank {r} sent unreadable results: {e}")))?;
         for (i, s) in got {

@@ -60,7 +60,7 @@ mod imp {
     }
 
     /// Every rank's `mine`, in rank order, on every rank.
-    pub fn all_gather_bytes(mine: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    pub fn all_gather_bytes(mine: Vec<u8>) -> crate::Result<Vec<Vec<u8>>> {
         let Some(w) = world() else { return Ok(vec![mine]) };
         let n = w.size() as usize;
         let len =
@@ -155,7 +155,7 @@ mod imp {
     }
 
     /// Every rank's `mine`, in rank order: here only this one's.
-    pub fn all_gather_bytes(mine: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    pub fn all_gather_bytes(mine: Vec<u8>) -> crate::Result<Vec<Vec<u8>>> {
         Ok(vec![mine])
     }
 
