@@ -77,13 +77,16 @@ pub fn for_each_index(count: usize, job: impl Fn(usize) + Sync) {
         done: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
     });
-    let job: &(dyn Fn(usize) + Sync) = &job;
-    // SAFETY: the helpers outlive this call, but they call `job` only for an
+    let job: *const (dyn Fn(usize) + Sync + '_) = &job;
+    // SAFETY: only the lifetime is erased, so the helpers (which may outlive
+    // this call) can hold the pointer. They dereference it only to run an
     // index they claimed, and this function returns only after every index
     // was claimed (the caller claims all that are left) and finished (`done`
     // counts each after its call, panicked or not). A helper that wakes
-    // later claims nothing and never touches `job`.
-    let job: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(job) };
+    // later claims nothing and never dereferences it.
+    let job = Job(unsafe {
+        std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(job)
+    });
     for _ in 0..helpers {
         let claims = Arc::clone(&claims);
         rayon::spawn(move || {
@@ -109,6 +112,15 @@ pub fn for_each_index(count: usize, job: impl Fn(usize) + Sync) {
     }
 }
 
+/// The job of a [`for_each_index`] loop, as the helpers hold it: a pointer,
+/// not a reference, since it dangles once the loop has returned.
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn(usize) + Sync));
+
+// SAFETY: the pointee is `Sync` (shared by every thread that runs an index),
+// and `for_each_index` keeps it alive while any index may still run.
+unsafe impl Send for Job {}
+
 /// The indices of one [`for_each_index`] loop: the next to claim, and how
 /// many have finished.
 struct Claims {
@@ -121,13 +133,15 @@ struct Claims {
 impl Claims {
     /// Claim and run indices until none are left, or one panics (caught, so
     /// the loop can still end before the panic goes on).
-    fn work(&self, job: &(dyn Fn(usize) + Sync)) -> std::thread::Result<()> {
+    fn work(&self, job: Job) -> std::thread::Result<()> {
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             if i >= self.count {
                 return Ok(());
             }
-            let r = catch_unwind(AssertUnwindSafe(|| job(i)));
+            // SAFETY: index `i` is claimed and not yet counted done, so the
+            // loop has not returned and the job is alive (see `Job`).
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(i) }));
             self.done.fetch_add(1, Ordering::Release);
             r?;
         }
