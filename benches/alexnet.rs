@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{median, median_seconds};
+use common::{field, median, median_seconds, value};
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::nn::alexnet::AlexNet;
 use nabla::optim::{Optimizer, Sgd};
@@ -58,9 +58,8 @@ fn peer() -> Option<Times> {
     let o = std::process::Command::new("python3").arg(&script).output().ok().filter(|o| o.status.success())?;
     let mut out = BTreeMap::new();
     for line in String::from_utf8_lossy(&o.stdout).lines() {
-        let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_string);
-        if let (Some(case), Some(v)) = (field("case="), field("value=").and_then(|v| v.parse::<f64>().ok())) {
-            out.insert(case, v);
+        if let (Some(case), Some(v)) = (field(line, "case"), value(line)) {
+            out.insert(case.to_string(), v);
         }
     }
     Some(out)

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::median_seconds;
+use common::{median_seconds, value};
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::nn::{Activation, Init, Mlp, Params};
 use nabla::optim::{Adam, Optimizer};
@@ -52,9 +52,7 @@ fn main() {
         Ok(o) if o.status.success() => {
             for line in String::from_utf8_lossy(&o.stdout).lines() {
                 println!("{line}");
-                let value =
-                    line.split_whitespace().find_map(|f| f.strip_prefix("value=")).and_then(|v| v.parse::<f64>().ok());
-                if let Some(v) = value {
+                if let Some(v) = value(line) {
                     println!(
                         "bench=face_mlp impl=ratio-vs-torch case=one_seed_30000_steps value={:.2} unit=x",
                         v / seed

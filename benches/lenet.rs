@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::median;
+use common::{field, median, value};
 
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::data::Split;
@@ -124,11 +124,10 @@ fn main() {
     let Ok(out) = Command::new("python3").arg(root.join("benches/peers/lenet.py")).output() else { return };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         println!("{line}");
-        let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_string);
-        let (Some(bench), Some(v)) = (field("bench="), field("value=").and_then(|v| v.parse::<f64>().ok())) else {
+        let (Some(bench), Some(v)) = (field(line, "bench"), value(line)) else {
             continue;
         };
-        let ours = match bench.as_str() {
+        let ours = match bench {
             "lenet_epoch" => epoch_s,
             "lenet_infer" => infer_s,
             _ => continue,

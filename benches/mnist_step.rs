@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{median, median_seconds};
+use common::{field, median, median_seconds, value};
 use nabla::autodiff::{Reduction, Tape, Targets, Var};
 use nabla::nn::{Activation, Init, Mlp, Params};
 use nabla::optim::{Optimizer, Sgd};
@@ -60,9 +60,8 @@ fn main() {
             .output();
         let Ok(out) = out else { continue };
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_string);
-            if let (Some(name), Some(v)) = (field("impl="), field("value=").and_then(|v| v.parse::<f64>().ok())) {
-                peers.entry(name).or_default().push(v);
+            if let (Some(name), Some(v)) = (field(line, "impl"), value(line)) {
+                peers.entry(name.to_string()).or_default().push(v);
             }
         }
     }

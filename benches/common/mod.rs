@@ -23,6 +23,16 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The value of `key` in a peer's output line `bench=.. impl=.. value=..`.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A peer's output line's `value=`, as a number.
+pub fn value(line: &str) -> Option<f64> {
+    field(line, "value")?.parse().ok()
+}
+
 /// Repeat count that keeps one measurement near `budget` seconds.
 pub fn runs_for(one_run_seconds: f64, budget: f64) -> usize {
     ((budget / one_run_seconds.max(1e-9)) as usize).clamp(5, 51) | 1
