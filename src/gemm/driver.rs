@@ -2,22 +2,23 @@
 //!
 //! ```text
 //! loop 5  jc: split n into NC-wide blocks            (B block lives in L3)
-//!  loop 4  pc: split k into KC-deep blocks; pack B    (shared by all threads)
-//!   loop 3  ic: split m into MC-tall blocks; pack A   (per thread, lives in L2)
+//!  loop 4  pc: split k into KC-deep blocks; pack B
+//!   loop 3  ic: split m into MC-tall blocks; pack A   (lives in L2)
 //!    loop 2  jr: NR-wide micro-panels of B            (one lives in L1)
 //!     loop 1  ir: MR-tall micro-panels of A -> microkernel
 //! ```
 //!
-//! Threads split loop 3 (the macro tiles), or loop 2 when m has too few MC
-//! blocks to go round (AlexNet's 64-row im2col products). Products whose k
-//! dwarfs m and n (the MNIST gradient X^T * D, k = 60000) instead split k in
-//! two: each thread streams its own half of the big operand once into a
-//! private C, and the partial results are summed, so there is no barrier per
-//! KC block. That split depends on the shape only (one thread runs both
-//! halves), so C has the same bits on any number of threads.
-//! A product whose A was packed beforehand (a convolution's filters) is
-//! instead cut into one share per thread, rows or columns, each packed and
-//! multiplied start to end (`run_split`).
+//! Threads do not share the nest: a threaded product is cut into one share
+//! per thread, rows of A or columns of B, and each thread packs and
+//! multiplies its share start to end (`run_split`), so there is no barrier
+//! per KC block. Products whose k dwarfs m and n (the MNIST gradient X^T * D,
+//! k = 60000) instead split k in two: each thread streams its own half of the
+//! big operand once into a private C, and the partial results are summed.
+//! That split depends on the shape only (one thread runs both halves), so C
+//! has the same bits on any number of threads; so do the shares, whose
+//! elements each see the same KC blocks in the same order. Only products too
+//! narrow to cut (`run_blocked` with several threads) split loop 3, or loop
+//! 2 when m has too few MC blocks to go round.
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
 //! costs more than it saves there.
 //!
