@@ -125,9 +125,10 @@ pub(crate) struct ConvInputs<'a> {
 /// threads instead (by filters or by columns: see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let ConvGeom { n, c, h, w, oc, groups, win, .. } = *geom;
-    if winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups) && winograd::fits(w, win.padding) {
-        let u = super::prepacked::winograd_filters(inp.w, oc, c, inp.remember)?;
-        return winograd::conv3x3(inp.xs, [n, c, h, w], win.padding, &u, oc, inp.bias, inp.relu);
+    let k = win.kh;
+    if winograd::applies(c, oc, k, win.kw, win.stride, win.padding, groups) && winograd::fits(w, k, win.padding) {
+        let u = super::prepacked::winograd_filters(inp.w, oc, c, k, inp.remember)?;
+        return winograd::convolve(inp.xs, [n, c, h, w], k, win.padding, &u, oc, inp.bias, inp.relu);
     }
     let (ocg, rows) = (geom.oc / geom.groups, geom.col_rows());
     let filters = super::prepacked::filters(inp.w, ocg, rows, geom.groups, inp.remember)?;

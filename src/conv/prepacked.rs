@@ -27,11 +27,11 @@ struct Entry {
 }
 
 /// What a packing is of: `(rows, depth, groups)` of the direct product, or
-/// the Winograd transform of `(out, in)` channels.
+/// the Winograd transform of `(out, in, kernel size)`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Key {
     Direct(usize, usize, usize),
-    Winograd(usize, usize),
+    Winograd(usize, usize, usize),
 }
 
 /// Most recently used last.
@@ -50,12 +50,12 @@ pub(crate) fn filters(w: &Tensor, ocg: usize, rows: usize, groups: usize, rememb
     })
 }
 
-/// The Winograd transforms of the 3 x 3 filters `w [oc, c, 3, 3]`, packed
+/// The Winograd transforms of the `k x k` filters `w [oc, c, k, k]`, packed
 /// (see `conv::winograd`); remembered like [`filters`].
-pub(crate) fn winograd_filters(w: &Tensor, oc: usize, c: usize, remember: bool) -> Result<Vec<Arc<PackedA>>> {
-    use super::winograd::{pack_filters, transform_filters, POSITIONS};
-    remembered(w, Key::Winograd(oc, c), remember, POSITIONS * oc * c, || {
-        pack_filters(&transform_filters(w.data(), oc, c), oc, c)
+pub(crate) fn winograd_filters(w: &Tensor, oc: usize, c: usize, k: usize, remember: bool) -> Result<Vec<Arc<PackedA>>> {
+    use super::winograd::{pack_filters, positions, transform_filters};
+    remembered(w, Key::Winograd(oc, c, k), remember, positions(k) * oc * c, || {
+        pack_filters(&transform_filters(w.data(), oc, c, k)?, oc, c, k)
     })
 }
 

@@ -1,26 +1,29 @@
-//! Winograd's minimal filtering, F(2x2, 3x3) (Lavin and Gray, "Fast
-//! Algorithms for Convolutional Neural Networks", 2016), for 3 x 3,
-//! stride-1 convolutions.
+//! Winograd's minimal filtering, F(2x2, 3x3) and F(2x2, 5x5) (Lavin and
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), for
+//! 3 x 3 and 5 x 5 stride-1 convolutions.
 //!
-//! A 2 x 2 block of outputs needs a 4 x 4 patch `d` of the input. Direct
-//! convolution spends 2 * 2 * 9 = 36 multiplications on it per filter and
-//! channel; Winograd spends 16:
+//! A 2 x 2 block of outputs of an r x r filter needs an a x a patch `d` of
+//! the input (a = r + 1). Direct convolution spends 2 * 2 * r * r
+//! multiplications on it per filter and channel; Winograd spends a * a:
 //!
 //! ```text
 //! Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
 //! ```
 //!
-//! where `G g Gᵀ` (4 x 4) is computed once per filter, `Bᵀ d B` once per
-//! patch and channel, and `A`, `B`, `G` hold only 0, ±1 and ±1/2 (so the
-//! transforms are additions). The sum over channels at each of the 16
-//! positions is a matrix product: `M[ξ] (out x tiles) = U[ξ] (out x in) ·
-//! V[ξ] (in x tiles)`, sixteen of them, run by our SGEMM. For AlexNet's
-//! 13 x 13 layers (7 x 7 tiles cover 14 x 14 outputs) that is 784 products
-//! per filter and channel instead of 1521: 1.94x fewer.
+//! where `G g Gᵀ` (a x a) is computed once per filter, `Bᵀ d B` once per
+//! patch and channel, and `A`, `B`, `G` are small constant matrices (below:
+//! for 3 x 3 they hold only 0, ±1 and ±1/2, so the transforms are additions).
+//! The sum over channels at each of the a * a positions is a matrix product:
+//! `M[ξ] (out x tiles) = U[ξ] (out x in) · V[ξ] (in x tiles)`, run by our
+//! SGEMM. For AlexNet's 13 x 13 layers (7 x 7 tiles cover 14 x 14 outputs)
+//! F(2x2, 3x3) makes 784 products per filter and channel instead of 1521
+//! (1.94x fewer); for its 27 x 27 5 x 5 layer F(2x2, 5x5) makes 7056 instead
+//! of 18225 (2.58x fewer).
 //!
 //! The price is rounding: the transforms add and subtract values before the
 //! products, so the error is a few times that of the direct sum (measured
-//! in the tests below against the direct convolution in f64).
+//! in the tests below against the direct convolution in f64; larger for
+//! 5 x 5, whose transforms hold larger numbers).
 
 use crate::error::Result;
 use crate::gemm::{sgemm_packed, PackedA, Transpose};
@@ -28,34 +31,110 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-/// Positions of a transformed tile (4 x 4).
-pub const POSITIONS: usize = 16;
+/// One algorithm F(2x2, r x r) on a x a tiles (`A = R + 1`): its three
+/// transforms as constants, so that each use compiles to the few additions
+/// and multiplications its nonzero entries ask for.
+trait Minimal<const R: usize, const A: usize> {
+    /// Bᵀ: the input transform (a x a).
+    const BT: [[f32; A]; A];
+    /// G: the filter transform (a x r).
+    const G: [[f32; R]; A];
+    /// Aᵀ: the output transform (2 x a).
+    const AT: [[f32; A]; 2];
+    /// Tiles per product, about: enough columns for full panels, few enough
+    /// that the transformed inputs and products (a^2 matrices each) stay
+    /// near the caches.
+    const TILES: usize;
+}
 
-/// Whether a convolution takes this path: 3 x 3 filters, stride 1, one
-/// group, padding at most 2, and channels enough (in and out) that the
-/// sixteen products are real products. `NABLA_CONV=direct` in the
+/// F(2x2, 3x3) at the points 0, 1, -1 and infinity.
+struct F3;
+
+impl Minimal<3, 4> for F3 {
+    const BT: [[f32; 4]; 4] =
+        [[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]];
+    const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    const AT: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+    const TILES: usize = 1024;
+}
+
+/// F(2x2, 5x5) at the points 0, 1, -1, 1/2, -1/2 and infinity. Halves
+/// rather than ±2: in f32 over 64 channels the error relative to the
+/// largest output has about the same median (1.7e-6 against 1.6e-6) and a
+/// smaller worst case over 30 draws (7.3e-6 against 1.8e-5); the matrices
+/// and the figures come from `tests/fixtures/winograd.py`.
+struct F5;
+
+const T: f32 = 2.0 / 3.0;
+
+impl Minimal<5, 6> for F5 {
+    const BT: [[f32; 6]; 6] = [
+        [0.25, 0.0, -1.25, 0.0, 1.0, 0.0],
+        [0.0, -0.25, -0.25, 1.0, 1.0, 0.0],
+        [0.0, 0.25, -0.25, -1.0, 1.0, 0.0],
+        [0.0, -0.5, -1.0, 0.5, 1.0, 0.0],
+        [0.0, 0.5, -1.0, -0.5, 1.0, 0.0],
+        [0.0, 0.25, 0.0, -1.25, 0.0, 1.0],
+    ];
+    const G: [[f32; 5]; 6] = [
+        [4.0, 0.0, 0.0, 0.0, 0.0],
+        [T, T, T, T, T],
+        [T, -T, T, -T, T],
+        [-4.0 * T, -2.0 * T, -T, -0.5 * T, -0.25 * T],
+        [-4.0 * T, 2.0 * T, -T, 0.5 * T, -0.25 * T],
+        [0.0, 0.0, 0.0, 0.0, 1.0],
+    ];
+    const AT: [[f32; 6]; 2] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 0.5, -0.5, 1.0]];
+    /// Fewer than for 3 x 3: 36 matrices instead of 16. On conv2's shape
+    /// (Zen 3, alternating with the direct path) 256 and 512 gave 1.43-1.50x
+    /// the direct forward, 1024 1.16x.
+    const TILES: usize = 512;
+}
+
+/// `Σ_k row[k] * v(k)` over the nonzero `row[k]`: with `row` a constant the
+/// zero terms vanish at compile time, and a start of -0.0 folds away too
+/// (-0.0 + x is x for every x, which 0.0 + x is not).
+#[inline(always)]
+fn dot<const N: usize>(row: &[f32; N], v: impl Fn(usize) -> f32) -> f32 {
+    let mut s = -0.0;
+    for (k, &c) in row.iter().enumerate() {
+        if c != 0.0 {
+            s += c * v(k);
+        }
+    }
+    s
+}
+
+/// Positions of a transformed tile (a x a) for `k x k` filters.
+pub fn positions(k: usize) -> usize {
+    (k + 1) * (k + 1)
+}
+
+/// Whether a convolution takes this path: 3 x 3 or 5 x 5 filters, stride
+/// 1, one group, padding below the filter's size, and channels enough (in
+/// and out) that the products are real products. `NABLA_CONV=direct` in the
 /// environment, or [`set_enabled`]`(false)`, turns it off, to compare.
 pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding: usize, groups: usize) -> bool {
     enabled()
-        && kh == 3
-        && kw == 3
+        && (kh == 3 || kh == 5)
+        && kw == kh
         && stride == 1
-        && padding <= 2
+        && padding < kh
         && groups == 1
         && c >= MIN_CHANNELS
         && oc >= MIN_CHANNELS
 }
 
 /// Whether images `w` pixels wide, padded by `padding`, fit the input
-/// transform's rows (see [`conv3x3`]).
-pub fn fits(w: usize, padding: usize) -> bool {
-    w.saturating_add(2 * padding).saturating_add(2) <= MAX_ROW
+/// transform's rows (see [`convolve`]) for `k x k` filters.
+pub fn fits(w: usize, k: usize, padding: usize) -> bool {
+    w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW
 }
 
 /// 0: not decided yet (the environment decides), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
 
-/// Whether 3 x 3 convolutions may take this path.
+/// Whether 3 x 3 and 5 x 5 convolutions may take this path.
 pub fn enabled() -> bool {
     match ENABLED.load(Ordering::Relaxed) {
         0 => {
@@ -75,50 +154,62 @@ pub fn set_enabled(on: bool) {
 /// Fewer input or output channels than this go the direct way.
 const MIN_CHANNELS: usize = 32;
 
-/// `U = G g Gᵀ` of every 3 x 3 filter of `w [oc, c, 3, 3]`: sixteen values
-/// per filter, filter-major (`[oc * c][16]`, so each filter's are written
-/// together; [`pack_filters`] regroups them by position).
-pub fn transform_filters(w: &[f32], oc: usize, c: usize) -> Vec<f32> {
-    let mut u = vec![0.0f32; POSITIONS * oc * c];
-    u.par_chunks_mut(POSITIONS * c).zip(w.par_chunks(9 * c)).for_each(|(us, gs)| {
-        for (out, g) in us.chunks_exact_mut(POSITIONS).zip(gs.chunks_exact(9)) {
-            // G g: 4 x 3.
-            let mut t = [[0.0f32; 3]; 4];
-            for j in 0..3 {
-                let (g0, g1, g2) = (g[j], g[3 + j], g[6 + j]);
-                t[0][j] = g0;
-                t[1][j] = 0.5 * (g0 + g1 + g2);
-                t[2][j] = 0.5 * (g0 - g1 + g2);
-                t[3][j] = g2;
+/// The filter size's algorithm, as a call of `$f::<R, A, F>($args)`;
+/// `Err` for sizes without one.
+macro_rules! by_size {
+    ($k:expr, $f:ident($($arg:expr),*)) => {
+        match $k {
+            3 => Ok($f::<3, 4, F3>($($arg),*)),
+            5 => Ok($f::<5, 6, F5>($($arg),*)),
+            k => Err(crate::Error::Invalid { op: "conv2d (Winograd)", message: format!("no algorithm for {k}x{k} filters") }),
+        }
+    };
+}
+
+/// `U = G g Gᵀ` of every `k x k` filter of `w [oc, c, k, k]`: `(k + 1)^2`
+/// values per filter, filter-major (`[oc * c][positions]`, so each filter's
+/// are written together; [`pack_filters`] regroups them by position).
+pub fn transform_filters(w: &[f32], oc: usize, c: usize, k: usize) -> Result<Vec<f32>> {
+    by_size!(k, filters_by(w, oc, c))
+}
+
+fn filters_by<const R: usize, const A: usize, F: Minimal<R, A>>(w: &[f32], oc: usize, c: usize) -> Vec<f32> {
+    let mut u = vec![0.0f32; A * A * oc * c];
+    u.par_chunks_mut(A * A * c).zip(w.par_chunks(R * R * c)).for_each(|(us, gs)| {
+        for (out, g) in us.chunks_exact_mut(A * A).zip(gs.chunks_exact(R * R)) {
+            // G g: a x r.
+            let mut t = [[0.0f32; R]; A];
+            for (i, ti) in t.iter_mut().enumerate() {
+                for (j, v) in ti.iter_mut().enumerate() {
+                    *v = dot(&F::G[i], |k| g[k * R + j]);
+                }
             }
-            // (G g) Gᵀ: 4 x 4.
-            for (i, r) in t.iter().enumerate() {
-                out[i * 4..i * 4 + 4].copy_from_slice(&[
-                    r[0],
-                    0.5 * (r[0] + r[1] + r[2]),
-                    0.5 * (r[0] - r[1] + r[2]),
-                    r[2],
-                ]);
+            // (G g) Gᵀ: a x a.
+            for (i, ti) in t.iter().enumerate() {
+                for j in 0..A {
+                    out[i * A + j] = dot(&F::G[j], |k| ti[k]);
+                }
             }
         }
     });
     u
 }
 
-/// The sixteen `oc x c` matrices of transformed filters (from
+/// The `(k + 1)^2` matrices `oc x c` of transformed filters (from
 /// [`transform_filters`]), one per position, packed for the products.
-pub fn pack_filters(u: &[f32], oc: usize, c: usize) -> Result<Vec<Arc<PackedA>>> {
-    (0..POSITIONS)
+pub fn pack_filters(u: &[f32], oc: usize, c: usize, k: usize) -> Result<Vec<Arc<PackedA>>> {
+    let positions = positions(k);
+    (0..positions)
         .into_par_iter()
         .map(|xi| {
-            let m: Vec<f32> = u.iter().skip(xi).step_by(POSITIONS).copied().collect();
+            let m: Vec<f32> = u.iter().skip(xi).step_by(positions).copied().collect();
             Ok(Arc::new(PackedA::new(Transpose::No, oc, c, &m, c)?))
         })
         .collect()
 }
 
 /// Geometry of one call: images of `c x h x w` padded by `padding`, giving
-/// `oh x ow` outputs in `th x tw` tiles.
+/// `oh x ow` outputs in `th x tw` tiles of 2 x 2.
 #[derive(Clone, Copy, Debug)]
 struct Tiles {
     c: usize,
@@ -137,34 +228,45 @@ impl Tiles {
     }
 }
 
-/// Tiles per product, about: enough columns for full panels, few enough
-/// that the transformed inputs and products stay near the caches.
-const PRODUCT_TILES: usize = 1024;
-
 /// The convolution of `x [n, c, h, w]` (zero padding `padding`) by the
-/// filters whose packed transforms are `u` (from [`pack_filters`], `oc`
-/// filters), plus `bias`, then ReLU if `relu`: `[n, oc, oh, ow]`.
+/// `k x k` filters whose packed transforms are `u` (from [`pack_filters`],
+/// `oc` filters), plus `bias`, then ReLU if `relu`: `[n, oc, oh, ow]`.
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3(
+pub fn convolve(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
+    k: usize,
     padding: usize,
     u: &[Arc<PackedA>],
     oc: usize,
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Result<Vec<f32>> {
-    if !fits(w, padding) || padding > 2 || h + 2 * padding < 3 || w + 2 * padding < 3 {
+    if !fits(w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k || u.len() != positions(k) {
         return Err(crate::Error::Invalid {
             op: "conv2d (Winograd)",
-            message: format!("a {h}x{w} input with padding {padding} is outside what this path takes"),
+            message: format!("a {h}x{w} input with padding {padding} is outside what the {k}x{k} path takes"),
         });
     }
-    let (oh, ow) = (h + 2 * padding - 2, w + 2 * padding - 2);
+    let (oh, ow) = (h + 2 * padding + 1 - k, w + 2 * padding + 1 - k);
     let g = Tiles { c, h, w, padding, oh, ow, th: oh.div_ceil(2), tw: ow.div_ceil(2) };
-    let per = (PRODUCT_TILES / g.per_image().max(1)).clamp(1, n.max(1));
-    let mut y = vec![0.0f32; n * oc * oh * ow];
-    let (image_in, image_out) = (c * h * w, oc * oh * ow);
+    by_size!(k, convolve_by(x, n, &g, u, oc, bias, relu))?
+}
+
+fn convolve_by<const R: usize, const A: usize, F: Minimal<R, A>>(
+    x: &[f32],
+    n: usize,
+    g: &Tiles,
+    u: &[Arc<PackedA>],
+    oc: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Result<Vec<f32>> {
+    let positions = A * A;
+    let c = g.c;
+    let per = (F::TILES / g.per_image().max(1)).clamp(1, n.max(1));
+    let mut y = vec![0.0f32; n * oc * g.oh * g.ow];
+    let (image_in, image_out) = (c * g.h * g.w, oc * g.oh * g.ow);
     crate::scratch::with_vec(|v| {
         crate::scratch::with_vec(|m| {
             for (chunk, ys) in y.chunks_mut(per * image_out).enumerate() {
@@ -173,17 +275,17 @@ pub fn conv3x3(
                 let cols = count * g.per_image();
                 let (vs, ms) = (c * cols + SKEW, oc * cols + SKEW);
                 // Every element used is written before it is read: grow without clearing.
-                if v.len() < POSITIONS * vs {
-                    v.resize(POSITIONS * vs, 0.0);
+                if v.len() < positions * vs {
+                    v.resize(positions * vs, 0.0);
                 }
-                if m.len() < POSITIONS * ms {
-                    m.resize(POSITIONS * ms, 0.0);
+                if m.len() < positions * ms {
+                    m.resize(positions * ms, 0.0);
                 }
-                transform_inputs(xs, count, &g, &mut v[..POSITIONS * vs], vs);
-                // The sixteen products, side by side on the threads.
-                m[..POSITIONS * ms]
+                transform_inputs::<R, A, F>(xs, count, g, &mut v[..positions * vs], vs);
+                // The products, side by side on the threads.
+                m[..positions * ms]
                     .par_chunks_mut(ms)
-                    .zip(v[..POSITIONS * vs].par_chunks(vs))
+                    .zip(v[..positions * vs].par_chunks(vs))
                     .zip(u.par_iter())
                     .try_for_each(|((mx, vx), ux)| -> Result<()> {
                         sgemm_packed(
@@ -199,7 +301,7 @@ pub fn conv3x3(
                         )?;
                         Ok(())
                     })?;
-                transform_outputs(&m[..POSITIONS * ms], ms, count, oc, &g, ys, bias, relu);
+                transform_outputs::<R, A, F>(&m[..positions * ms], ms, count, oc, g, ys, bias, relu);
             }
             Ok::<(), crate::Error>(())
         })
@@ -207,90 +309,119 @@ pub fn conv3x3(
     Ok(y)
 }
 
-/// A thread's scratch for [`transform_inputs`]: the padded plane, a row of
-/// tiles after `Bᵀ d`, and after `d B`.
-struct Work {
-    padded: Vec<f32>,
-    t: [[f32; MAX_ROW]; 4],
-    out: [[f32; MAX_ROW / 2]; POSITIONS],
-}
-
-impl Default for Work {
-    fn default() -> Work {
-        Work { padded: Vec::new(), t: [[0.0; MAX_ROW]; 4], out: [[0.0; MAX_ROW / 2]; POSITIONS] }
-    }
-}
-
-/// The widest padded row the input transform holds on the stack (tiles of
-/// images up to 1022 pixels wide; wider ones go the direct way).
+/// The widest padded row the input transform takes (tiles of images up to
+/// about a thousand pixels wide; wider ones go the direct way).
 const MAX_ROW: usize = 1024;
 
 /// Floats between consecutive positions' matrices beyond their size: the
-/// sixteen matrices of one tile are read and written together, and at a
-/// stride that is a multiple of 4 KiB they would all fall in one set of the
-/// L1 cache and evict each other.
+/// matrices of one tile are read and written together, and at a stride
+/// that is a multiple of 4 KiB they would all fall in one set of the L1
+/// cache and evict each other.
 const SKEW: usize = 16;
 
-/// `V = Bᵀ d B` of every 4 x 4 patch: sixteen `c x (count * tiles)` matrices.
-fn transform_inputs(xs: &[f32], count: usize, g: &Tiles, v: &mut [f32], stride: usize) {
+/// `out[x] = Σ_r c[r] * rows[r][x]` for every `x < out.len()`: one row of
+/// a transform for a whole row of tiles at once, so that it runs in vectors
+/// (with `c` a constant, a few adds or FMAs per element).
+#[inline(always)]
+fn combine<const N: usize>(c: &[f32; N], rows: [&[f32]; N], out: &mut [f32]) {
+    let n = out.len();
+    let rows: [&[f32]; N] = std::array::from_fn(|r| &rows[r][..n]);
+    for (x, o) in out.iter_mut().enumerate() {
+        *o = dot(c, |r| rows[r][x]);
+    }
+}
+
+/// A thread's scratch for [`transform_inputs`]: the padded plane split in
+/// four by the parity of row and column, the rows after `Bᵀ d` (a of them
+/// for each column parity), and one run of `V` before it is stored.
+#[derive(Default)]
+struct Work {
+    quarters: Vec<f32>,
+    t: Vec<f32>,
+    run: Vec<f32>,
+}
+
+/// `V = Bᵀ d B` of every a x a patch: `a^2` matrices `c x (count * tiles)`.
+///
+/// Tile (ty, tx) reads padded rows 2 ty .. 2 ty + a and columns 2 tx ..
+/// 2 tx + a. With the plane split by parity, row 2 ty + r is row ty + r / 2
+/// of the quarter of parity r % 2, so each transform row is a sum of a
+/// shifted whole quarters: long runs that go in vectors. Runs are `half`
+/// wide, of which the first `tw` are tiles (the rest is not stored).
+fn transform_inputs<const R: usize, const A: usize, F: Minimal<R, A>>(
+    xs: &[f32],
+    count: usize,
+    g: &Tiles,
+    v: &mut [f32],
+    stride: usize,
+) {
     let cols = count * g.per_image();
     let plane = g.h * g.w;
     // One (image, channel) plane at a time, on the threads; each writes its own
-    // row segment of each of the sixteen matrices.
+    // row segment of each of the matrices.
     let rows: Vec<(usize, usize)> = (0..count).flat_map(|j| (0..g.c).map(move |ch| (j, ch))).collect();
     let v_ptr = SendPtr(v.as_mut_ptr());
-    // The plane padded to whole tiles: (2 th + 2) x (2 tw + 2), zeros around.
-    let (ph, pw) = (2 * g.th + 2, 2 * g.tw + 2);
+    // The padded plane: (2 th + r - 1) x (2 tw + r - 1), zeros around; its
+    // quarters are `hh` x `half`.
+    let (th, tw) = (g.th, g.tw);
+    let (ph, pw) = (2 * th + R - 1, 2 * tw + R - 1);
+    let (hh, half) = (ph.div_ceil(2), pw.div_ceil(2));
+    let (q_len, t_len) = (hh * half, th * half);
+    // Horizontal runs stop a / 2 - 1 short, so that their shifted reads stay in `t`.
+    let run_len = t_len + 1 - A / 2;
     rows.par_iter().for_each_init(Work::default, |work: &mut Work, &(j, ch)| {
-        let padded = &mut work.padded;
+        let Work { quarters, t, run } = work;
         let src = &xs[(j * g.c + ch) * plane..(j * g.c + ch + 1) * plane];
-        padded.clear();
-        padded.resize(ph * pw, 0.0);
+        quarters.clear();
+        quarters.resize(4 * q_len, 0.0);
         for (y, row) in src.chunks_exact(g.w).enumerate() {
-            let at = (y + g.padding) * pw + g.padding;
+            let py = y + g.padding;
             // Rows and columns past the tiles' reach are never read.
-            let n = g.w.min(pw - g.padding);
-            if y + g.padding < ph {
-                padded[at..at + n].copy_from_slice(&row[..n]);
+            if py >= ph {
+                break;
+            }
+            for (x, &val) in row.iter().enumerate().take(pw - g.padding) {
+                let px = x + g.padding;
+                quarters[((py % 2) * 2 + px % 2) * q_len + (py / 2) * half + px / 2] = val;
             }
         }
-        let row = ch * cols + j * g.per_image();
-        // One row of tiles at a time: Bᵀ d on whole padded rows (t, 4 x pw),
-        // then d B per tile into `out` (16 x tw), stored as sixteen runs.
-        let (t, out) = (&mut work.t, &mut work.out);
-        for ty in 0..g.th {
-            let d = |r: usize| &padded[(2 * ty + r) * pw..(2 * ty + r + 1) * pw];
-            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-            for x in 0..pw {
-                t[0][x] = d0[x] - d2[x];
-                t[1][x] = d1[x] + d2[x];
-                t[2][x] = d2[x] - d1[x];
-                t[3][x] = d1[x] - d3[x];
-            }
-            for (r, tr) in t.iter().enumerate() {
-                for tx in 0..g.tw {
-                    let q = &tr[2 * tx..2 * tx + 4];
-                    out[r * 4][tx] = q[0] - q[2];
-                    out[r * 4 + 1][tx] = q[1] + q[2];
-                    out[r * 4 + 2][tx] = q[2] - q[1];
-                    out[r * 4 + 3][tx] = q[1] - q[3];
+        // Bᵀ d, per column parity: t[(cp, i)] = Σ_r Bᵀ[i][r] rows 2 ty + r.
+        t.resize(2 * A * t_len, 0.0);
+        for (ci, ti) in t.chunks_exact_mut(t_len).enumerate() {
+            let (cp, i) = (ci / A, ci % A);
+            let d: [&[f32]; A] = std::array::from_fn(|r| &quarters[((r % 2) * 2 + cp) * q_len + (r / 2) * half..]);
+            combine(&F::BT[i], d, ti);
+        }
+        // (Bᵀ d) B: V[i a + jj] = Σ_r Bᵀ[jj][r] columns 2 tx + r.
+        run.resize(run_len, 0.0);
+        let first = ch * cols + j * g.per_image();
+        for i in 0..A {
+            let q: [&[f32]; A] = std::array::from_fn(|r| &t[((r % 2) * A + i) * t_len + r / 2..]);
+            for jj in 0..A {
+                combine(&F::BT[jj], q, run);
+                for ty in 0..th {
+                    // SAFETY: `first + ty tw .. + tw` lies in this task's own
+                    // (image, channel) segment of row `ch` of matrix `i a + jj`;
+                    // no other task writes it, and it ends below (a^2 - 1) *
+                    // stride + c * cols <= v.len(). `ty half + tw <= run_len`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            run[ty * half..ty * half + tw].as_ptr(),
+                            v_ptr.get().add((i * A + jj) * stride + first + ty * tw),
+                            tw,
+                        )
+                    };
                 }
-            }
-            let at_row = row + ty * g.tw;
-            for (xi, run) in out.iter().enumerate() {
-                // SAFETY: `at_row .. at_row + tw` lies in this task's own (image,
-                // channel) segment of row `ch`; no other task writes it, and it
-                // ends below 15 * stride + c * cols <= v.len().
-                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), v_ptr.get().add(xi * stride + at_row), g.tw) };
             }
         }
     });
 }
 
 /// `Y = Aᵀ m A` of every tile of the products into `ys [count, oc, oh, ow]`,
-/// with the bias and ReLU.
+/// with the bias and ReLU. An output plane's tiles are contiguous in each
+/// product, so the transform runs over all of them at once.
 #[allow(clippy::too_many_arguments)]
-fn transform_outputs(
+fn transform_outputs<const R: usize, const A: usize, F: Minimal<R, A>>(
     m: &[f32],
     stride: usize,
     count: usize,
@@ -300,35 +431,32 @@ fn transform_outputs(
     bias: Option<&[f32]>,
     relu: bool,
 ) {
-    let cols = count * g.per_image();
+    let (cols, tiles, tw) = (count * g.per_image(), g.per_image(), g.tw);
     let out_plane = g.oh * g.ow;
-    ys.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
+    // Per task: `Aᵀ m` (2 a runs of `tiles`), then each output row parity's
+    // even and odd pixels (4 runs).
+    ys.par_chunks_mut(out_plane).enumerate().for_each_init(Vec::new, |s: &mut Vec<f32>, (plane, y)| {
         let (j, k) = (plane / oc, plane % oc);
         let b = bias.map_or(0.0, |b| b[k]);
-        for ty in 0..g.th {
-            for tx in 0..g.tw {
-                let p = j * g.per_image() + ty * g.tw + tx;
-                let e = |i: usize| m[i * stride + k * cols + p];
-                // Aᵀ m: 2 x 4.
-                let mut s = [[0.0f32; 4]; 2];
-                for (q, [m0, m1, m2, m3]) in (0..4).map(|q| (q, [e(q), e(4 + q), e(8 + q), e(12 + q)])) {
-                    s[0][q] = m0 + m1 + m2;
-                    s[1][q] = m1 - m2 - m3;
-                }
-                for (r, sr) in s.iter().enumerate() {
-                    let oy = 2 * ty + r;
-                    if oy >= g.oh {
-                        continue;
-                    }
-                    let pair = [sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3]];
-                    for (q, val) in pair.into_iter().enumerate() {
-                        let ox = 2 * tx + q;
-                        if ox < g.ow {
-                            let v = val + b;
-                            y[oy * g.ow + ox] = if relu { v.max(0.0) } else { v };
-                        }
-                    }
-                }
+        s.resize((2 * A + 4) * tiles, 0.0);
+        let (s, pairs) = s.split_at_mut(2 * A * tiles);
+        let first = k * cols + j * tiles;
+        for (rq, run) in s.chunks_exact_mut(tiles).enumerate() {
+            let (r, q) = (rq / A, rq % A);
+            let at: [&[f32]; A] = std::array::from_fn(|i| &m[(i * A + q) * stride + first..][..tiles]);
+            combine(&F::AT[r], at, run);
+        }
+        for (rc, run) in pairs.chunks_exact_mut(tiles).enumerate() {
+            let (r, c) = (rc / 2, rc % 2);
+            let sr: [&[f32]; A] = std::array::from_fn(|q| &s[(r * A + q) * tiles..(r * A + q + 1) * tiles]);
+            combine(&F::AT[c], sr, run);
+        }
+        for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
+            let (ty, r) = (oy / 2, oy % 2);
+            let (even, odd) = (&pairs[2 * r * tiles + ty * tw..], &pairs[(2 * r + 1) * tiles + ty * tw..]);
+            for (ox, o) in out.iter_mut().enumerate() {
+                let v = if ox % 2 == 0 { even[ox / 2] } else { odd[ox / 2] } + b;
+                *o = if relu { v.max(0.0) } else { v };
             }
         }
     });
@@ -354,28 +482,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Direct convolution in f64 (correlation, as CNNs define it).
-    fn direct(x: &[f32], [n, c, h, w]: [usize; 4], wt: &[f32], oc: usize, padding: usize, bias: &[f32]) -> Vec<f64> {
-        let (oh, ow) = (h + 2 * padding - 2, w + 2 * padding - 2);
+    /// Direct convolution (correlation, as CNNs define it) by `k x k` filters, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        x: &[f32],
+        [n, c, h, w]: [usize; 4],
+        wt: &[f32],
+        oc: usize,
+        k: usize,
+        padding: usize,
+        bias: &[f32],
+    ) -> Vec<f64> {
+        let (oh, ow) = (h + 2 * padding + 1 - k, w + 2 * padding + 1 - k);
         let mut y = vec![0.0f64; n * oc * oh * ow];
         for j in 0..n {
-            for k in 0..oc {
+            for o in 0..oc {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let mut s = bias[k] as f64;
+                        let mut s = bias[o] as f64;
                         for ch in 0..c {
-                            for dy in 0..3 {
-                                for dx in 0..3 {
+                            for dy in 0..k {
+                                for dx in 0..k {
                                     let (iy, ix) =
                                         ((oy + dy) as isize - padding as isize, (ox + dx) as isize - padding as isize);
                                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                         s += x[((j * c + ch) * h + iy as usize) * w + ix as usize] as f64
-                                            * wt[((k * c + ch) * 3 + dy) * 3 + dx] as f64;
+                                            * wt[((o * c + ch) * k + dy) * k + dx] as f64;
                                     }
                                 }
                             }
                         }
-                        y[((j * oc + k) * oh + oy) * ow + ox] = s;
+                        y[((j * oc + o) * oh + oy) * ow + ox] = s;
                     }
                 }
             }
@@ -388,24 +525,19 @@ mod tests {
         (0..len).map(|_| r.uniform() * 2.0 - 1.0).collect()
     }
 
-    fn check(
-        n: usize,
-        c: usize,
-        oc: usize,
-        h: usize,
-        w: usize,
-        padding: usize,
-        seed: u64,
-    ) -> std::result::Result<(), String> {
+    /// Shapes `[n, c, oc, h, w, k, padding]`.
+    fn check(shape: [usize; 7], seed: u64) -> std::result::Result<(), String> {
+        let [n, c, oc, h, w, k, padding] = shape;
         let x = values(n * c * h * w, seed);
-        let wt = values(oc * c * 9, seed + 1);
+        let wt = values(oc * c * k * k, seed + 1);
         let bias = values(oc, seed + 2);
-        let u = pack_filters(&transform_filters(&wt, oc, c), oc, c).unwrap();
-        let got = conv3x3(&x, [n, c, h, w], padding, &u, oc, Some(&bias), false).unwrap();
-        let want = direct(&x, [n, c, h, w], &wt, oc, padding, &bias);
-        // Each output sums 9c products of values in [-1, 1]: scale the
-        // tolerance by sqrt(9c), as rounding errors add up like a random walk.
-        let tol = 2e-6 * (9.0 * c as f64).sqrt() * 4.0;
+        let u = pack_filters(&transform_filters(&wt, oc, c, k).unwrap(), oc, c, k).unwrap();
+        let got = convolve(&x, [n, c, h, w], k, padding, &u, oc, Some(&bias), false).unwrap();
+        let want = direct(&x, [n, c, h, w], &wt, oc, k, padding, &bias);
+        // Each output sums k^2 c products of values in [-1, 1]: scale the
+        // tolerance by sqrt(k^2 c), as rounding errors add up like a random
+        // walk, and by 4 for the transforms' extra roundings.
+        let tol = 2e-6 * ((k * k * c) as f64).sqrt() * 4.0;
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             if (*g as f64 - w).abs() > tol * (1.0 + w.abs()) {
                 return Err(format!("output {i}: winograd {g}, direct {w} (tolerance {tol:.2e})"));
@@ -417,18 +549,25 @@ mod tests {
     #[test]
     fn matches_the_direct_convolution_on_alexnet_like_shapes() {
         // AlexNet's conv3-5 shapes, narrowed: 13 x 13, padding 1, odd size (a half tile).
-        check(2, 40, 36, 13, 13, 1, 7).unwrap();
-        check(1, 33, 32, 8, 6, 0, 9).unwrap();
-        check(3, 32, 40, 5, 7, 2, 11).unwrap();
+        check([2, 40, 36, 13, 13, 3, 1], 7).unwrap();
+        check([1, 33, 32, 8, 6, 3, 0], 9).unwrap();
+        check([3, 32, 40, 5, 7, 3, 2], 11).unwrap();
+        // conv2's: 27 x 27, 5 x 5, padding 2, narrowed; and the other paddings.
+        check([2, 48, 40, 27, 27, 5, 2], 13).unwrap();
+        check([1, 32, 33, 9, 6, 5, 0], 15).unwrap();
+        check([1, 33, 32, 4, 5, 5, 4], 17).unwrap();
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
         fn matches_the_direct_convolution(n in 1usize..3, c in 1usize..12, oc in 1usize..10, h in 1usize..12,
-                                          w in 1usize..12, padding in 0usize..3, seed in 0u64..1000) {
-            prop_assume!(h + 2 * padding >= 3 && w + 2 * padding >= 3);
-            prop_assert!(check(n, c, oc, h, w, padding, seed).is_ok(), "{}", check(n, c, oc, h, w, padding, seed).unwrap_err());
+                                          w in 1usize..12, five in any::<bool>(), padding in 0usize..5,
+                                          seed in 0u64..1000) {
+            let k = if five { 5 } else { 3 };
+            prop_assume!(padding < k && h + 2 * padding >= k && w + 2 * padding >= k);
+            let shape = [n, c, oc, h, w, k, padding];
+            prop_assert!(check(shape, seed).is_ok(), "{}", check(shape, seed).unwrap_err());
         }
     }
 
@@ -436,14 +575,19 @@ mod tests {
     fn relu_and_the_switch() {
         let (c, oc) = (32, 32);
         let x = values(c * 36, 3);
-        let wt = values(oc * c * 9, 4);
-        let u = pack_filters(&transform_filters(&wt, oc, c), oc, c).unwrap();
-        let plain = conv3x3(&x, [1, c, 6, 6], 1, &u, oc, None, false).unwrap();
-        let relu = conv3x3(&x, [1, c, 6, 6], 1, &u, oc, None, true).unwrap();
-        assert!(plain.iter().any(|v| *v < 0.0));
-        assert!(plain.iter().zip(&relu).all(|(p, r)| *r == p.max(0.0)));
+        for k in [3, 5] {
+            let wt = values(oc * c * k * k, 4);
+            let u = pack_filters(&transform_filters(&wt, oc, c, k).unwrap(), oc, c, k).unwrap();
+            let plain = convolve(&x, [1, c, 6, 6], k, 1, &u, oc, None, false).unwrap();
+            let relu = convolve(&x, [1, c, 6, 6], k, 1, &u, oc, None, true).unwrap();
+            assert!(plain.iter().any(|v| *v < 0.0));
+            assert!(plain.iter().zip(&relu).all(|(p, r)| *r == p.max(0.0)));
+        }
         assert_eq!(applies(32, 32, 3, 3, 1, 1, 1), enabled());
-        assert!(!applies(32, 32, 3, 3, 2, 1, 1) && !applies(32, 32, 5, 5, 1, 2, 1) && !applies(32, 32, 3, 3, 1, 1, 2));
+        assert_eq!(applies(32, 32, 5, 5, 1, 2, 1), enabled());
+        assert!(!applies(32, 32, 3, 3, 2, 1, 1) && !applies(32, 32, 7, 7, 1, 3, 1) && !applies(32, 32, 3, 3, 1, 1, 2));
+        assert!(!applies(32, 32, 5, 3, 1, 1, 1) && !applies(32, 32, 3, 3, 1, 3, 1), "non-square, padding >= k");
         assert!(!applies(3, 64, 3, 3, 1, 1, 1), "too few channels");
+        assert!(transform_filters(&[0.0; 49], 1, 1, 7).is_err());
     }
 }
