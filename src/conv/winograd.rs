@@ -361,6 +361,59 @@ fn transform_inputs<const R: usize, const A: usize, F: Minimal<R, A>>(
     // row segment of each of the matrices.
     let rows: Vec<(usize, usize)> = (0..count).flat_map(|j| (0..g.c).map(move |ch| (j, ch))).collect();
     let v_ptr = SendPtr(v.as_mut_ptr());
+    let avx2 = avx2();
+    rows.par_iter().for_each_init(Work::default, |work: &mut Work, &(j, ch)| {
+        let src = &xs[(j * g.c + ch) * plane..(j * g.c + ch + 1) * plane];
+        let at = Segment { dst: v_ptr, stride, first: ch * cols + j * g.per_image() };
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: `avx2()` saw the CPU's AVX2; the segment as below.
+            return unsafe { input_plane_avx2::<R, A, F>(src, g, work, at) };
+        }
+        // SAFETY: the segment is this task's own (image, channel) part of row
+        // `ch` of every matrix, inside `v` (see `input_plane`).
+        unsafe { input_plane::<R, A, F>(src, g, work, at) }
+    });
+}
+
+/// Where one plane's transformed tiles go: matrix `ξ`'s run starts at
+/// `dst + ξ * stride + first`.
+#[derive(Clone, Copy)]
+struct Segment {
+    dst: SendPtr,
+    stride: usize,
+    first: usize,
+}
+
+/// [`input_plane`] compiled with AVX2, whose vectors are twice SSE2's.
+///
+/// # Safety
+/// As [`input_plane`]; the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn input_plane_avx2<const R: usize, const A: usize, F: Minimal<R, A>>(
+    src: &[f32],
+    g: &Tiles,
+    work: &mut Work,
+    at: Segment,
+) {
+    // SAFETY: forwarded.
+    unsafe { input_plane::<R, A, F>(src, g, work, at) }
+}
+
+/// `V` of the tiles of one padded plane `src` (see [`transform_inputs`]).
+///
+/// # Safety
+/// For every matrix `ξ < a^2` and tile row `ty`, the `tw` floats at
+/// `at.dst + ξ * at.stride + at.first + ty * tw` are writable and written by
+/// no one else meanwhile.
+#[inline(always)]
+unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
+    src: &[f32],
+    g: &Tiles,
+    work: &mut Work,
+    at: Segment,
+) {
     // The padded plane: (2 th + r - 1) x (2 tw + r - 1), zeros around; its
     // quarters are `hh` x `half`.
     let (th, tw) = (g.th, g.tw);
@@ -369,52 +422,53 @@ fn transform_inputs<const R: usize, const A: usize, F: Minimal<R, A>>(
     let (q_len, t_len) = (hh * half, th * half);
     // Horizontal runs stop a / 2 - 1 short, so that their shifted reads stay in `t`.
     let run_len = t_len + 1 - A / 2;
-    rows.par_iter().for_each_init(Work::default, |work: &mut Work, &(j, ch)| {
-        let Work { quarters, t, run } = work;
-        let src = &xs[(j * g.c + ch) * plane..(j * g.c + ch + 1) * plane];
-        quarters.clear();
-        quarters.resize(4 * q_len, 0.0);
-        for (y, row) in src.chunks_exact(g.w).enumerate() {
-            let py = y + g.padding;
-            // Rows and columns past the tiles' reach are never read.
-            if py >= ph {
-                break;
-            }
-            for (x, &val) in row.iter().enumerate().take(pw - g.padding) {
-                let px = x + g.padding;
-                quarters[((py % 2) * 2 + px % 2) * q_len + (py / 2) * half + px / 2] = val;
-            }
+    let Work { quarters, t, run } = work;
+    quarters.clear();
+    quarters.resize(4 * q_len, 0.0);
+    for (y, row) in src.chunks_exact(g.w).enumerate() {
+        let py = y + g.padding;
+        // Rows and columns past the tiles' reach are never read.
+        if py >= ph {
+            break;
         }
-        // Bᵀ d, per column parity: t[(cp, i)] = Σ_r Bᵀ[i][r] rows 2 ty + r.
-        t.resize(2 * A * t_len, 0.0);
-        for (ci, ti) in t.chunks_exact_mut(t_len).enumerate() {
-            let (cp, i) = (ci / A, ci % A);
-            let d: [&[f32]; A] = std::array::from_fn(|r| &quarters[((r % 2) * 2 + cp) * q_len + (r / 2) * half..]);
-            combine(&F::BT[i], d, ti);
+        for (x, &val) in row.iter().enumerate().take(pw - g.padding) {
+            let px = x + g.padding;
+            quarters[((py % 2) * 2 + px % 2) * q_len + (py / 2) * half + px / 2] = val;
         }
-        // (Bᵀ d) B: V[i a + jj] = Σ_r Bᵀ[jj][r] columns 2 tx + r.
-        run.resize(run_len, 0.0);
-        let first = ch * cols + j * g.per_image();
-        for i in 0..A {
-            let q: [&[f32]; A] = std::array::from_fn(|r| &t[((r % 2) * A + i) * t_len + r / 2..]);
-            for jj in 0..A {
-                combine(&F::BT[jj], q, run);
-                for ty in 0..th {
-                    // SAFETY: `first + ty tw .. + tw` lies in this task's own
-                    // (image, channel) segment of row `ch` of matrix `i a + jj`;
-                    // no other task writes it, and it ends below (a^2 - 1) *
-                    // stride + c * cols <= v.len(). `ty half + tw <= run_len`.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            run[ty * half..ty * half + tw].as_ptr(),
-                            v_ptr.get().add((i * A + jj) * stride + first + ty * tw),
-                            tw,
-                        )
-                    };
-                }
+    }
+    // Bᵀ d, per column parity: t[(cp, i)] = Σ_r Bᵀ[i][r] rows 2 ty + r.
+    t.resize(2 * A * t_len, 0.0);
+    for (ci, ti) in t.chunks_exact_mut(t_len).enumerate() {
+        let (cp, i) = (ci / A, ci % A);
+        let d: [&[f32]; A] = std::array::from_fn(|r| &quarters[((r % 2) * 2 + cp) * q_len + (r / 2) * half..]);
+        combine(&F::BT[i], d, ti);
+    }
+    // (Bᵀ d) B: V[i a + jj] = Σ_r Bᵀ[jj][r] columns 2 tx + r.
+    run.resize(run_len, 0.0);
+    for i in 0..A {
+        let q: [&[f32]; A] = std::array::from_fn(|r| &t[((r % 2) * A + i) * t_len + r / 2..]);
+        for jj in 0..A {
+            combine(&F::BT[jj], q, run);
+            for ty in 0..th {
+                // SAFETY: the caller's; `ty half + tw <= run_len`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        run[ty * half..ty * half + tw].as_ptr(),
+                        at.dst.get().add((i * A + jj) * at.stride + at.first + ty * tw),
+                        tw,
+                    )
+                };
             }
         }
-    });
+    }
+}
+
+/// Whether the CPU has AVX2 (the transforms then run in its vectors).
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// `Y = Aᵀ m A` of every tile of the products into `ys [count, oc, oh, ow]`,
@@ -431,35 +485,75 @@ fn transform_outputs<const R: usize, const A: usize, F: Minimal<R, A>>(
     bias: Option<&[f32]>,
     relu: bool,
 ) {
-    let (cols, tiles, tw) = (count * g.per_image(), g.per_image(), g.tw);
+    let (cols, tiles) = (count * g.per_image(), g.per_image());
     let out_plane = g.oh * g.ow;
-    // Per task: `Aᵀ m` (2 a runs of `tiles`), then each output row parity's
-    // even and odd pixels (4 runs).
+    let avx2 = avx2();
     ys.par_chunks_mut(out_plane).enumerate().for_each_init(Vec::new, |s: &mut Vec<f32>, (plane, y)| {
         let (j, k) = (plane / oc, plane % oc);
         let b = bias.map_or(0.0, |b| b[k]);
-        s.resize((2 * A + 4) * tiles, 0.0);
-        let (s, pairs) = s.split_at_mut(2 * A * tiles);
-        let first = k * cols + j * tiles;
-        for (rq, run) in s.chunks_exact_mut(tiles).enumerate() {
-            let (r, q) = (rq / A, rq % A);
-            let at: [&[f32]; A] = std::array::from_fn(|i| &m[(i * A + q) * stride + first..][..tiles]);
-            combine(&F::AT[r], at, run);
+        // The plane's tiles in product `ξ`: `m[ξ * stride + first..][..tiles]`.
+        let m = &m[k * cols + j * tiles..];
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: `avx2()` saw the CPU's AVX2.
+            return unsafe { output_plane_avx2::<R, A, F>(m, stride, g, s, y, (b, relu)) };
         }
-        for (rc, run) in pairs.chunks_exact_mut(tiles).enumerate() {
-            let (r, c) = (rc / 2, rc % 2);
-            let sr: [&[f32]; A] = std::array::from_fn(|q| &s[(r * A + q) * tiles..(r * A + q + 1) * tiles]);
-            combine(&F::AT[c], sr, run);
-        }
-        for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
-            let (ty, r) = (oy / 2, oy % 2);
-            let (even, odd) = (&pairs[2 * r * tiles + ty * tw..], &pairs[(2 * r + 1) * tiles + ty * tw..]);
-            for (ox, o) in out.iter_mut().enumerate() {
-                let v = if ox % 2 == 0 { even[ox / 2] } else { odd[ox / 2] } + b;
-                *o = if relu { v.max(0.0) } else { v };
-            }
-        }
+        output_plane::<R, A, F>(m, stride, g, s, y, (b, relu))
     });
+}
+
+/// [`output_plane`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn output_plane_avx2<const R: usize, const A: usize, F: Minimal<R, A>>(
+    m: &[f32],
+    stride: usize,
+    g: &Tiles,
+    s: &mut Vec<f32>,
+    y: &mut [f32],
+    finish: (f32, bool),
+) {
+    output_plane::<R, A, F>(m, stride, g, s, y, finish)
+}
+
+/// One output plane `y` of [`transform_outputs`] from its tiles' values in
+/// the products (`m[ξ * stride..][..tiles]`), plus the bias `finish.0`,
+/// then ReLU if `finish.1`; `s` is scratch.
+#[inline(always)]
+fn output_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
+    m: &[f32],
+    stride: usize,
+    g: &Tiles,
+    s: &mut Vec<f32>,
+    y: &mut [f32],
+    (b, relu): (f32, bool),
+) {
+    let (tiles, tw) = (g.per_image(), g.tw);
+    // `Aᵀ m` (2 a runs of `tiles`), then each output row parity's even and
+    // odd pixels (4 runs).
+    s.resize((2 * A + 4) * tiles, 0.0);
+    let (s, pairs) = s.split_at_mut(2 * A * tiles);
+    for (rq, run) in s.chunks_exact_mut(tiles).enumerate() {
+        let (r, q) = (rq / A, rq % A);
+        let at: [&[f32]; A] = std::array::from_fn(|i| &m[(i * A + q) * stride..][..tiles]);
+        combine(&F::AT[r], at, run);
+    }
+    for (rc, run) in pairs.chunks_exact_mut(tiles).enumerate() {
+        let (r, c) = (rc / 2, rc % 2);
+        let sr: [&[f32]; A] = std::array::from_fn(|q| &s[(r * A + q) * tiles..(r * A + q + 1) * tiles]);
+        combine(&F::AT[c], sr, run);
+    }
+    for (oy, out) in y.chunks_exact_mut(g.ow).enumerate() {
+        let (ty, r) = (oy / 2, oy % 2);
+        let (even, odd) = (&pairs[2 * r * tiles + ty * tw..], &pairs[(2 * r + 1) * tiles + ty * tw..]);
+        for (ox, o) in out.iter_mut().enumerate() {
+            let v = if ox % 2 == 0 { even[ox / 2] } else { odd[ox / 2] } + b;
+            *o = if relu { v.max(0.0) } else { v };
+        }
+    }
 }
 
 /// A pointer the threads may share, each writing only its own elements.
