@@ -126,7 +126,7 @@ pub(crate) struct ConvInputs<'a> {
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
     let ConvGeom { n, c, h, w, oc, groups, win, .. } = *geom;
     let k = win.kh;
-    if winograd::applies(c, oc, k, win.kw, win.stride, win.padding, groups) && winograd::fits(w, k, win.padding) {
+    if winograd::applies(c, oc, k, win.kw, win.stride, win.padding, groups) && winograd::fits(h, w, k, win.padding) {
         let u = super::prepacked::winograd_filters(inp.w, oc, c, k, inp.remember)?;
         return winograd::convolve(inp.xs, [n, c, h, w], k, win.padding, &u, oc, inp.bias, inp.relu);
     }

@@ -125,11 +125,19 @@ pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding
         && oc >= MIN_CHANNELS
 }
 
-/// Whether images `w` pixels wide, padded by `padding`, fit the input
-/// transform's rows (see [`convolve`]) for `k x k` filters.
-pub fn fits(w: usize, k: usize, padding: usize) -> bool {
-    w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW
+/// Whether `h x w` images, padded by `padding`, fit this path for `k x k`
+/// filters: rows no wider than the input transform takes, and few enough
+/// tiles that one image's a^2 transformed matrices stay a bounded multiple
+/// of its size (they are made for a whole image at once; larger images go
+/// the direct way, which gathers its columns as it needs them).
+pub fn fits(h: usize, w: usize, k: usize, padding: usize) -> bool {
+    let tiles = |n: usize| n.saturating_add(2 * padding).saturating_sub(k.saturating_sub(1)).div_ceil(2);
+    w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW && tiles(h).saturating_mul(tiles(w)) <= MAX_IMAGE_TILES
 }
+
+/// Tiles of one image beyond which the direct path is taken: 128 x 128
+/// (a 256 x 256 output).
+const MAX_IMAGE_TILES: usize = 128 * 128;
 
 /// 0: not decided yet (the environment decides), 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
@@ -242,7 +250,8 @@ pub fn convolve(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Result<Vec<f32>> {
-    if !fits(w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k || u.len() != positions(k) {
+    if !fits(h, w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k || u.len() != positions(k)
+    {
         return Err(crate::Error::Invalid {
             op: "conv2d (Winograd)",
             message: format!("a {h}x{w} input with padding {padding} is outside what the {k}x{k} path takes"),
@@ -683,5 +692,7 @@ mod tests {
         assert!(!applies(32, 32, 5, 3, 1, 1, 1) && !applies(32, 32, 3, 3, 1, 3, 1), "non-square, padding >= k");
         assert!(!applies(3, 64, 3, 3, 1, 1, 1), "too few channels");
         assert!(transform_filters(&[0.0; 49], 1, 1, 7).is_err());
+        assert!(fits(256, 256, 3, 1) && fits(13, 1000, 5, 2));
+        assert!(!fits(258, 258, 3, 1) && !fits(13, 1020, 5, 2), "too many tiles, too wide a row");
     }
 }
