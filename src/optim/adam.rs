@@ -70,8 +70,12 @@ impl Optimizer for Adam {
                 .moments
                 .entry(name.to_string())
                 .or_insert_with(|| (Tensor::zeros(g.shape()), Tensor::zeros(g.shape())));
+            // Restored moments of another shape would be updated in part.
+            m.expect_same_shape(g, "adam")?;
+            v.expect_same_shape(g, "adam")?;
             let (ms, vs, ps) = (m.data_mut(), v.data_mut(), p.data_mut());
-            update(ms, vs, ps, g.data(), [b1, b2, step, inv_sqrt_c2, self.eps]);
+            let k = [b1, b2, step, inv_sqrt_c2, self.eps];
+            super::update_in_chunks(ms, vs, ps, g.data(), |ms, vs, ps, gs| update(ms, vs, ps, gs, k));
         }
         Ok(())
     }

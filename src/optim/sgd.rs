@@ -48,10 +48,18 @@ impl Optimizer for Sgd {
                 p.axpy(-self.lr, g)?;
                 continue;
             }
+            p.expect_same_shape(g, "sgd")?;
             let v = self.velocity.entry(name.to_string()).or_insert_with(|| Tensor::zeros(g.shape()));
-            let vs = v.data_mut();
-            vs.iter_mut().zip(g.data()).for_each(|(v, &g)| *v = self.momentum * *v + self.lr * g);
-            p.axpy(-1.0, v)?;
+            // A restored velocity of another shape would be updated in part.
+            v.expect_same_shape(g, "sgd")?;
+            let (momentum, lr) = (self.momentum, self.lr);
+            // One pass over each weight's velocity, gradient and value.
+            super::update_in_chunks(v.data_mut(), &mut [], p.data_mut(), g.data(), |vs, _, ps, gs| {
+                for ((v, p), &g) in vs.iter_mut().zip(ps.iter_mut()).zip(gs) {
+                    *v = momentum * *v + lr * g;
+                    *p -= *v;
+                }
+            });
         }
         Ok(())
     }
