@@ -126,13 +126,16 @@ pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding
 }
 
 /// Whether `h x w` images, padded by `padding`, fit this path for `k x k`
-/// filters: rows no wider than the input transform takes, and few enough
+/// filters: not empty, rows no wider than [`MAX_ROW`], and few enough
 /// tiles that one image's a^2 transformed matrices stay a bounded multiple
 /// of its size (they are made for a whole image at once; larger images go
 /// the direct way, which gathers its columns as it needs them).
 pub fn fits(h: usize, w: usize, k: usize, padding: usize) -> bool {
     let tiles = |n: usize| n.saturating_add(2 * padding).saturating_sub(k.saturating_sub(1)).div_ceil(2);
-    w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW && tiles(h).saturating_mul(tiles(w)) <= MAX_IMAGE_TILES
+    h > 0
+        && w > 0
+        && w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW
+        && tiles(h).saturating_mul(tiles(w)) <= MAX_IMAGE_TILES
 }
 
 /// Tiles of one image beyond which the direct path is taken: 128 x 128
@@ -318,8 +321,9 @@ fn convolve_by<const R: usize, const A: usize, F: Minimal<R, A>>(
     Ok(y)
 }
 
-/// The widest padded row the input transform takes (tiles of images up to
-/// about a thousand pixels wide; wider ones go the direct way).
+/// The widest padded row this path takes (images up to about a thousand
+/// pixels wide; wider ones go the direct way): with [`MAX_IMAGE_TILES`], a
+/// bound on one image's transformed matrices.
 const MAX_ROW: usize = 1024;
 
 /// Floats between consecutive positions' matrices beyond their size: the
@@ -435,12 +439,10 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     quarters.clear();
     quarters.resize(4 * q_len, 0.0);
     for (y, row) in src.chunks_exact(g.w).enumerate() {
+        // The tiles cover the whole padded image (ph >= h + 2 padding, pw
+        // likewise): every pixel has its place.
         let py = y + g.padding;
-        // Rows and columns past the tiles' reach are never read.
-        if py >= ph {
-            break;
-        }
-        for (x, &val) in row.iter().enumerate().take(pw - g.padding) {
+        for (x, &val) in row.iter().enumerate() {
             let px = x + g.padding;
             quarters[((py % 2) * 2 + px % 2) * q_len + (py / 2) * half + px / 2] = val;
         }
@@ -693,6 +695,7 @@ mod tests {
         assert!(!applies(3, 64, 3, 3, 1, 1, 1), "too few channels");
         assert!(transform_filters(&[0.0; 49], 1, 1, 7).is_err());
         assert!(fits(256, 256, 3, 1) && fits(13, 1000, 5, 2));
+        assert!(!fits(4, 0, 3, 2) && !fits(0, 4, 3, 2), "an empty image");
         assert!(!fits(258, 258, 3, 1) && !fits(13, 1020, 5, 2), "too many tiles, too wide a row");
     }
 }

@@ -57,6 +57,15 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
+        // Every shape first, so a mismatch (restored moments of another
+        // shape, say) changes nothing, not even the step count.
+        for (name, g) in grads.named() {
+            params.get(name)?.expect_same_shape(g, "adam")?;
+            if let Some((m, v)) = self.moments.get(name) {
+                m.expect_same_shape(g, "adam")?;
+                v.expect_same_shape(g, "adam")?;
+            }
+        }
         self.t += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t as i32);
@@ -65,14 +74,10 @@ impl Optimizer for Adam {
         let inv_sqrt_c2 = 1.0 / c2.sqrt();
         for (name, g) in grads.named() {
             let p = params.get_mut(name)?;
-            p.expect_same_shape(g, "adam")?;
             let (m, v) = self
                 .moments
                 .entry(name.to_string())
                 .or_insert_with(|| (Tensor::zeros(g.shape()), Tensor::zeros(g.shape())));
-            // Restored moments of another shape would be updated in part.
-            m.expect_same_shape(g, "adam")?;
-            v.expect_same_shape(g, "adam")?;
             let (ms, vs, ps) = (m.data_mut(), v.data_mut(), p.data_mut());
             let k = [b1, b2, step, inv_sqrt_c2, self.eps];
             super::update_in_chunks(ms, vs, ps, g.data(), |ms, vs, ps, gs| update(ms, vs, ps, gs, k));

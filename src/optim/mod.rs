@@ -42,8 +42,9 @@ pub struct State {
 /// each element being updated on its own) is the same on any thread count.
 const UPDATE_CHUNK: usize = 1 << 16;
 
-/// `f` on matching chunks of the state `a`, `b` (each `Some` or none) and
-/// parameters `p`, and of the gradient `g`, on the threads: an optimiser's
+/// `f` on matching chunks of the state `a`, `b` (each as long as `p`, or
+/// empty for a state the update does not keep) and parameters `p`, and of
+/// the gradient `g`, on the threads: an optimiser's
 /// elementwise update, which streams its operands from memory and so goes
 /// faster on every core's share of the bandwidth.
 fn update_in_chunks<F>(a: &mut [f32], b: &mut [f32], p: &mut [f32], g: &[f32], f: F)
@@ -51,6 +52,8 @@ where
     F: Fn(&mut [f32], &mut [f32], &mut [f32], &[f32]) + Sync,
 {
     use rayon::prelude::*;
+    // The callers check shapes first; a shorter slice would be zipped short.
+    debug_assert!(g.len() == p.len() && [a.len(), b.len()].iter().all(|&n| n == 0 || n == p.len()));
     if p.len() <= UPDATE_CHUNK || crate::parallel::threads() == 1 {
         return f(a, b, p, g);
     }
@@ -176,6 +179,8 @@ mod tests {
         let wv = p.var(&tape, "w").unwrap();
         let grads = tape.backward(&tape.sum(&wv)).unwrap();
         drop(tape);
+        let before = p.clone();
         assert!(sgd.step(&mut p, &grads).is_err());
+        assert_eq!(p, before, "a refused step changes no weight");
     }
 }

@@ -42,16 +42,21 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
+        // Every shape first, so a mismatch (a restored velocity of another
+        // shape, say) changes nothing rather than some weights.
+        for (name, g) in grads.named() {
+            params.get(name)?.expect_same_shape(g, "sgd")?;
+            if let Some(v) = self.velocity.get(name) {
+                v.expect_same_shape(g, "sgd")?;
+            }
+        }
         for (name, g) in grads.named() {
             let p = params.get_mut(name)?;
             if self.momentum == 0.0 {
                 p.axpy(-self.lr, g)?;
                 continue;
             }
-            p.expect_same_shape(g, "sgd")?;
             let v = self.velocity.entry(name.to_string()).or_insert_with(|| Tensor::zeros(g.shape()));
-            // A restored velocity of another shape would be updated in part.
-            v.expect_same_shape(g, "sgd")?;
             let (momentum, lr) = (self.momentum, self.lr);
             // One pass over each weight's velocity, gradient and value.
             super::update_in_chunks(v.data_mut(), &mut [], p.data_mut(), g.data(), |vs, _, ps, gs| {
