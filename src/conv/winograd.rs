@@ -126,7 +126,7 @@ pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding
 }
 
 /// Whether `h x w` images, padded by `padding`, fit this path for `k x k`
-/// filters: not empty, rows no wider than [`MAX_ROW`], and few enough
+/// filters: not empty, padded rows of at most about a thousand pixels, and few enough
 /// tiles that one image's a^2 transformed matrices stay a bounded multiple
 /// of its size (they are made for a whole image at once; larger images go
 /// the direct way, which gathers its columns as it needs them).
