@@ -74,11 +74,8 @@ fn hashed(count: usize, salt: u64, bound: f64) -> Vec<f32> {
         .collect()
 }
 
-/// The full-size network (torchvision's, 1000 classes) with the generator's
-/// formula weights gives PyTorch's features and logits for one image.
-#[test]
-fn full_size_alexnet_matches_pytorch() {
-    let net = AlexNet::torchvision(1000);
+/// The generator's formula weights for the full-size network.
+fn full_size_params(net: &AlexNet) -> Params {
     let mut params = Params::new();
     // The generator's order: layer by layer, a salt for the weight and the next for the bias.
     let layers = ["features.0", "features.3", "features.6", "features.8", "features.10"].into_iter().chain([
@@ -97,6 +94,15 @@ fn full_size_alexnet_matches_pytorch() {
         params.insert(&format!("{layer}.bias"), Tensor::from_vec(hashed(bs[0], salt + 1, 0.1), &bs).unwrap());
     }
     net.check(&params).unwrap();
+    params
+}
+
+/// The full-size network (torchvision's, 1000 classes) with the generator's
+/// formula weights gives PyTorch's features and logits for one image.
+#[test]
+fn full_size_alexnet_matches_pytorch() {
+    let net = AlexNet::torchvision(1000);
+    let params = full_size_params(&net);
     let x = Var::constant(Tensor::from_vec(hashed(3 * 227 * 227, 999, 1.0), &[1, 3, 227, 227]).unwrap());
     let tape = Tape::inference();
     let features = net.features(&tape, &params, &x).unwrap();
@@ -106,6 +112,39 @@ fn full_size_alexnet_matches_pytorch() {
     let (wf, wl) = want.data().split_at(9216);
     assert_close("features", features.value(), &Tensor::from_vec(wf.to_vec(), &[1, 256, 6, 6]).unwrap(), 1e-5);
     assert_close("logits", logits.value(), &Tensor::from_vec(wl.to_vec(), &[1, 1000]).unwrap(), 1e-5);
+}
+
+/// The same network's gradients for a batch of two: those of the input and
+/// of every convolution's weights (through the Winograd paths for conv2-5),
+/// sampled as `gen_alexnet_full.py` samples them.
+#[test]
+fn full_size_alexnet_gradients_match_pytorch() {
+    let net = AlexNet::torchvision(1000);
+    let params = full_size_params(&net);
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(hashed(2 * 3 * 227 * 227, 998, 1.0), &[2, 3, 227, 227]).unwrap());
+    let features = net.features(&tape, &params, &x).unwrap();
+    let logits = net.classify(&tape, &params, &features, false, &mut nabla::Rng::new(0)).unwrap();
+    let coefficients = Var::constant(Tensor::from_vec(hashed(2 * 1000, 997, 1.0), &[2, 1000]).unwrap());
+    let grads = tape.backward(&tape.sum(&tape.mul(&logits, &coefficients).unwrap())).unwrap();
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_full_grads.bin")).unwrap();
+    let want = Tensor::from_le_bytes(&bytes, &[6, 1001]).unwrap();
+    let convs = ["features.0", "features.3", "features.6", "features.8", "features.10"];
+    let got = std::iter::once(grads.get(&x).unwrap())
+        .chain(convs.iter().map(|c| grads.by_name(&format!("{c}.weight")).unwrap()));
+    for ((name, got), want) in ["input"].into_iter().chain(convs).zip(got).zip(want.data().chunks(1001)) {
+        let (scale, samples) = (want[0], &want[1..]);
+        let step = got.numel() / samples.len();
+        let largest = got.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((largest - scale).abs() <= 3e-5 * scale, "grad {name}: largest {largest} vs PyTorch {scale}");
+        let mut worst = 0.0f32;
+        for (j, &w) in samples.iter().enumerate() {
+            let g = got.data()[j * step];
+            worst = worst.max((g - w).abs() / scale);
+            assert!((g - w).abs() <= 3e-5 * scale, "grad {name}[{}]: {g} vs PyTorch {w} (largest {scale})", j * step);
+        }
+        println!("grad {name}: worst error / largest value {worst:.1e}");
+    }
 }
 
 #[test]
@@ -157,10 +196,11 @@ fn hostile_or_broken_checkpoints_are_clear_errors() {
 
 /// Convolutions, pooling and their gradients give the same bits on one
 /// thread and on two, for one image (threads share the image) and for a
-/// batch (threads take chunks of images).
+/// batch (threads take chunks of images). 32 channels and more take the
+/// Winograd paths (conv2-5, forward, input and filter gradients).
 #[test]
 fn one_and_two_threads_give_the_same_bits() {
-    let net = AlexNet { channels: [8, 12, 16, 12, 12], hidden: 16, classes: 3, dropout: 0.5 };
+    let net = AlexNet { channels: [32, 32, 40, 32, 32], hidden: 16, classes: 3, dropout: 0.5 };
     let params = net.init(&mut nabla::Rng::new(5));
     for batch in [1, 3] {
         let x = Tensor::uniform(&[batch, 3, 227, 227], -1.0, 1.0, &mut nabla::Rng::new(6));

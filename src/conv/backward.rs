@@ -5,7 +5,7 @@
 //! in `autodiff/backward.rs` stay a few lines like every other rule.
 
 use super::conv2d::{input_gradient_by_conv, ConvGeom};
-use super::{avg_pool2d_backward, col2im, max_pool2d_backward, Planes};
+use super::{avg_pool2d_backward, col2im, max_pool2d_backward, winograd, Planes};
 use crate::error::Result;
 use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
 use crate::scratch::with_vec;
@@ -83,7 +83,13 @@ pub(crate) fn conv2d_backward(
     // Chunks of images as the forward pass made them: one product each.
     let per = geom.images_per_product();
     let chunks: Vec<(usize, usize)> = (0..n).step_by(per).map(|i| (i, per.min(n - i))).collect();
-    if wanted.filters {
+    if wanted.filters
+        && winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups)
+        && winograd::fits(h, wd, win.kh, win.padding)
+    {
+        // Fewer multiplications, like the forward pass (see `winograd::filter_gradient`).
+        out.filters = Some(winograd::filter_gradient(xs, [n, c, h, wd], win.kh, win.padding, gs, oc)?);
+    } else if wanted.filters {
         // Partial sums over fixed groups of chunks, added in order: the same
         // bits on any number of threads.
         let groups_of = CONV_GROUP_IMAGES.div_ceil(per).max(1);

@@ -45,6 +45,25 @@ trait Minimal<const R: usize, const A: usize> {
     /// that the transformed inputs and products (a^2 matrices each) stay
     /// near the caches.
     const TILES: usize;
+    /// The columns of Aᵀ and of G: the filters' gradient runs the output and
+    /// filter transforms backwards, with their transposes.
+    const A_COLUMNS: [[f32; 2]; A] = transpose(Self::AT);
+    const G_COLUMNS: [[f32; A]; R] = transpose(Self::G);
+}
+
+/// The transpose of an `M x N` matrix (for the constants above).
+const fn transpose<const M: usize, const N: usize>(m: [[f32; N]; M]) -> [[f32; M]; N] {
+    let mut t = [[0.0; M]; N];
+    let mut i = 0;
+    while i < M {
+        let mut j = 0;
+        while j < N {
+            t[j][i] = m[i][j];
+            j += 1;
+        }
+        i += 1;
+    }
+    t
 }
 
 /// F(2x2, 3x3) at the points 0, 1, -1 and infinity.
@@ -177,6 +196,9 @@ macro_rules! by_size {
     };
 }
 
+mod filter_gradient;
+pub use filter_gradient::filter_gradient;
+
 /// `U = G g Gᵀ` of every `k x k` filter of `w [oc, c, k, k]`: `(k + 1)^2`
 /// values per filter, filter-major (`[oc * c][positions]`, so each filter's
 /// are written together; [`pack_filters`] regroups them by position).
@@ -234,9 +256,25 @@ struct Tiles {
 }
 
 impl Tiles {
+    /// The tiles of `c x h x w` images padded by `padding` for `k x k`
+    /// filters, or an error if this path does not take them.
+    fn new(c: usize, h: usize, w: usize, k: usize, padding: usize) -> Result<Tiles> {
+        if !fits(h, w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k {
+            return Err(invalid(format!(
+                "a {h}x{w} input with padding {padding} is outside what the {k}x{k} path takes"
+            )));
+        }
+        let (oh, ow) = (h + 2 * padding + 1 - k, w + 2 * padding + 1 - k);
+        Ok(Tiles { c, h, w, padding, oh, ow, th: oh.div_ceil(2), tw: ow.div_ceil(2) })
+    }
+
     fn per_image(&self) -> usize {
         self.th * self.tw
     }
+}
+
+fn invalid(message: String) -> crate::Error {
+    crate::Error::Invalid { op: "conv2d (Winograd)", message }
 }
 
 /// The convolution of `x [n, c, h, w]` (zero padding `padding`) by the
@@ -253,15 +291,10 @@ pub fn convolve(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Result<Vec<f32>> {
-    if !fits(h, w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k || u.len() != positions(k)
-    {
-        return Err(crate::Error::Invalid {
-            op: "conv2d (Winograd)",
-            message: format!("a {h}x{w} input with padding {padding} is outside what the {k}x{k} path takes"),
-        });
+    let g = Tiles::new(c, h, w, k, padding)?;
+    if u.len() != positions(k) {
+        return Err(invalid(format!("{} transformed filter matrices for {k}x{k} filters", u.len())));
     }
-    let (oh, ow) = (h + 2 * padding + 1 - k, w + 2 * padding + 1 - k);
-    let g = Tiles { c, h, w, padding, oh, ow, th: oh.div_ceil(2), tw: ow.div_ceil(2) };
     by_size!(k, convolve_by(x, n, &g, u, oc, bias, relu))?
 }
 
@@ -577,7 +610,8 @@ impl SendPtr {
         self.0
     }
 }
-// SAFETY: used only in `transform_inputs`, whose tasks write disjoint elements.
+// SAFETY: used only by the transforms whose tasks write disjoint elements
+// (`transform_inputs`, `filter_gradient::transform_gradients`).
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
