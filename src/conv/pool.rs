@@ -1,21 +1,12 @@
 //! Max pooling, with the position of each maximum kept for the backward pass.
 //!
-//! Unpadded windows (AlexNet's) take a fast path: each output row is the
-//! maximum down `kh` input rows (contiguous, so it vectorises), then across
-//! `kw` neighbours of that. The positions, when a backward pass needs them,
-//! are found afterwards by looking for the maximum in its window.
+//! Unpadded windows (AlexNet's) take a fast path: each window row's
+//! maximum across `kw` neighbours, then the maximum down `kh` of those,
+//! whole output rows at a time so that it runs in vectors. The positions
+//! come with the maxima.
 
 use super::Planes;
-
-/// The larger of `a` and `b`, NaN if either is (as PyTorch's max-pool).
-#[inline(always)]
-fn max_nan(a: f32, b: f32) -> f32 {
-    if b > a || b.is_nan() {
-        b
-    } else {
-        a
-    }
-}
+use wide::f32x8;
 
 /// Max-pool one plane `[h, w]` of `g` into `out [oh, ow]`; `arg`, if given,
 /// receives the index into the plane of each maximum (the first in row-major
@@ -25,7 +16,8 @@ pub fn max_pool2d(x: &[f32], g: &Planes, out: &mut [f32], arg: Option<&mut [u32]
     let w = g.win;
     if (w.kh, w.kw, w.stride, w.padding) == (2, 2, 2, 0) {
         two_by_two(x, g, out, arg);
-    } else if w.padding == 0 {
+    } else if w.padding == 0 && w.kh.max(w.kw) <= 1 << 24 {
+        // (Window offsets travel as f32 lanes, exact below 2^24.)
         unpadded(x, g, out, arg);
     } else {
         padded(x, g, out, arg);
@@ -44,8 +36,7 @@ fn two_by_two(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]
             let quad = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
             let (mut best, mut at) = (quad[0], 0);
             for (q, &v) in quad.iter().enumerate().skip(1) {
-                // `>` keeps the first maximum; the first NaN sticks.
-                if !best.is_nan() && (v > best || v.is_nan()) {
+                if takes(best, v) {
                     (best, at) = (v, q);
                 }
             }
@@ -57,36 +48,105 @@ fn two_by_two(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]
     }
 }
 
-fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], arg: Option<&mut [u32]>) {
+/// Unpadded windows: each window row's maximum first (across `kw`
+/// neighbours, in every input row a window reaches), then the maximum down
+/// `kh` of those. The first maximum of the first row that holds one is the
+/// first in row-major window order, so ties and NaNs resolve as in the scan.
+/// Both passes run eight windows at a time in vectors, with selects: the
+/// branches of a scalar scan mispredict half the time on real data.
+fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]>) {
     let Planes { w, win, oh, ow, .. } = *g;
-    let s = win.stride;
-    // Only the columns some window reaches.
-    let span = (ow - 1) * s + win.kw;
-    let mut down = vec![0.0f32; span];
-    for oy in 0..oh {
-        let top = oy * s * w;
-        down.copy_from_slice(&x[top..top + span]);
-        for i in 1..win.kh {
-            let row = &x[top + i * w..top + i * w + span];
-            down.iter_mut().zip(row).for_each(|(d, &v)| *d = max_nan(*d, v));
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let (s, kh, kw) = (win.stride, win.kh, win.kw);
+    let rows = (oh - 1) * s + kh;
+    // A row split by phase (column modulo s): neighbour j of window ox is
+    // element ox + j / s of phase j % s, so each neighbour is a contiguous run.
+    let (phases, len) = (s.min(kw), ow + (kw - 1) / s);
+    let mut split = vec![0.0f32; phases * len];
+    // Per input row and window: the row's best value and its neighbour j.
+    let mut across = vec![0.0f32; rows * ow];
+    let mut col = vec![0.0f32; rows * ow];
+    for y in 0..rows {
+        let row = &x[y * w..(y + 1) * w];
+        for (r, phase) in split.chunks_exact_mut(len).enumerate() {
+            // Past the row's end only where no window reads.
+            phase.iter_mut().enumerate().for_each(|(i, p)| *p = row.get(i * s + r).copied().unwrap_or(0.0));
         }
-        let o = &mut out[oy * ow..(oy + 1) * ow];
-        for (ox, o) in o.iter_mut().enumerate() {
-            *o = down[ox * s..ox * s + win.kw].iter().fold(f32::NEG_INFINITY, |m, &v| max_nan(m, v));
+        let (a, c) = (&mut across[y * ow..(y + 1) * ow], &mut col[y * ow..(y + 1) * ow]);
+        for ox in (0..ow).step_by(8) {
+            let mut best = lanes(&split[..len], ox);
+            let mut at = f32x8::ZERO;
+            for j in 1..kw {
+                let v = lanes(&split[(j % s) * len..(j % s + 1) * len], ox + j / s);
+                let take = takes8(best, v);
+                best = take.bitselect(v, best);
+                at = take.bitselect(f32x8::splat(j as f32), at);
+            }
+            put(best, &mut a[ox..]);
+            put(at, &mut c[ox..]);
         }
     }
-    if let Some(arg) = arg {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let best = out[oy * ow + ox];
-                let at = (0..win.kh)
-                    .flat_map(|i| (0..win.kw).map(move |j| (oy * s + i) * w + ox * s + j))
-                    .find(|&idx| x[idx] == best || (best.is_nan() && x[idx].is_nan()))
-                    .expect("the maximum lies in its window");
-                arg[oy * ow + ox] = at as u32;
+    for oy in 0..oh {
+        let top = oy * s;
+        for ox in (0..ow).step_by(8) {
+            let at = |y: usize| (&across[y * ow..(y + 1) * ow], &col[y * ow..(y + 1) * ow]);
+            let (a, c) = at(top);
+            let (mut best, mut j, mut i) = (lanes(a, ox), lanes(c, ox), f32x8::ZERO);
+            for di in 1..kh {
+                let (a, c) = at(top + di);
+                let v = lanes(a, ox);
+                let take = takes8(best, v);
+                best = take.bitselect(v, best);
+                j = take.bitselect(lanes(c, ox), j);
+                i = take.bitselect(f32x8::splat(di as f32), i);
+            }
+            put(best, &mut out[oy * ow + ox..(oy + 1) * ow]);
+            if let Some(arg) = arg.as_deref_mut() {
+                let (i, j) = (i.to_array(), j.to_array());
+                for (l, a) in arg[oy * ow + ox..(oy + 1) * ow].iter_mut().take(8).enumerate() {
+                    *a = ((top + i[l] as usize) * w + (ox + l) * s + j[l] as usize) as u32;
+                }
             }
         }
     }
+}
+
+/// Eight values of `v` from `at` on, zeros past its end.
+#[inline(always)]
+fn lanes(v: &[f32], at: usize) -> f32x8 {
+    if let Some(l) = v.get(at..at + 8) {
+        return f32x8::from(<[f32; 8]>::try_from(l).expect("eight"));
+    }
+    let mut l = [0.0f32; 8];
+    let n = v.len().saturating_sub(at).min(8);
+    l[..n].copy_from_slice(&v[at..at + n]);
+    f32x8::from(l)
+}
+
+/// The first `out.len().min(8)` lanes of `v` into `out`.
+#[inline(always)]
+fn put(v: f32x8, out: &mut [f32]) {
+    if let Some(o) = out.get_mut(..8) {
+        return o.copy_from_slice(&v.to_array());
+    }
+    let n = out.len();
+    out[..n].copy_from_slice(&v.to_array()[..n]);
+}
+
+/// [`takes`] in every lane: all ones where `v` replaces `best`.
+#[inline(always)]
+fn takes8(best: f32x8, v: f32x8) -> f32x8 {
+    best.simd_eq(best) & (v.simd_gt(best) | v.is_nan())
+}
+
+/// Whether `v` replaces `best` in a window scan: `>` keeps the first
+/// maximum, and the first NaN sticks.
+#[inline(always)]
+fn takes(best: f32, v: f32) -> bool {
+    // `&` and `|`, not `&&` and `||`: no branches, so loops of it vectorise.
+    !best.is_nan() & ((v > best) | v.is_nan())
 }
 
 fn padded(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]>) {
@@ -143,9 +203,17 @@ mod tests {
     #[test]
     fn the_fast_path_matches_the_window_scan_with_ties_and_nans() {
         let mut r = crate::tensor::Rng::new(5);
-        for (h, w, k, s) in
-            [(13, 13, 3, 2), (55, 55, 3, 2), (7, 9, 2, 2), (28, 28, 2, 2), (10, 11, 2, 2), (6, 5, 3, 1), (4, 4, 4, 3)]
-        {
+        for (h, w, k, s) in [
+            (13, 13, 3, 2),
+            (55, 55, 3, 2),
+            (7, 9, 2, 2),
+            (28, 28, 2, 2),
+            (10, 11, 2, 2),
+            (6, 5, 3, 1),
+            (4, 4, 4, 3),
+            (20, 43, 5, 3),
+            (9, 40, 2, 4),
+        ] {
             let win = Window::square(k, s, 0);
             let (oh, ow) = win.output("t", h, w).unwrap();
             let g = Planes { c: 1, h, w, win, oh, ow };
