@@ -57,15 +57,8 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
-        // Every shape first, so a mismatch (restored moments of another
-        // shape, say) changes nothing, not even the step count.
-        for (name, g) in grads.named() {
-            params.get(name)?.expect_same_shape(g, "adam")?;
-            if let Some((m, v)) = self.moments.get(name) {
-                m.expect_same_shape(g, "adam")?;
-                v.expect_same_shape(g, "adam")?;
-            }
-        }
+        // Before the step count too: a refused step changes nothing.
+        super::check_shapes(params, grads, "adam", |name| self.moments.get(name).map_or(vec![], |(m, v)| vec![m, v]))?;
         self.t += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t as i32);

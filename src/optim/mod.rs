@@ -74,6 +74,24 @@ where
         .for_each(|(((a, b), p), g)| f(a, b, p, g));
 }
 
+/// Every gradient against its weight's shape and the shapes of the state
+/// `kept(name)` holds for it, before any weight changes: a mismatch (a
+/// restored state of another shape, say) then changes nothing.
+fn check_shapes<'a>(
+    params: &Params,
+    grads: &Grads,
+    op: &'static str,
+    kept: impl Fn(&str) -> Vec<&'a crate::Tensor>,
+) -> Result<()> {
+    for (name, g) in grads.named() {
+        params.get(name)?.expect_same_shape(g, op)?;
+        for t in kept(name) {
+            t.expect_same_shape(g, op)?;
+        }
+    }
+    Ok(())
+}
+
 /// The tensors of `state` named `<kind>/<param>`, by parameter name.
 fn tensors_of(state: &State, kind: &str) -> std::collections::BTreeMap<String, crate::Tensor> {
     let prefix = format!("{kind}/");

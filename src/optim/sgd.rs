@@ -42,14 +42,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut Params, grads: &Grads) -> Result<()> {
-        // Every shape first, so a mismatch (a restored velocity of another
-        // shape, say) changes nothing rather than some weights.
-        for (name, g) in grads.named() {
-            params.get(name)?.expect_same_shape(g, "sgd")?;
-            if let Some(v) = self.velocity.get(name) {
-                v.expect_same_shape(g, "sgd")?;
-            }
-        }
+        super::check_shapes(params, grads, "sgd", |name| self.velocity.get(name).into_iter().collect())?;
         for (name, g) in grads.named() {
             let p = params.get_mut(name)?;
             if self.momentum == 0.0 {
