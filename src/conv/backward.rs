@@ -5,9 +5,10 @@
 //! in `autodiff/backward.rs` stay a few lines like every other rule.
 
 use super::conv2d::{input_gradient_by_conv, ConvGeom};
-use super::{avg_pool2d_backward, col2im, max_pool2d_backward, winograd, Planes};
+use super::fields::{pixels_and_taps, unphased};
+use super::{avg_pool2d_backward, col2im, max_pool2d_backward, pad_planes, winograd, Planes};
 use crate::error::Result;
-use crate::gemm::{sgemm, sgemm_packed, PackedA, Transpose};
+use crate::gemm::{sgemm, sgemm_packed, sgemm_packed_gather, PackedA, Transpose};
 use crate::scratch::with_vec;
 use rayon::prelude::*;
 
@@ -103,8 +104,15 @@ pub(crate) fn conv2d_backward(
                             let mut dw = vec![0.0f32; ws.len()];
                             for &(i0, count) in run {
                                 let ld = count * pix;
+                                let x = &xs[i0 * image..(i0 + count) * image];
+                                if groups == 1 && !win.is_pointwise() {
+                                    let dy = dy_matrix(gs, geom, (i0, count), 0, dybuf);
+                                    if gathered_filter_gradient(geom, x, count, dy, &mut dw, buf)? {
+                                        continue;
+                                    }
+                                }
                                 for gi in 0..groups {
-                                    let cols = geom.columns(&xs[i0 * image..(i0 + count) * image], count, gi, buf);
+                                    let cols = geom.columns(x, count, gi, buf);
                                     let dy = dy_matrix(gs, geom, (i0, count), gi, dybuf);
                                     let dwg = &mut dw[gi * ocg * rows..(gi + 1) * ocg * rows];
                                     sgemm(
@@ -178,6 +186,30 @@ pub(crate) fn conv2d_backward(
         out.input = Some(dx);
     }
     Ok(out)
+}
+
+/// `dw += dY · colsᵀ` for `count` images `x` of a one-group convolution,
+/// with the column matrix never written: the product gathers its transpose
+/// from the padded images as it packs it (see [`pixels_and_taps`]). For
+/// conv1 (stride 4, 11 x 11, 3 channels) im2col would write 4.5 MB per image
+/// for the pack to read back transposed. False, doing nothing, when the
+/// images are too large for the offsets.
+fn gathered_filter_gradient(
+    geom: &ConvGeom,
+    x: &[f32],
+    count: usize,
+    dy: &[f32],
+    dw: &mut [f32],
+    buf: &mut Vec<f32>,
+) -> Result<bool> {
+    let planes = geom.planes();
+    let Some((pixels, taps)) = pixels_and_taps(&planes, count) else {
+        return Ok(false);
+    };
+    pad_planes(x, count * geom.c, &unphased(&planes), buf);
+    let dy = PackedA::new(Transpose::No, geom.oc, pixels.len(), dy, pixels.len())?;
+    sgemm_packed_gather(&dy, 1.0, buf, &pixels, &taps, 1.0, dw, taps.len())?;
+    Ok(true)
 }
 
 /// Max pooling's input gradient, `in_numel` values in planes of

@@ -43,6 +43,30 @@ impl Fields {
     }
 }
 
+/// The weight gradient's offsets: its product is `dY · colsᵀ`, whose B is
+/// the column matrix transposed, `B[(image, oy, ox)][(ci, ky, kx)]`. Over
+/// images of `g.c` planes padded plainly (by [`pad_planes`] with
+/// [`unphased`]`(g)`), one offset per pixel and one per tap; each window
+/// row is then `kw` consecutive floats, so the product packs a panel of taps
+/// as a few runs, where the phase-split layout would make each a gather.
+/// None when the images are too large for 31-bit offsets.
+pub fn pixels_and_taps(g: &Planes, count: usize) -> Option<(Vec<u32>, Vec<u32>)> {
+    let (hp, wp, s) = (g.h + 2 * g.win.padding, g.w + 2 * g.win.padding, g.win.stride);
+    let (kh, kw, plane) = (g.win.kh, g.win.kw, hp.checked_mul(wp)?);
+    let image = g.c.checked_mul(plane)?;
+    i32::try_from(count.checked_mul(image)?).ok()?;
+    let pixels = (0..count * g.oh * g.ow)
+        .map(|p| ((p / (g.oh * g.ow)) * image + (p / g.ow % g.oh) * s * wp + p % g.ow * s) as u32);
+    let taps = (0..g.c * kh * kw).map(|t| ((t / (kh * kw)) * plane + (t / kw % kh) * wp + t % kw) as u32);
+    Some((pixels.collect(), taps.collect()))
+}
+
+/// `g` as [`pad_planes`] should lay it out for [`pixels_and_taps`]: padded,
+/// not split into stride phases.
+pub fn unphased(g: &Planes) -> Planes {
+    Planes { win: super::Window { stride: 1, ..g.win }, ..*g }
+}
+
 /// Padded height, width of one phase, and phases per plane (the stride).
 fn padded_shape(g: &Planes) -> (usize, usize, usize) {
     let (hp, wp, s) = (g.h + 2 * g.win.padding, g.w + 2 * g.win.padding, g.win.stride);

@@ -251,7 +251,7 @@ mod tests {
 
     /// The largest error relative to the largest value, as measured on
     /// AlexNet-like shapes (`matches_the_direct_gradient_on_alexnet_like_shapes`
-    /// with --nocapture prints them): about 5e-7 for 3 x 3 and 1.2-1.7e-5 for
+    /// with --nocapture prints them): about 5e-7 for 3 x 3 and 1.0-1.7e-5 for
     /// 5 x 5, whose filter transform multiplies dU by up to 4 on each side
     /// and so magnifies its rounding (the forward pass's worst case is 7e-6).
     fn tolerance(k: usize) -> f64 {
