@@ -191,7 +191,7 @@ pub(crate) fn conv2d_backward(
 /// `dw += dY · colsᵀ` for `count` images `x` of a one-group convolution,
 /// with the column matrix never written: the product gathers its transpose
 /// from the padded images as it packs it (see [`pixels_and_taps`]). For
-/// conv1 (stride 4, 11 x 11, 3 channels) im2col would write 4.5 MB per image
+/// conv1 (stride 4, 11 x 11, 3 channels) im2col would write 4.4 MB per image
 /// for the pack to read back transposed. False, doing nothing, when the
 /// images are too large for the offsets.
 fn gathered_filter_gradient(

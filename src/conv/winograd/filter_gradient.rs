@@ -13,7 +13,7 @@
 //! with `Q = A dY Aᵀ`. For a 13 x 13 layer and 3 x 3 filters that is 784
 //! products per filter, channel and image instead of the direct path's 1521.
 
-use super::{combine, dot, invalid, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW};
+use super::{combine, dot, invalid, positions, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW};
 use crate::error::Result;
 use crate::gemm::{sgemm, Transpose};
 use rayon::prelude::*;
@@ -30,8 +30,23 @@ pub fn filter_gradient(
     dy: &[f32],
     oc: usize,
 ) -> Result<Vec<f32>> {
+    if k != 3 && k != 5 {
+        return Err(invalid(format!("no algorithm for {k}x{k} filters")));
+    }
     let g = Tiles::new(c, h, w, k, padding)?;
-    let (want_x, want_dy) = (n * c * h * w, n * oc * g.oh * g.ow);
+    let product = |dims: &[usize]| dims.iter().try_fold(1usize, |p, &d| p.checked_mul(d));
+    // Every buffer below is at most a^2 matrices of max(oc, c) rows by
+    // max(oc, c) or a chunk's columns (at most the larger of TILES and one
+    // image's tiles): past that, sizes would wrap.
+    let (rows, widest) = (oc.max(c), g.per_image().max(<F3 as Minimal<3, 4>>::TILES) + SKEW);
+    let (Some(want_x), Some(want_dy), Some(_), Some(_)) = (
+        product(&[n, c, h, w]),
+        product(&[n, oc, g.oh, g.ow]),
+        product(&[positions(k), rows, rows]),
+        product(&[positions(k), rows, widest]),
+    ) else {
+        return Err(invalid(format!("[{n}, {c}, {h}, {w}] by {oc} filters: more values than memory can hold")));
+    };
     if x.len() != want_x || dy.len() != want_dy {
         return Err(invalid(format!(
             "{} input and {} output-gradient values for [{n}, {c}, {h}, {w}] by {oc} filters \
@@ -39,6 +54,9 @@ pub fn filter_gradient(
             x.len(),
             dy.len()
         )));
+    }
+    if n == 0 || oc == 0 || c == 0 {
+        return Ok(vec![0.0; oc * c * k * k]);
     }
     by_size!(k, gradient_by(x, n, &g, dy, oc))?
 }
@@ -111,6 +129,8 @@ fn transform_gradients<const R: usize, const A: usize, F: Minimal<R, A>>(
     stride: usize,
 ) {
     let (cols, tiles) = (count * g.per_image(), g.per_image());
+    // What the unsafe writes below rely on: each plane's run of each matrix lies in `q`.
+    assert!(dys.len() == count * oc * g.oh * g.ow && (A * A - 1) * stride + oc * cols <= q.len());
     let q_ptr = SendPtr(q.as_mut_ptr());
     dys.par_chunks(g.oh * g.ow).enumerate().for_each_init(Vec::new, |s: &mut Vec<f32>, (plane, src)| {
         let (j, o) = (plane / oc, plane % oc);
@@ -307,6 +327,14 @@ mod tests {
         assert!(filter_gradient(&x[1..], [1, 2, 6, 6], 3, 1, &[0.0; 3 * 36], 3).is_err(), "a short input");
         assert!(filter_gradient(&x, [1, 2, 6, 6], 7, 1, &[0.0; 3 * 4], 3).is_err(), "no 7 x 7 algorithm");
         assert!(filter_gradient(&x, [1, 2, 6, 6], 3, 3, &[0.0; 3 * 100], 3).is_err(), "padding >= k");
+        // Sizes that would wrap, and huge paddings or images: errors, not wild writes or panics.
+        assert!(filter_gradient(&[0.0; 4], [1, 1, 2, 2], 3, 1, &[0.0; 4], (1 << 62) + 1).is_err());
+        assert!(filter_gradient(&[0.0; 4], [1, 1, 2, 2], 3, usize::MAX, &[0.0; 4], 1).is_err());
+        assert!(filter_gradient(&[0.0; 4], [1, 1, usize::MAX, 1], 3, 1, &[0.0; 4], 1).is_err());
+        assert!(filter_gradient(&[0.0; 4], [1, 1, 2, 2], usize::MAX, 1, &[0.0; 4], 1).is_err());
+        // No channels or no images: a zero gradient.
+        assert_eq!(filter_gradient(&[], [1, 0, 6, 6], 3, 1, &[0.0; 36], 1).unwrap(), Vec::<f32>::new());
+        assert_eq!(filter_gradient(&[], [0, 2, 6, 6], 3, 1, &[], 3).unwrap(), vec![0.0; 54]);
     }
 
     proptest! {

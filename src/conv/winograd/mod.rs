@@ -150,11 +150,9 @@ pub fn applies(c: usize, oc: usize, kh: usize, kw: usize, stride: usize, padding
 /// of its size (they are made for a whole image at once; larger images go
 /// the direct way, which gathers its columns as it needs them).
 pub fn fits(h: usize, w: usize, k: usize, padding: usize) -> bool {
-    let tiles = |n: usize| n.saturating_add(2 * padding).saturating_sub(k.saturating_sub(1)).div_ceil(2);
-    h > 0
-        && w > 0
-        && w.saturating_add(2 * padding).saturating_add(k) <= MAX_ROW
-        && tiles(h).saturating_mul(tiles(w)) <= MAX_IMAGE_TILES
+    let padded = |n: usize| n.saturating_add(padding.saturating_mul(2));
+    let tiles = |n: usize| padded(n).saturating_sub(k.saturating_sub(1)).div_ceil(2);
+    h > 0 && w > 0 && padded(w).saturating_add(k) <= MAX_ROW && tiles(h).saturating_mul(tiles(w)) <= MAX_IMAGE_TILES
 }
 
 /// Tiles of one image beyond which the direct path is taken: 128 x 128
@@ -259,7 +257,13 @@ impl Tiles {
     /// The tiles of `c x h x w` images padded by `padding` for `k x k`
     /// filters, or an error if this path does not take them.
     fn new(c: usize, h: usize, w: usize, k: usize, padding: usize) -> Result<Tiles> {
-        if !fits(h, w, k, padding) || padding >= k || h + 2 * padding < k || w + 2 * padding < k {
+        // padding < k first: the sums below then stay small, and once w + 2
+        // padding >= k, `fits` bounds h too.
+        if padding >= k
+            || w.saturating_add(2 * padding) < k
+            || h.saturating_add(2 * padding) < k
+            || !fits(h, w, k, padding)
+        {
             return Err(invalid(format!(
                 "a {h}x{w} input with padding {padding} is outside what the {k}x{k} path takes"
             )));
