@@ -84,10 +84,7 @@ pub(crate) fn conv2d_backward(
     // Chunks of images as the forward pass made them: one product each.
     let per = geom.images_per_product();
     let chunks: Vec<(usize, usize)> = (0..n).step_by(per).map(|i| (i, per.min(n - i))).collect();
-    if wanted.filters
-        && winograd::applies(c, oc, win.kh, win.kw, win.stride, win.padding, groups)
-        && winograd::fits(h, wd, win.kh, win.padding)
-    {
+    if wanted.filters && geom.by_winograd() {
         // Fewer multiplications, like the forward pass (see `winograd::filter_gradient`).
         out.filters = Some(winograd::filter_gradient(xs, [n, c, h, wd], win.kh, win.padding, gs, oc)?);
     } else if wanted.filters {

@@ -53,6 +53,15 @@ impl ConvGeom {
         Planes { c: self.c / self.groups, h: self.h, w: self.w, win: self.win, oh: self.oh, ow: self.ow }
     }
 
+    /// Whether this convolution, its input gradient and its filters'
+    /// gradient go through `winograd` (its filters, stride, groups,
+    /// channels and image size all fit).
+    pub fn by_winograd(&self) -> bool {
+        let win = self.win;
+        winograd::applies(self.c, self.oc, win.kh, win.kw, win.stride, win.padding, self.groups)
+            && winograd::fits(self.h, self.w, win.kh, win.padding)
+    }
+
     /// Rows of one group's column matrix: (c / groups) * kh * kw.
     pub fn col_rows(&self) -> usize {
         self.c / self.groups * self.win.kh * self.win.kw
@@ -124,9 +133,9 @@ pub(crate) struct ConvInputs<'a> {
 /// packed once for all of them. A lone image's product is shared by the
 /// threads instead (by filters or by columns: see `gemm`'s driver).
 pub(crate) fn conv2d_forward(geom: &ConvGeom, inp: ConvInputs) -> Result<Vec<f32>> {
-    let ConvGeom { n, c, h, w, oc, groups, win, .. } = *geom;
+    let ConvGeom { n, c, h, w, oc, win, .. } = *geom;
     let k = win.kh;
-    if winograd::applies(c, oc, k, win.kw, win.stride, win.padding, groups) && winograd::fits(h, w, k, win.padding) {
+    if geom.by_winograd() {
         let u = super::prepacked::winograd_filters(inp.w, oc, c, k, inp.remember)?;
         return winograd::convolve(inp.xs, [n, c, h, w], k, win.padding, &u, oc, inp.bias, inp.relu);
     }

@@ -51,7 +51,7 @@ impl Fields {
 /// as a few runs, where the phase-split layout would make each a gather.
 /// None when the images are too large for 31-bit offsets.
 pub fn pixels_and_taps(g: &Planes, count: usize) -> Option<(Vec<u32>, Vec<u32>)> {
-    let (hp, wp, s) = (g.h + 2 * g.win.padding, g.w + 2 * g.win.padding, g.win.stride);
+    let ((hp, wp, _), s) = (padded_shape(&unphased(g)), g.win.stride);
     let (kh, kw, plane) = (g.win.kh, g.win.kw, hp.checked_mul(wp)?);
     let image = g.c.checked_mul(plane)?;
     i32::try_from(count.checked_mul(image)?).ok()?;
