@@ -10,7 +10,7 @@
 //! the same message to its typed causes, one context at a time, so a caller
 //! can match on them (see [`Error::find`]) rather than parse the text.
 
-pub use crate::files::ReadError;
+pub use crate::files::{FileReadError, ReadError};
 use crate::gemm::GemmError;
 use std::error::Error as StdError;
 use std::path::PathBuf;
@@ -97,16 +97,8 @@ pub enum Error {
     Gemm(#[from] GemmError),
     /// A file that could not be read: missing, unreadable, not a regular
     /// file, or larger than it may be.
-    #[error("{}: {what} {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the file is to the reader, read before the reason: "the
-        /// weights file" (is a FIFO, not a regular file).
-        what: &'static str,
-        /// Why it could not be read.
-        source: ReadError,
-    },
+    #[error(transparent)]
+    Read(#[from] FileReadError),
     /// Something about the file or folder `path` is wrong; `source` says
     /// what (often an [`Error::Format`], or an I/O or parser error).
     #[error("{}: {source}", path.display())]
@@ -233,8 +225,7 @@ mod tests {
 
     #[test]
     fn file_and_value_errors_read_as_before() {
-        let read =
-            Error::Read { path: "w.pth".into(), what: "the weights file", source: ReadError::NotRegular("FIFO") };
+        let read = Error::from(ReadError::NotRegular("FIFO").at("w.pth".as_ref(), "the weights file"));
         assert_eq!(read.to_string(), "w.pth: the weights file is a FIFO, not a regular file");
         assert!(matches!(read.find::<ReadError>(), Some(ReadError::NotRegular("FIFO"))));
         let key = Error::Format { key: Some("data.train_limit".into()), message: "9 is too many".into() };

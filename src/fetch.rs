@@ -219,11 +219,8 @@ fn fetch_one(agent: &ureq::Agent, e: &Entry, opts: &FetchOptions) -> Result<(), 
 /// that fails is skipped and listed in the summary; the error is for the
 /// list or the folder.
 pub fn fetch(opts: &FetchOptions) -> crate::Result<Summary> {
-    let text = crate::files::read_text_capped(&opts.list, LIST_LIMIT).map_err(|source| Error::Read {
-        path: opts.list.clone(),
-        what: "cannot read the list: it",
-        source,
-    })?;
+    let text = crate::files::read_text_capped(&opts.list, LIST_LIMIT)
+        .map_err(|e| e.at(&opts.list, "cannot read the list: it"))?;
     let entries = parse_list(&opts.list, &text, &opts.actors)?;
     if entries.is_empty() {
         return Err(Error::file(&opts.list, format!("no entries for actors {:?}", opts.actors)));

@@ -47,6 +47,27 @@ impl std::error::Error for ReadError {
     }
 }
 
+impl ReadError {
+    /// This reason, for the file `path`, which is `what` to its reader.
+    pub fn at(self, path: &Path, what: &'static str) -> FileReadError {
+        FileReadError { path: path.to_path_buf(), what, source: self }
+    }
+}
+
+/// A file that could not be read, named, and what it is to the reader, read
+/// before the reason: "w.pth: the weights file is a FIFO, not a regular
+/// file". [`crate::Error::Read`] and [`crate::data::DataError::Read`] hold one.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {what} {source}", path.display())]
+pub struct FileReadError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What the file is to the reader ("the weights file").
+    pub what: &'static str,
+    /// Why it could not be read.
+    pub source: ReadError,
+}
+
 impl From<std::io::Error> for ReadError {
     fn from(e: std::io::Error) -> ReadError {
         ReadError::Io(e)

@@ -4,7 +4,7 @@
 //! stage) down to the typed causes (the reader's error, the I/O error).
 
 use nabla::data::DataError;
-use nabla::error::ReadError;
+use nabla::error::{FileReadError, ReadError};
 use nabla::nn::{Layer, LayerSpec, Sequential};
 use nabla::pipeline::{RunError, RunOptions};
 use std::path::{Path, PathBuf};
@@ -70,7 +70,9 @@ fn a_failed_stage_keeps_the_readers_error_and_the_io_error_under_it() {
         std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |&e| e.source()).collect();
     assert!(chain.len() >= 5, "stage, library error, reader's error, read error, I/O error: {chain:?}");
     let data = chain.iter().find_map(|e| e.downcast_ref::<DataError>()).expect("the reader's error is in the chain");
-    let DataError::Read { path, what: "the IDX file", source: ReadError::Io(_) } = data else { panic!("{data:?}") };
+    let DataError::Read(FileReadError { path, what: "the IDX file", source: ReadError::Io(_) }) = data else {
+        panic!("{data:?}")
+    };
     assert_eq!(path, &images);
     let io = chain.last().unwrap().downcast_ref::<std::io::Error>().expect("the I/O error ends the chain");
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
@@ -100,7 +102,7 @@ fn readers_and_builders_fail_with_the_library_error() {
     let dir = scratch("readers");
     let missing = dir.join("w.pth");
     let err = weights(&missing).unwrap_err();
-    let nabla::Error::Read { path, what: "the weights file", source: ReadError::Io(io) } = &err else {
+    let nabla::Error::Read(FileReadError { path, what: "the weights file", source: ReadError::Io(io) }) = &err else {
         panic!("{err:?}")
     };
     assert_eq!((path, io.kind()), (&missing, std::io::ErrorKind::NotFound));

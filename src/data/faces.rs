@@ -139,11 +139,7 @@ pub fn list(dir: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>, DataError> {
 /// Only a regular file of at most [`MAX_IMAGE_FILE_BYTES`] is opened, so a
 /// FIFO cannot block the run and `/dev/zero` or a sparse file is not read.
 pub fn read_image(path: &Path, side: usize, color: Color, scale: f32) -> Result<Vec<f32>, DataError> {
-    let bytes = crate::files::read_capped(path, MAX_IMAGE_FILE_BYTES).map_err(|source| DataError::Read {
-        path: path.to_path_buf(),
-        what: "the image",
-        source,
-    })?;
+    let bytes = crate::files::read_capped(path, MAX_IMAGE_FILE_BYTES).map_err(|e| e.at(path, "the image"))?;
     decode_image(path, &bytes, side, color, scale)
 }
 

@@ -36,11 +36,7 @@ pub const MAX_FILE_BYTES: u64 = MAX_DATA_BYTES as u64 + (1 << 20);
 
 /// Read an IDX file (gzipped or raw).
 pub fn read(path: &Path) -> Result<IdxArray, DataError> {
-    let (file, _) = crate::files::open_regular(path, MAX_FILE_BYTES).map_err(|source| DataError::Read {
-        path: path.to_path_buf(),
-        what: "the IDX file",
-        source,
-    })?;
+    let (file, _) = crate::files::open_regular(path, MAX_FILE_BYTES).map_err(|e| e.at(path, "the IDX file"))?;
     // Safety: the map is read-only and dropped before this function returns;
     // a file truncated meanwhile by another process could fault, which is the
     // usual, accepted caveat of reading through a map.

@@ -118,16 +118,8 @@ pub enum DataError {
     },
     /// The file could not be read: missing, unreadable, not a regular file,
     /// or larger than it may be.
-    #[error("{}: {what} {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the file is to the reader ("the IDX file"), read before the
-        /// reason ("is a FIFO, not a regular file").
-        what: &'static str,
-        /// Why.
-        source: crate::files::ReadError,
-    },
+    #[error(transparent)]
+    Read(#[from] crate::files::FileReadError),
     /// The file was read but its contents are wrong.
     #[error("{path}: {message}")]
     Format {

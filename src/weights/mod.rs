@@ -31,11 +31,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// names the file: [`Error::Read`] when it cannot be read, else an
 /// [`Error::File`] around [`parse`]'s error.
 pub fn read(path: &Path) -> Result<Params> {
-    let bytes = crate::files::read_capped(path, MAX_FILE_BYTES).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        what: "the weights file",
-        source,
-    })?;
+    let bytes = crate::files::read_capped(path, MAX_FILE_BYTES).map_err(|e| e.at(path, "the weights file"))?;
     parse(&bytes).map_err(|e| Error::file(path, e))
 }
 
