@@ -13,7 +13,7 @@
 //! with `Q = A dY Aᵀ`. For a 13 x 13 layer and 3 x 3 filters that is 784
 //! products per filter, channel and image instead of the direct path's 1521.
 
-use super::{combine, dot, invalid, positions, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW};
+use super::{combine_row, dot, invalid, positions, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW};
 use crate::error::Result;
 use crate::gemm::{sgemm, Transpose};
 use rayon::prelude::*;
@@ -184,15 +184,23 @@ unsafe fn gradient_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     s.resize((4 + 2 * A) * tiles, 0.0);
     let (d, e) = s.split_at_mut(4 * tiles);
     for (oy, row) in src.chunks_exact(g.ow).enumerate() {
-        let quarter = &mut d[(oy % 2) * 2 * tiles + (oy / 2) * tw..];
-        for (ox, &val) in row.iter().enumerate() {
-            quarter[(ox % 2) * tiles + ox / 2] = val;
+        let (even, odd) = d[(oy % 2) * 2 * tiles..][..2 * tiles].split_at_mut(tiles);
+        let at = (oy / 2) * tw;
+        let (even, odd) = (&mut even[at..], &mut odd[at..]);
+        // In pairs of pixels, so that the row is dealt out in vectors.
+        let mut pairs = row.chunks_exact(2);
+        for ((pair, e), o) in (&mut pairs).zip(even.iter_mut()).zip(odd.iter_mut()) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if let [val] = pairs.remainder() {
+            even[row.len() / 2] = *val;
         }
     }
     // e[r a + jj] = Σ_c Aᵀ[c][jj] d[2 r + c].
     for (rj, run) in e.chunks_exact_mut(tiles).enumerate() {
         let (r, jj) = (rj / A, rj % A);
-        combine(&F::A_COLUMNS[jj], [&d[2 * r * tiles..], &d[(2 * r + 1) * tiles..]], run);
+        combine_row(&F::A_COLUMNS, jj, [&d[2 * r * tiles..], &d[(2 * r + 1) * tiles..]], run);
     }
     // Q[i a + jj] = Σ_r Aᵀ[r][i] e[r a + jj], straight into its matrix.
     for i in 0..A {
@@ -200,7 +208,7 @@ unsafe fn gradient_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
             // SAFETY: the caller's: these `tiles` floats are this task's.
             let out =
                 unsafe { std::slice::from_raw_parts_mut(at.dst.get().add((i * A + jj) * at.stride + at.first), tiles) };
-            combine(&F::A_COLUMNS[i], [&e[jj * tiles..], &e[(A + jj) * tiles..]], out);
+            combine_row(&F::A_COLUMNS, i, [&e[jj * tiles..], &e[(A + jj) * tiles..]], out);
         }
     }
 }
