@@ -13,7 +13,9 @@
 //! with `Q = A dY Aᵀ`. For a 13 x 13 layer and 3 x 3 filters that is 784
 //! products per filter, channel and image instead of the direct path's 1521.
 
-use super::{combine_row, dot, invalid, positions, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW};
+use super::{
+    combine_row, deal, dot, invalid, positions, transform_inputs, Minimal, Segment, SendPtr, Tiles, F3, F5, SKEW,
+};
 use crate::error::Result;
 use crate::gemm::{sgemm, Transpose};
 use rayon::prelude::*;
@@ -186,16 +188,7 @@ unsafe fn gradient_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     for (oy, row) in src.chunks_exact(g.ow).enumerate() {
         let (even, odd) = d[(oy % 2) * 2 * tiles..][..2 * tiles].split_at_mut(tiles);
         let at = (oy / 2) * tw;
-        let (even, odd) = (&mut even[at..], &mut odd[at..]);
-        // In pairs of pixels, so that the row is dealt out in vectors.
-        let mut pairs = row.chunks_exact(2);
-        for ((pair, e), o) in (&mut pairs).zip(even.iter_mut()).zip(odd.iter_mut()) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-        if let [val] = pairs.remainder() {
-            even[row.len() / 2] = *val;
-        }
+        deal(row, &mut even[at..], &mut odd[at..]);
     }
     // e[r a + jj] = Σ_c Aᵀ[c][jj] d[2 r + c].
     for (rj, run) in e.chunks_exact_mut(tiles).enumerate() {

@@ -391,12 +391,27 @@ fn combine_row<const N: usize, const ROWS: usize>(m: &[[f32; N]; ROWS], r: usize
     macro_rules! arms {
         ($($i:literal)*) => {
             match r {
-                $($i if $i < ROWS => combine(&m[$i.min(ROWS - 1)], rows, out),)*
+                $($i if $i < ROWS => combine(&m[$i], rows, out),)*
                 _ => unreachable!("a transform matrix has at most 6 rows"),
             }
         };
     }
     arms!(0 1 2 3 4 5)
+}
+
+/// Deal `row` out by parity: `row[2 i]` to `even[i]`, `row[2 i + 1]` to
+/// `odd[i]`. In pairs, so that it runs in vectors (one value at a time, with
+/// the parity tested per value, it did not).
+#[inline(always)]
+fn deal(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    let mut pairs = row.chunks_exact(2);
+    for ((pair, e), o) in (&mut pairs).zip(even.iter_mut()).zip(odd.iter_mut()) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    if let [val] = pairs.remainder() {
+        even[row.len() / 2] = *val;
+    }
 }
 
 /// A thread's scratch for [`transform_inputs`]: the padded plane split in
@@ -495,7 +510,7 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     quarters.resize(4 * q_len, 0.0);
     // The tiles cover the whole padded image (ph >= h + 2 padding, pw
     // likewise): every pixel has its place. Column px goes to quarter
-    // px % 2 at px / 2: a row is dealt out in pairs, so that it runs in vectors.
+    // px % 2 at px / 2; with odd padding the row's first pixel is odd.
     let odd_first = g.padding % 2;
     let first_even = (g.padding + odd_first) / 2;
     for (y, row) in src.chunks_exact(g.w).enumerate() {
@@ -506,15 +521,7 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
         if let [val] = lead {
             odd[at + g.padding / 2] = *val;
         }
-        let (even, odd) = (&mut even[at + first_even..], &mut odd[at + first_even..]);
-        let mut pairs = rest.chunks_exact(2);
-        for ((pair, e), o) in (&mut pairs).zip(even.iter_mut()).zip(odd.iter_mut()) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-        if let [val] = pairs.remainder() {
-            even[rest.len() / 2] = *val;
-        }
+        deal(rest, &mut even[at + first_even..], &mut odd[at + first_even..]);
     }
     // Bᵀ d, per column parity: t[(cp, i)] = Σ_r Bᵀ[i][r] rows 2 ty + r.
     t.resize(2 * A * t_len, 0.0);
