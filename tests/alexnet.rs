@@ -74,9 +74,18 @@ fn hashed(count: usize, salt: u64, bound: f64) -> Vec<f32> {
         .collect()
 }
 
-/// The generator's formula weights for the full-size network.
+/// A little-endian f32 fixture file from `tests/fixtures`.
+fn fixture_floats(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// The generator's formula weights for the full-size network, and its
+/// biases (the formula's, a few nudged clear of the ReLUs' kinks: see
+/// `gen_alexnet_full.py`).
 fn full_size_params(net: &AlexNet) -> Params {
     let mut params = Params::new();
+    let mut biases = fixture_floats("alexnet_full_biases.bin").into_iter();
     // The generator's order: layer by layer, a salt for the weight and the next for the bias.
     let layers = ["features.0", "features.3", "features.6", "features.8", "features.10"].into_iter().chain([
         "classifier.1",
@@ -91,8 +100,9 @@ fn full_size_params(net: &AlexNet) -> Params {
         let salt = 1 + 2 * l as u64;
         let w = hashed(ws.iter().product(), salt, (3.0 / fan_in as f64).sqrt());
         params.insert(&format!("{layer}.weight"), Tensor::from_vec(w, &ws).unwrap());
-        params.insert(&format!("{layer}.bias"), Tensor::from_vec(hashed(bs[0], salt + 1, 0.1), &bs).unwrap());
+        params.insert(&format!("{layer}.bias"), Tensor::from_vec(biases.by_ref().take(bs[0]).collect(), &bs).unwrap());
     }
+    assert!(biases.next().is_none(), "alexnet_full_biases.bin holds more biases than the network");
     net.check(&params).unwrap();
     params
 }
@@ -107,8 +117,7 @@ fn full_size_alexnet_matches_pytorch() {
     let tape = Tape::inference();
     let features = net.features(&tape, &params, &x).unwrap();
     let logits = net.classify(&tape, &params, &features, false, &mut nabla::Rng::new(0)).unwrap();
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_full_outputs.bin")).unwrap();
-    let want = Tensor::from_le_bytes(&bytes, &[9216 + 1000]).unwrap();
+    let want = Tensor::from_vec(fixture_floats("alexnet_full_outputs.bin"), &[9216 + 1000]).unwrap();
     let (wf, wl) = want.data().split_at(9216);
     assert_close("features", features.value(), &Tensor::from_vec(wf.to_vec(), &[1, 256, 6, 6]).unwrap(), 1e-5);
     assert_close("logits", logits.value(), &Tensor::from_vec(wl.to_vec(), &[1, 1000]).unwrap(), 1e-5);
@@ -116,23 +125,28 @@ fn full_size_alexnet_matches_pytorch() {
 
 /// The same network's gradients for a batch of two: those of the input and
 /// of every convolution's weights (through the Winograd paths for conv2-5),
-/// sampled as `gen_alexnet_full.py` samples them.
+/// sampled as `gen_alexnet_full.py` samples them. The generator chose the
+/// images (their salt is the file's first value) so that no ReLU or pooling
+/// decision is within rounding of flipping: a flip would move the gradients
+/// by far more than the tolerance, on a correct engine whose sums round
+/// differently from PyTorch's.
 #[test]
 fn full_size_alexnet_gradients_match_pytorch() {
     let net = AlexNet::torchvision(1000);
     let params = full_size_params(&net);
+    let fixture = fixture_floats("alexnet_full_grads.bin");
+    let (images, want) = fixture.split_first().unwrap();
     let tape = Tape::new();
-    let x = tape.leaf(Tensor::from_vec(hashed(2 * 3 * 227 * 227, 998, 1.0), &[2, 3, 227, 227]).unwrap());
+    let x = tape.leaf(Tensor::from_vec(hashed(2 * 3 * 227 * 227, *images as u64, 1.0), &[2, 3, 227, 227]).unwrap());
     let features = net.features(&tape, &params, &x).unwrap();
     let logits = net.classify(&tape, &params, &features, false, &mut nabla::Rng::new(0)).unwrap();
     let coefficients = Var::constant(Tensor::from_vec(hashed(2 * 1000, 997, 1.0), &[2, 1000]).unwrap());
     let grads = tape.backward(&tape.sum(&tape.mul(&logits, &coefficients).unwrap())).unwrap();
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/alexnet_full_grads.bin")).unwrap();
-    let want = Tensor::from_le_bytes(&bytes, &[6, 1001]).unwrap();
+    assert_eq!(want.len(), 6 * 1001, "alexnet_full_grads.bin: six gradients of 1 + 1000 values");
     let convs = ["features.0", "features.3", "features.6", "features.8", "features.10"];
     let got = std::iter::once(grads.get(&x).unwrap())
         .chain(convs.iter().map(|c| grads.by_name(&format!("{c}.weight")).unwrap()));
-    for ((name, got), want) in ["input"].into_iter().chain(convs).zip(got).zip(want.data().chunks(1001)) {
+    for ((name, got), want) in ["input"].into_iter().chain(convs).zip(got).zip(want.chunks(1001)) {
         let (scale, samples) = (want[0], &want[1..]);
         let step = got.numel() / samples.len();
         let largest = got.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
