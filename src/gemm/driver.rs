@@ -343,6 +343,12 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                             let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
                             macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
                         } else if direct_a {
+                            // The kernel walks the block a column at a time (one
+                            // row of a row-major X per k step, 3 KB apart for
+                            // MNIST), a pattern the hardware prefetchers did not
+                            // follow on an Intel Xeon: fetched in memory order
+                            // first, X^T D ran 2.3x faster there.
+                            warm(a, mc, kc);
                             // Whole panels are read in place; only the ragged last
                             // one is packed (a full read there would overrun A).
                             let full = mc / K::MR * K::MR;
@@ -366,6 +372,40 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                 }
             }
         });
+    }
+}
+
+/// Ask for every cache line of a transposed A block (`mc` x `kc`, each of
+/// its `kc` columns a run of `mc` floats in memory) in memory order.
+///
+/// # Safety
+/// `a` covers the block (prefetches never fault, but the addresses are
+/// computed with `add`).
+unsafe fn warm(a: View, mc: usize, kc: usize) {
+    // SAFETY: every address is an element of the block the caller vouches for.
+    unsafe {
+        for p in 0..kc {
+            let col = a.at(0, p);
+            for i in (0..mc).step_by(16) {
+                prefetch(col.add(i));
+            }
+            prefetch(col.add(mc - 1));
+        }
+    }
+}
+
+/// A hint to fetch the cache line holding `p`.
+///
+/// # Safety
+/// None beyond `p` being computed legally: a prefetch never faults.
+#[inline(always)]
+unsafe fn prefetch(p: *const f32) {
+    // SAFETY: a hint only; SSE is in every x86_64 CPU.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
     }
 }
 
