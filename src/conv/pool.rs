@@ -54,8 +54,8 @@ fn two_by_two(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]
 /// first in row-major window order, so ties and NaNs resolve as in the scan.
 /// Both passes run eight windows at a time in vectors, with selects: the
 /// branches of a scalar scan mispredict half the time on real data.
-fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]>) {
-    let Planes { w, win, oh, ow, .. } = *g;
+fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], arg: Option<&mut [u32]>) {
+    let Planes { win, oh, ow, .. } = *g;
     if oh == 0 || ow == 0 {
         return;
     }
@@ -64,10 +64,44 @@ fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]>)
     // A row split by phase (column modulo s): neighbour j of window ox is
     // element ox + j / s of phase j % s, so each neighbour is a contiguous run.
     let (phases, len) = (s.min(kw), ow + (kw - 1) / s);
-    let mut split = vec![0.0f32; phases * len];
-    // Per input row and window: the row's best value and its neighbour j.
-    let mut across = vec![0.0f32; rows * ow];
-    let mut col = vec![0.0f32; rows * ow];
+    // Scratch from this thread's cache, every element written before it is
+    // read: allocating and zeroing it per plane cost as much as pooling a
+    // 13 x 13 plane.
+    let scratch = |v: &mut Vec<f32>, n: usize| {
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+    };
+    crate::scratch::with_vec(|split| {
+        crate::scratch::with_vec(|across| {
+            crate::scratch::with_vec(|col| {
+                scratch(split, phases * len);
+                scratch(across, rows * ow);
+                scratch(col, rows * ow);
+                let (split, across, col) =
+                    (&mut split[..phases * len], &mut across[..rows * ow], &mut col[..rows * ow]);
+                unpadded_in(x, g, out, arg, split, across, col);
+            })
+        })
+    })
+}
+
+/// [`unpadded`] with its scratch: `split` `phases * len`, `across` and
+/// `col` `rows * ow` floats.
+#[allow(clippy::too_many_arguments)]
+fn unpadded_in(
+    x: &[f32],
+    g: &Planes,
+    out: &mut [f32],
+    mut arg: Option<&mut [u32]>,
+    split: &mut [f32],
+    across: &mut [f32],
+    col: &mut [f32],
+) {
+    let Planes { w, win, oh, ow, .. } = *g;
+    let (s, kh, kw) = (win.stride, win.kh, win.kw);
+    let rows = (oh - 1) * s + kh;
+    let len = ow + (kw - 1) / s;
     for y in 0..rows {
         let row = &x[y * w..(y + 1) * w];
         for (r, phase) in split.chunks_exact_mut(len).enumerate() {
