@@ -86,7 +86,8 @@ fn fixture_floats(name: &str) -> Vec<f32> {
 fn full_size_params(net: &AlexNet) -> Params {
     let mut params = Params::new();
     let mut biases = fixture_floats("alexnet_full_biases.bin").into_iter();
-    // The generator's order: layer by layer, a salt for the weight and the next for the bias.
+    // The generator's order: layer by layer, a salt for each weight (1, 3, 5, ...); the biases
+    // follow one another in the file in the same order.
     let layers = ["features.0", "features.3", "features.6", "features.8", "features.10"].into_iter().chain([
         "classifier.1",
         "classifier.4",

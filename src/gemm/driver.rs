@@ -379,33 +379,23 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
 /// its `kc` columns a run of `mc` floats in memory) in memory order.
 ///
 /// # Safety
-/// `a` covers the block (prefetches never fault, but the addresses are
-/// computed with `add`).
+/// `a` covers the block, and `a.rs == 1` (prefetches never fault, but the
+/// addresses are computed with `add`).
 unsafe fn warm(a: View, mc: usize, kc: usize) {
-    // SAFETY: every address is an element of the block the caller vouches for.
+    use super::lane::Lane;
+    if mc == 0 {
+        return;
+    }
+    // SAFETY: every address is an element of the block the caller vouches for
+    // (a column's floats are contiguous, `rs == 1`, and `mc >= 1`).
     unsafe {
         for p in 0..kc {
             let col = a.at(0, p);
             for i in (0..mc).step_by(16) {
-                prefetch(col.add(i));
+                wide::f32x8::prefetch(col.add(i));
             }
-            prefetch(col.add(mc - 1));
+            wide::f32x8::prefetch(col.add(mc - 1));
         }
-    }
-}
-
-/// A hint to fetch the cache line holding `p`.
-///
-/// # Safety
-/// None beyond `p` being computed legally: a prefetch never faults.
-#[inline(always)]
-unsafe fn prefetch(p: *const f32) {
-    // SAFETY: a hint only; SSE is in every x86_64 CPU.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
     }
 }
 
