@@ -23,16 +23,21 @@ fn covered(o: usize, k: usize, win: &Window, len: usize) -> Range<usize> {
 pub fn avg_pool2d(x: &[f32], g: &Planes, out: &mut [f32]) {
     let Planes { h, w, win, ow, .. } = *g;
     let count = (win.kh * win.kw) as f32;
-    let mut down = vec![0.0f32; w];
-    for (oy, o) in out.chunks_exact_mut(ow).take(g.oh).enumerate() {
-        down.fill(0.0);
-        for y in covered(oy, win.kh, &win, h) {
-            down.iter_mut().zip(&x[y * w..(y + 1) * w]).for_each(|(d, &v)| *d += v);
+    // A row from the thread's scratch cache: an allocation per plane queues
+    // the threads on the one malloc arena (see `pool.rs`).
+    crate::scratch::with_vec(|down| {
+        down.resize(w, 0.0);
+        let down = &mut down[..w];
+        for (oy, o) in out.chunks_exact_mut(ow).take(g.oh).enumerate() {
+            down.fill(0.0);
+            for y in covered(oy, win.kh, &win, h) {
+                down.iter_mut().zip(&x[y * w..(y + 1) * w]).for_each(|(d, &v)| *d += v);
+            }
+            for (ox, o) in o.iter_mut().enumerate() {
+                *o = down[covered(ox, win.kw, &win, w)].iter().sum::<f32>() / count;
+            }
         }
-        for (ox, o) in o.iter_mut().enumerate() {
-            *o = down[covered(ox, win.kw, &win, w)].iter().sum::<f32>() / count;
-        }
-    }
+    })
 }
 
 /// Add the input gradient of [`avg_pool2d`] for the output gradient
@@ -41,17 +46,21 @@ pub fn avg_pool2d(x: &[f32], g: &Planes, out: &mut [f32]) {
 pub fn avg_pool2d_backward(dy: &[f32], g: &Planes, dx: &mut [f32]) {
     let Planes { h, w, win, ow, .. } = *g;
     let count = (win.kh * win.kw) as f32;
-    let mut across = vec![0.0f32; w];
-    for (oy, gy) in dy.chunks_exact(ow).take(g.oh).enumerate() {
-        across.fill(0.0);
-        for (ox, &gv) in gy.iter().enumerate() {
-            let share = gv / count;
-            across[covered(ox, win.kw, &win, w)].iter_mut().for_each(|a| *a += share);
+    // Scratch as in `avg_pool2d`.
+    crate::scratch::with_vec(|across| {
+        across.resize(w, 0.0);
+        let across = &mut across[..w];
+        for (oy, gy) in dy.chunks_exact(ow).take(g.oh).enumerate() {
+            across.fill(0.0);
+            for (ox, &gv) in gy.iter().enumerate() {
+                let share = gv / count;
+                across[covered(ox, win.kw, &win, w)].iter_mut().for_each(|a| *a += share);
+            }
+            for y in covered(oy, win.kh, &win, h) {
+                dx[y * w..(y + 1) * w].iter_mut().zip(across.iter()).for_each(|(d, &a)| *d += a);
+            }
         }
-        for y in covered(oy, win.kh, &win, h) {
-            dx[y * w..(y + 1) * w].iter_mut().zip(&across).for_each(|(d, &a)| *d += a);
-        }
-    }
+    })
 }
 
 #[cfg(test)]
