@@ -17,6 +17,20 @@ pub fn with_vec<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     r
 }
 
+/// Lend `f` `len` floats from this thread's cache, holding whatever they
+/// held: `f` writes each before it reads it. The vector only grows, so a
+/// caller asking for the same length again (a plane after a plane) neither
+/// allocates nor zeroes; an allocation per small call queues the threads on
+/// the one malloc arena (`memory::keep_freed_memory`).
+pub fn with_slice<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_vec(|v| {
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        f(&mut v[..len])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -27,5 +41,12 @@ mod tests {
             v.capacity()
         });
         super::with_vec(|v| assert!(v.capacity() >= cap.min(1000)));
+    }
+
+    #[test]
+    fn slices_have_the_length_asked_for() {
+        assert_eq!(super::with_slice(10, |s| s.len()), 10);
+        assert_eq!(super::with_slice(3, |s| s.len()), 3);
+        assert_eq!(super::with_slice(0, |s| s.len()), 0);
     }
 }

@@ -23,11 +23,8 @@ fn covered(o: usize, k: usize, win: &Window, len: usize) -> Range<usize> {
 pub fn avg_pool2d(x: &[f32], g: &Planes, out: &mut [f32]) {
     let Planes { h, w, win, ow, .. } = *g;
     let count = (win.kh * win.kw) as f32;
-    // A row from the thread's scratch cache: an allocation per plane queues
-    // the threads on the one malloc arena (see `pool.rs`).
-    crate::scratch::with_vec(|down| {
-        down.resize(w, 0.0);
-        let down = &mut down[..w];
+    // A row from the thread's scratch cache (see `scratch::with_slice`).
+    crate::scratch::with_slice(w, |down| {
         for (oy, o) in out.chunks_exact_mut(ow).take(g.oh).enumerate() {
             down.fill(0.0);
             for y in covered(oy, win.kh, &win, h) {
@@ -47,9 +44,7 @@ pub fn avg_pool2d_backward(dy: &[f32], g: &Planes, dx: &mut [f32]) {
     let Planes { h, w, win, ow, .. } = *g;
     let count = (win.kh * win.kw) as f32;
     // Scratch as in `avg_pool2d`.
-    crate::scratch::with_vec(|across| {
-        across.resize(w, 0.0);
-        let across = &mut across[..w];
+    crate::scratch::with_slice(w, |across| {
         for (oy, gy) in dy.chunks_exact(ow).take(g.oh).enumerate() {
             across.fill(0.0);
             for (ox, &gv) in gy.iter().enumerate() {

@@ -54,8 +54,8 @@ fn two_by_two(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]
 /// first in row-major window order, so ties and NaNs resolve as in the scan.
 /// Both passes run eight windows at a time in vectors, with selects: the
 /// branches of a scalar scan mispredict half the time on real data.
-fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], arg: Option<&mut [u32]>) {
-    let Planes { win, oh, ow, .. } = *g;
+fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], mut arg: Option<&mut [u32]>) {
+    let Planes { w, win, oh, ow, .. } = *g;
     if oh == 0 || ow == 0 {
         return;
     }
@@ -64,87 +64,57 @@ fn unpadded(x: &[f32], g: &Planes, out: &mut [f32], arg: Option<&mut [u32]>) {
     // A row split by phase (column modulo s): neighbour j of window ox is
     // element ox + j / s of phase j % s, so each neighbour is a contiguous run.
     let (phases, len) = (s.min(kw), ow + (kw - 1) / s);
-    // Scratch from this thread's cache, every element written before it is
-    // read: allocating and zeroing it per plane cost as much as pooling a
-    // 13 x 13 plane.
-    let scratch = |v: &mut Vec<f32>, n: usize| {
-        if v.len() < n {
-            v.resize(n, 0.0);
-        }
-    };
-    crate::scratch::with_vec(|split| {
-        crate::scratch::with_vec(|across| {
-            crate::scratch::with_vec(|col| {
-                scratch(split, phases * len);
-                scratch(across, rows * ow);
-                scratch(col, rows * ow);
-                let (split, across, col) =
-                    (&mut split[..phases * len], &mut across[..rows * ow], &mut col[..rows * ow]);
-                unpadded_in(x, g, out, arg, split, across, col);
-            })
-        })
-    })
-}
-
-/// [`unpadded`] with its scratch: `split` `phases * len`, `across` and
-/// `col` `rows * ow` floats.
-#[allow(clippy::too_many_arguments)]
-fn unpadded_in(
-    x: &[f32],
-    g: &Planes,
-    out: &mut [f32],
-    mut arg: Option<&mut [u32]>,
-    split: &mut [f32],
-    across: &mut [f32],
-    col: &mut [f32],
-) {
-    let Planes { w, win, oh, ow, .. } = *g;
-    let (s, kh, kw) = (win.stride, win.kh, win.kw);
-    let rows = (oh - 1) * s + kh;
-    let len = ow + (kw - 1) / s;
-    for y in 0..rows {
-        let row = &x[y * w..(y + 1) * w];
-        for (r, phase) in split.chunks_exact_mut(len).enumerate() {
-            // Past the row's end only where no window reads.
-            phase.iter_mut().enumerate().for_each(|(i, p)| *p = row.get(i * s + r).copied().unwrap_or(0.0));
-        }
-        let (a, c) = (&mut across[y * ow..(y + 1) * ow], &mut col[y * ow..(y + 1) * ow]);
-        for ox in (0..ow).step_by(8) {
-            let mut best = lanes(&split[..len], ox);
-            let mut at = f32x8::ZERO;
-            for j in 1..kw {
-                let v = lanes(&split[(j % s) * len..(j % s + 1) * len], ox + j / s);
-                let take = takes8(best, v);
-                best = take.bitselect(v, best);
-                at = take.bitselect(f32x8::splat(j as f32), at);
+    // Per input row and window: the row's best value (`across`) and its
+    // neighbour j (`col`). Scratch from the thread's cache, each element
+    // written before it is read: allocating and zeroing it per plane cost as
+    // much as pooling a 13 x 13 plane.
+    crate::scratch::with_slice(phases * len + 2 * rows * ow, |scratch| {
+        let (split, rest) = scratch.split_at_mut(phases * len);
+        let (across, col) = rest.split_at_mut(rows * ow);
+        for y in 0..rows {
+            let row = &x[y * w..(y + 1) * w];
+            for (r, phase) in split.chunks_exact_mut(len).enumerate() {
+                // Past the row's end only where no window reads.
+                phase.iter_mut().enumerate().for_each(|(i, p)| *p = row.get(i * s + r).copied().unwrap_or(0.0));
             }
-            put(best, &mut a[ox..]);
-            put(at, &mut c[ox..]);
-        }
-    }
-    for oy in 0..oh {
-        let top = oy * s;
-        for ox in (0..ow).step_by(8) {
-            let at = |y: usize| (&across[y * ow..(y + 1) * ow], &col[y * ow..(y + 1) * ow]);
-            let (a, c) = at(top);
-            let (mut best, mut j, mut i) = (lanes(a, ox), lanes(c, ox), f32x8::ZERO);
-            for di in 1..kh {
-                let (a, c) = at(top + di);
-                let v = lanes(a, ox);
-                let take = takes8(best, v);
-                best = take.bitselect(v, best);
-                j = take.bitselect(lanes(c, ox), j);
-                i = take.bitselect(f32x8::splat(di as f32), i);
+            let (a, c) = (&mut across[y * ow..(y + 1) * ow], &mut col[y * ow..(y + 1) * ow]);
+            for ox in (0..ow).step_by(8) {
+                let mut best = lanes(&split[..len], ox);
+                let mut at = f32x8::ZERO;
+                for j in 1..kw {
+                    let v = lanes(&split[(j % s) * len..(j % s + 1) * len], ox + j / s);
+                    let take = takes8(best, v);
+                    best = take.bitselect(v, best);
+                    at = take.bitselect(f32x8::splat(j as f32), at);
+                }
+                put(best, &mut a[ox..]);
+                put(at, &mut c[ox..]);
             }
-            put(best, &mut out[oy * ow + ox..(oy + 1) * ow]);
-            if let Some(arg) = arg.as_deref_mut() {
-                let (i, j) = (i.to_array(), j.to_array());
-                for (l, a) in arg[oy * ow + ox..(oy + 1) * ow].iter_mut().take(8).enumerate() {
-                    *a = ((top + i[l] as usize) * w + (ox + l) * s + j[l] as usize) as u32;
+        }
+        for oy in 0..oh {
+            let top = oy * s;
+            for ox in (0..ow).step_by(8) {
+                let at = |y: usize| (&across[y * ow..(y + 1) * ow], &col[y * ow..(y + 1) * ow]);
+                let (a, c) = at(top);
+                let (mut best, mut j, mut i) = (lanes(a, ox), lanes(c, ox), f32x8::ZERO);
+                for di in 1..kh {
+                    let (a, c) = at(top + di);
+                    let v = lanes(a, ox);
+                    let take = takes8(best, v);
+                    best = take.bitselect(v, best);
+                    j = take.bitselect(lanes(c, ox), j);
+                    i = take.bitselect(f32x8::splat(di as f32), i);
+                }
+                put(best, &mut out[oy * ow + ox..(oy + 1) * ow]);
+                if let Some(arg) = arg.as_deref_mut() {
+                    let (i, j) = (i.to_array(), j.to_array());
+                    for (l, a) in arg[oy * ow + ox..(oy + 1) * ow].iter_mut().take(8).enumerate() {
+                        *a = ((top + i[l] as usize) * w + (ox + l) * s + j[l] as usize) as u32;
+                    }
                 }
             }
         }
-    }
+    })
 }
 
 /// Eight values of `v` from `at` on, zeros past its end.
