@@ -39,6 +39,10 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 23;
 /// waking the others would cost more than the copy.
 const PARALLEL_PACK_MIN: usize = 1 << 15;
 
+/// A C of at least this many floats (16 MiB) written in one pass goes
+/// around the caches (see `run_blocked`).
+const STREAM_C_FLOATS: usize = 1 << 22;
+
 /// The largest MR * NR of any kernel (for the edge-tile scratch buffer).
 const MAX_TILE: usize = 512;
 
@@ -90,6 +94,18 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         if p.k == 0 || p.alpha == 0.0 {
             scale_c(&p);
             return;
+        }
+        // A streamed C (see `run_blocked`) is written by aligned stores only:
+        // when its rows start inside a cache line, the columns up to the next
+        // line go first as a product of their own, and the rest then starts
+        // on a line (every row does, with `ldc` a multiple of 16).
+        let lead = (p.c as usize).next_multiple_of(64).saturating_sub(p.c as usize) / 4;
+        if streams::<K>(&p) && lead > 0 && lead < p.n && (p.c as usize).is_multiple_of(4) {
+            let b_gather = p.b_gather.map(|g| g.from(0, lead));
+            gemm::<K>(Problem { n: lead, ..p });
+            let rest =
+                Problem { n: p.n - lead, b: View { ptr: p.b.at(0, lead), ..p.b }, b_gather, c: p.c.add(lead), ..p };
+            return gemm::<K>(rest);
         }
         let big = 2 * p.m * p.n * p.k >= PARALLEL_MIN_FLOPS;
         let threads = if big { crate::parallel::threads() } else { 1 };
@@ -168,6 +184,14 @@ unsafe fn scale_c(p: &Problem) {
             }
         }
     }
+}
+
+/// Whether C is written around the caches: a C far larger than them that is
+/// written once (beta 0, one KC block: the fully connected layers' weight
+/// gradients, k = the batch). With ordinary stores each of its lines would
+/// be read from memory before it is written, and evict something on the way.
+fn streams<K: Kernel>(p: &Problem) -> bool {
+    p.beta == 0.0 && p.k <= blocking::<K>(p).0 && p.m.saturating_mul(p.n) >= STREAM_C_FLOATS && p.ldc.is_multiple_of(16)
 }
 
 /// Split `total` into the fewest blocks of at most `max`, of equal size
@@ -271,6 +295,7 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
     // disjoint row blocks (`blocks`) or column panels (`s0..s1`) of C.
     unsafe {
         let (kc_max, mc_max, nc_max) = blocking::<K>(&p);
+        let stream = streams::<K>(&p);
         let blocks = row_blocks(p.m, K::MR, mc_max, threads);
         let m_blocks = blocks.len();
         with_buffer(&B_BUF, nc_max.next_multiple_of(K::NR) * kc_max, |bbuf| {
@@ -341,7 +366,7 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                             let m_pad = p.a_rows.max(p.m).next_multiple_of(K::MR);
                             let at = p.a_packed.add(pc * m_pad + (p.a_row0 + ic) * kc);
                             let apack = std::slice::from_raw_parts(at, mc.next_multiple_of(K::MR) * kc);
-                            macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
+                            macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1, stream);
                         } else if direct_a {
                             // The kernel walks the block a column at a time (one
                             // row of a row-major X per k step, 3 KB apart for
@@ -354,12 +379,12 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
                             let full = mc / K::MR * K::MR;
                             with_buffer(&A_BUF, K::MR * kc, |edge| {
                                 K::pack_a(edge, View { ptr: a.at(full, 0), ..a }, mc - full, kc);
-                                macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, &bpanels, s0..s1);
+                                macro_kernel::<K>(&tile, APanels::InPlace { a, full, edge }, &bpanels, s0..s1, stream);
                             });
                         } else {
                             with_buffer(&A_BUF, mc.next_multiple_of(K::MR) * kc, |apack| {
                                 K::pack_a(apack, a, mc, kc);
-                                macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1);
+                                macro_kernel::<K>(&tile, APanels::Packed(apack), &bpanels, s0..s1, stream);
                             });
                         }
                     };
@@ -452,7 +477,10 @@ enum BPanels<'a> {
 /// hold `t.m` rows (in whole MR panels) of `t.k` values, the B panels in
 /// `panels` hold `t.k` rows of NR values (or of B's row stride, in place), and
 /// `t.c` has the `t.m x t.n` elements of the block, rows `t.ldc` apart.
-unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: std::ops::Range<usize>) {
+/// `stream`: `t.beta` is 0 and whole tiles whose C starts on a 64-byte
+/// boundary (with `t.ldc` a multiple of 16, all their rows do) are written by
+/// non-temporal stores, fenced before returning.
+unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: std::ops::Range<usize>, stream: bool) {
     // SAFETY: panel `s` of B and `r` of A lie inside the buffers (or operands) of
     // the contract; an MR x NR tile of C is written in place only when it lies
     // wholly inside the block, else through `scratch` (MAX_TILE floats), of which
@@ -477,7 +505,9 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: 
                 };
                 let cp = t.c.add(i0 * t.ldc + j0);
                 if rows == K::MR && cols == K::NR {
-                    K::tile(TileSize::Full, t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
+                    let size =
+                        if stream && (cp as usize).is_multiple_of(64) { TileSize::Streamed } else { TileSize::Full };
+                    K::tile(size, t.k, t.alpha, ap, a_step, bp, b_step, t.beta, cp, t.ldc);
                 } else {
                     // Edge tile: compute the whole tile into scratch, copy the part
                     // that exists. C outside the matrix is never touched.
@@ -501,6 +531,9 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: 
                     }
                 }
             }
+        }
+        if stream {
+            super::lane::fence();
         }
     }
 }

@@ -72,6 +72,10 @@ pub(crate) trait Kernel: Sync {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum TileSize {
     Full,
+    /// The whole tile with `beta == 0`, C written by non-temporal stores
+    /// (`Lane::stream`; C's rows then start on 64-byte boundaries) and not
+    /// fetched first: for a C far larger than the caches, written once.
+    Streamed,
     /// The first `SHORT` rows.
     Short,
     /// The first `NARROW` columns.
@@ -84,10 +88,11 @@ pub(crate) enum TileSize {
 /// The CPU runs `L`. `a` is readable at `a + p * a_step + i` and `b` for
 /// WIDTH floats at `b + p * b_step + v * WIDTH`, for `p < k`, `i < MR`,
 /// `v < NV`; C is writable (and, when `beta != 0`, readable) for WIDTH floats
-/// at `c + i * ldc + v * WIDTH`, `i < MR`, `v < NV`.
+/// at `c + i * ldc + v * WIDTH`, `i < MR`, `v < NV`. With `STREAM`, those
+/// addresses are also 64-byte aligned, and C is written whatever `beta`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
+unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize, const STREAM: bool>(
     k: usize,
     alpha: f32,
     mut a: *const f32,
@@ -104,10 +109,12 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
     unsafe {
         let w = L::WIDTH;
         // C is touched only after the k loop; start fetching its lines now so the
-        // update does not stall on a cache miss per row.
-        for i in 0..MR {
-            L::prefetch(c.add(i * ldc));
-            L::prefetch(c.add(i * ldc + NV * w - 1));
+        // update does not stall on a cache miss per row (streamed stores need none).
+        if !STREAM {
+            for i in 0..MR {
+                L::prefetch(c.add(i * ldc));
+                L::prefetch(c.add(i * ldc + NV * w - 1));
+            }
         }
         let mut acc = [[L::zero(); NV]; MR];
         for _ in 0..k {
@@ -131,6 +138,10 @@ unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize>(
             for v in 0..NV {
                 let p = c.add(i * ldc + v * w);
                 let mut r = acc[i][v].mul(alpha);
+                if STREAM {
+                    r.stream(p);
+                    continue;
+                }
                 if beta != 0.0 {
                     r = r.fma(L::splat(beta), L::load(p));
                 }
@@ -178,17 +189,18 @@ macro_rules! kernel {
                 /// As for [`tile_body`] with this block size; the CPU has the features enabled here.
                 $(#[target_feature(enable = $feature)])*
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn body<const MR: usize, const NV: usize>(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
+                unsafe fn body<const MR: usize, const NV: usize, const STREAM: bool>(k: usize, alpha: f32, a: *const f32, a_step: usize, b: *const f32, b_step: usize, beta: f32, c: *mut f32, ldc: usize) {
                     // SAFETY: forwarded from this function's contract.
-                    unsafe { tile_body::<$lane, MR, NV>(k, alpha, a, a_step, b, b_step, beta, c, ldc) }
+                    unsafe { tile_body::<$lane, MR, NV, STREAM>(k, alpha, a, a_step, b, b_step, beta, c, ldc) }
                 }
                 // SAFETY: the trait's contract; `size` only picks a part of the
                 // MR x NR tile the caller vouches for (the first MR / 2 rows or NARROW columns).
                 unsafe {
                     match size {
-                        TileSize::Full => body::<$mr, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
-                        TileSize::Short => body::<{ $mr / 2 }, $nv>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
-                        TileSize::Narrow => body::<$mr, { ($nv as usize).div_ceil(2) }>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                        TileSize::Full => body::<$mr, $nv, false>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                        TileSize::Streamed => body::<$mr, $nv, true>(k, alpha, a, a_step, b, b_step, 0.0, c, ldc),
+                        TileSize::Short => body::<{ $mr / 2 }, $nv, false>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
+                        TileSize::Narrow => body::<$mr, { ($nv as usize).div_ceil(2) }, false>(k, alpha, a, a_step, b, b_step, beta, c, ldc),
                     }
                 }
             }

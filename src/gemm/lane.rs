@@ -23,6 +23,16 @@ pub(crate) trait Lane: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// Unaligned store of `WIDTH` values.
     unsafe fn store(self, p: *mut f32);
+    /// Store of `WIDTH` values that bypasses the caches (a non-temporal
+    /// store) where the lane has one, for output that will not be read again
+    /// soon: no read of the line before it is written, no eviction of what
+    /// the caches hold. `p` must be aligned to 64 bytes. The stores are weakly
+    /// ordered: [`fence`] before another thread may read them.
+    #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: forwarded (an aligned pointer is a valid unaligned one).
+        unsafe { self.store(p) }
+    }
     /// `self + a * b`, fused where the hardware can.
     unsafe fn fma(self, a: Self, b: Self) -> Self;
     unsafe fn mul(self, b: Self) -> Self;
@@ -39,6 +49,17 @@ pub(crate) trait Lane: Copy {
             #[cfg(not(target_arch = "x86_64"))]
             let _ = p;
         }
+    }
+}
+
+/// Order the [`Lane::stream`] stores made so far before any later store, so
+/// that a thread that synchronises with this one afterwards sees them.
+#[inline(always)]
+pub(crate) fn fence() {
+    // SAFETY: SFENCE is SSE, which every x86_64 CPU has; it touches no memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
     }
 }
 
@@ -113,6 +134,11 @@ mod x86 {
             unsafe { _mm256_storeu_ps(p, self.0) }
         }
         #[inline(always)]
+        unsafe fn stream(self, p: *mut f32) {
+            // SAFETY: the caller has AVX2 and 8 writable floats at `p`, aligned to 64 bytes (the trait's contract).
+            unsafe { _mm256_stream_ps(p, self.0) }
+        }
+        #[inline(always)]
         unsafe fn fma(self, a: Self, b: Self) -> Self {
             // SAFETY: the caller has AVX2 and FMA (the trait's contract).
             unsafe { Avx2(_mm256_fmadd_ps(a.0, b.0, self.0)) }
@@ -159,6 +185,11 @@ mod x86 {
         unsafe fn store(self, p: *mut f32) {
             // SAFETY: the caller has AVX-512F and WIDTH writable floats at `p` (the trait's contract).
             unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn stream(self, p: *mut f32) {
+            // SAFETY: the caller has AVX-512F and 16 writable floats at `p`, aligned to 64 bytes (the trait's contract).
+            unsafe { _mm512_stream_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn fma(self, a: Self, b: Self) -> Self {

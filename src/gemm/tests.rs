@@ -94,6 +94,36 @@ fn large_blocks_cross_every_cache_boundary() {
     check(Transpose::No, Transpose::No, 3000, 10, 300, 1.0, 1.0, 0, 4);
 }
 
+/// A C of more than 4 Mi floats a thread made in one KC block is written by
+/// non-temporal stores (`driver::streams`), after a product of its own for
+/// the columns before the first cache line boundary: C starting at each of
+/// the offsets within a line, both layouts of A, every kernel; the
+/// padding between rows stays untouched.
+#[test]
+fn a_large_c_written_once_goes_around_the_caches() {
+    let (m, n, k, ldc) = (4203, 2048, 9, 2064);
+    for (offset, ta) in [(0, Transpose::No), (1, Transpose::Yes), (5, Transpose::No), (15, Transpose::Yes)] {
+        let (lda, ldb) = (if ta == Transpose::No { k } else { m }, n);
+        let (a, b) = (filled(m * k, offset as u64), filled(k * n, 99));
+        let mut want = vec![f32::NAN; m * ldc];
+        sgemm_naive(ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, &mut want, ldc);
+        for kernel in KernelChoice::available() {
+            let mut buf = vec![f32::NAN; m * ldc + 32];
+            // `offset` floats past a 64-byte boundary.
+            let at = buf.as_ptr().align_offset(64) + offset;
+            let got = &mut buf[at..at + m * ldc];
+            sgemm_with(kernel, ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, got, ldc).unwrap();
+            for i in 0..m {
+                for j in 0..ldc {
+                    let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+                    let ok = if j < n { (g - w).abs() <= 1e-5 * (k as f32 + 1.0) } else { g.is_nan() };
+                    assert!(ok, "{kernel:?} {ta:?} offset {offset}: C[{i},{j}] = {g}, want {w}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn agrees_with_matrixmultiply() {
     let (m, k, n) = (257, 300, 129);
