@@ -83,6 +83,8 @@ unsafe impl Sync for Problem {}
 /// or op(B) is `p.b_gather`, whose offsets all land in its source. `p.c` is
 /// valid for reads and writes of `C[i][j]` at `i * ldc + j` (`i < m`, `j < n`),
 /// and nothing else accesses those elements during the call. The CPU runs `K`.
+/// With `beta == 0` and `k > 0`, C may start uninitialised: every element is
+/// written before it is read (`sgemm_new` relies on this).
 pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
     // SAFETY: this function's contract (the entry points in `mod.rs` and
     // `packed.rs` prove it before calling); each block below is handed a piece
@@ -521,11 +523,12 @@ unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: 
                     };
                     K::tile(size, t.k, t.alpha, ap, a_step, bp, b_step, 0.0, scratch.as_mut_ptr(), K::NR);
                     for i in 0..rows {
-                        let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
                         let src = &scratch[i * K::NR..i * K::NR + cols];
                         if t.beta == 0.0 {
-                            dst.copy_from_slice(src);
+                            // A copy, not a slice of C: with beta 0, C may not be initialised yet.
+                            std::ptr::copy_nonoverlapping(src.as_ptr(), cp.add(i * t.ldc), cols);
                         } else {
+                            let dst = std::slice::from_raw_parts_mut(cp.add(i * t.ldc), cols);
                             dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + t.beta * *d);
                         }
                     }

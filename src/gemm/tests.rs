@@ -124,6 +124,32 @@ fn a_large_c_written_once_goes_around_the_caches() {
     }
 }
 
+/// `sgemm_new` (no zero fill) gives the bits of `sgemm` with beta 0 into a
+/// NaN-filled C, on every route: empty, k = 0, the skinny kernels, the
+/// blocked driver with edge tiles, and a streamed C.
+#[test]
+fn a_new_product_is_the_product_into_a_filled_c() {
+    let (no, yes) = (Transpose::No, Transpose::Yes);
+    for (ta, tb, m, n, k) in [
+        (no, no, 0, 3, 4),
+        (no, yes, 3, 4, 0),
+        (no, yes, 300, 10, 784),
+        (yes, no, 10, 200, 300),
+        (no, no, 301, 133, 1037),
+        (yes, yes, 77, 45, 33),
+        (yes, no, 4203, 2048, 9),
+    ] {
+        let (lda, ldb) = (if ta == no { k } else { m }, if tb == no { n } else { k });
+        let (a, b) = (filled(m * k, 3), filled(k * n, 4));
+        let mut want = vec![f32::NAN; m * n];
+        sgemm(ta, tb, m, n, k, 1.0, &a, lda.max(1), &b, ldb.max(1), 0.0, &mut want, n.max(1)).unwrap();
+        let got = super::sgemm_new(ta, tb, m, n, k, &a, lda.max(1), &b, ldb.max(1)).unwrap();
+        assert_eq!(got.len(), m * n);
+        assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()), "{ta:?}{tb:?} {m}x{n}x{k}");
+    }
+    assert!(super::sgemm_new(Transpose::No, Transpose::No, 2, 2, 3, &[0.0; 5], 3, &[0.0; 6], 2).is_err());
+}
+
 #[test]
 fn agrees_with_matrixmultiply() {
     let (m, k, n) = (257, 300, 129);

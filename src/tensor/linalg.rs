@@ -2,7 +2,7 @@
 
 use super::Tensor;
 use crate::error::{Error, Result};
-use crate::gemm::{sgemm, Transpose};
+use crate::gemm::{sgemm_new, Transpose};
 
 impl Tensor {
     /// `op(self) * op(other)` for 2-d tensors; a transposed operand is read
@@ -15,8 +15,7 @@ impl Tensor {
         if k != k2 {
             return Err(Error::Shape { op: "matmul", lhs: vec![m, k], rhs: vec![k2, n] });
         }
-        let mut out = vec![0.0; m * n];
-        sgemm(ta, tb, m, n, k, 1.0, self.data(), ac.max(1), other.data(), bc.max(1), 0.0, &mut out, n.max(1))?;
+        let out = sgemm_new(ta, tb, m, n, k, self.data(), ac.max(1), other.data(), bc.max(1))?;
         Tensor::from_vec(out, &[m, n])
     }
 
