@@ -38,6 +38,9 @@ fn shapes() -> Vec<Shape> {
         // AlexNet im2col: conv1 and conv2 of one 227x227 image.
         Shape { name: "64x363x3025", m: 64, k: 363, n: 3025, ta: Transpose::No },
         Shape { name: "192x1600x729", m: 192, k: 1600, n: 729, ta: Transpose::No },
+        // AlexNet fc6's weight gradient at batch 32: dY^T (4096x32) * X (32x9216),
+        // a 151 MB C written once.
+        Shape { name: "4096x32x9216", m: 4096, k: 32, n: 9216, ta: Transpose::Yes },
     ]
 }
 
