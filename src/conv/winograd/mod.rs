@@ -506,6 +506,17 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     // Horizontal runs stop a / 2 - 1 short, so that their shifted reads stay in `t`.
     let run_len = t_len + 1 - A / 2;
     let Work { quarters, t, run } = work;
+    // This plane's tiles go last into a run of `th * tw` floats in each of the
+    // a^2 matrices: runs far apart, in matrices far larger than L2, so each
+    // store would wait for its line. Asked for now, the lines arrive while
+    // the plane is dealt and transformed (conv4's forward at batch 32 on the
+    // Intel Xeon, alternating: median 39.4 -> 28.8 ms).
+    for xi in 0..A * A {
+        let run = at.dst.get().wrapping_add(xi * at.stride + at.first);
+        for o in (0..th * tw).step_by(16).chain([th * tw - 1]) {
+            prefetch(run.wrapping_add(o));
+        }
+    }
     quarters.clear();
     quarters.resize(4 * q_len, 0.0);
     // The tiles cover the whole padded image (ph >= h + 2 padding, pw
@@ -550,6 +561,19 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     }
 }
 
+/// Ask for the cache line holding `p` (a hint: it never faults, whatever
+/// the address).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    // SAFETY: a prefetch only hints; SSE, which it needs, is in every x86_64 CPU.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Whether the CPU has AVX2 (the transforms then run in its vectors).
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -580,6 +604,16 @@ fn transform_outputs<const R: usize, const A: usize, F: Minimal<R, A>>(
         let b = bias.map_or(0.0, |b| b[k]);
         // The plane's tiles in product `ξ`: `m[ξ * stride + first..][..tiles]`.
         let m = &m[k * cols + j * tiles..];
+        // The next plane's tiles, a run in each of the a^2 products (the
+        // hardware follows fewer streams): asked for while this one is
+        // transformed (conv3 and conv4 forward, alternating: 4-5 % faster).
+        let next = m.as_ptr().wrapping_add(cols);
+        for xi in 0..A * A {
+            let run = next.wrapping_add(xi * stride);
+            for o in (0..tiles).step_by(16).chain([tiles - 1]) {
+                prefetch(run.wrapping_add(o));
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: `avx2()` saw the CPU's AVX2.
