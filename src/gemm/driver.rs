@@ -83,8 +83,8 @@ unsafe impl Sync for Problem {}
 /// or op(B) is `p.b_gather`, whose offsets all land in its source. `p.c` is
 /// valid for reads and writes of `C[i][j]` at `i * ldc + j` (`i < m`, `j < n`),
 /// and nothing else accesses those elements during the call. The CPU runs `K`.
-/// With `beta == 0` and `k > 0`, C may start uninitialised: every element is
-/// written before it is read (`sgemm_new` relies on this).
+/// With `beta == 0`, `k > 0` and `alpha != 0`, C may start uninitialised:
+/// every element is written before it is read (`sgemm_new` relies on this).
 pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
     // SAFETY: this function's contract (the entry points in `mod.rs` and
     // `packed.rs` prove it before calling); each block below is handed a piece
@@ -100,14 +100,20 @@ pub(crate) unsafe fn gemm<K: Kernel>(p: Problem) {
         // A streamed C (see `run_blocked`) is written by aligned stores only:
         // when its rows start inside a cache line, the columns up to the next
         // line go first as a product of their own, and the rest then starts
-        // on a line (every row does, with `ldc` a multiple of 16).
+        // on a line (every row does, with `ldc` a multiple of 16). Only when
+        // both parts, like the whole, sum k in one block: narrow parts may be
+        // blocked otherwise (`blocking`), and their bits would then depend on
+        // where C sits in memory.
         let lead = (p.c as usize).next_multiple_of(64).saturating_sub(p.c as usize) / 4;
-        if streams::<K>(&p) && lead > 0 && lead < p.n && (p.c as usize).is_multiple_of(4) {
+        if streams::<K>(&p) && lead > 0 && p.n >= lead + K::NR && (p.c as usize).is_multiple_of(4) {
             let b_gather = p.b_gather.map(|g| g.from(0, lead));
-            gemm::<K>(Problem { n: lead, ..p });
+            let first = Problem { n: lead, ..p };
             let rest =
                 Problem { n: p.n - lead, b: View { ptr: p.b.at(0, lead), ..p.b }, b_gather, c: p.c.add(lead), ..p };
-            return gemm::<K>(rest);
+            if blocking::<K>(&first).0 >= p.k && blocking::<K>(&rest).0 >= p.k {
+                gemm::<K>(first);
+                return gemm::<K>(rest);
+            }
         }
         let big = 2 * p.m * p.n * p.k >= PARALLEL_MIN_FLOPS;
         let threads = if big { crate::parallel::threads() } else { 1 };
@@ -479,16 +485,19 @@ enum BPanels<'a> {
 /// hold `t.m` rows (in whole MR panels) of `t.k` values, the B panels in
 /// `panels` hold `t.k` rows of NR values (or of B's row stride, in place), and
 /// `t.c` has the `t.m x t.n` elements of the block, rows `t.ldc` apart.
-/// `stream`: `t.beta` is 0 and whole tiles whose C starts on a 64-byte
-/// boundary (with `t.ldc` a multiple of 16, all their rows do) are written by
+/// With `stream` (which needs `t.beta == 0` and `t.ldc` a multiple of 16),
+/// whole tiles whose C starts on a 64-byte boundary are written by
 /// non-temporal stores, fenced before returning.
 unsafe fn macro_kernel<K: Kernel>(t: &Problem, a: APanels, b: &BPanels, panels: std::ops::Range<usize>, stream: bool) {
     // SAFETY: panel `s` of B and `r` of A lie inside the buffers (or operands) of
     // the contract; an MR x NR tile of C is written in place only when it lies
     // wholly inside the block, else through `scratch` (MAX_TILE floats), of which
-    // only the existing rows and columns are copied out.
+    // only the existing rows and columns are copied out. A streamed tile starts
+    // on 64 bytes and its rows are `ldc` (a multiple of 16 floats) apart, so
+    // every row does, as `TileSize::Streamed` asks.
     unsafe {
         assert!(K::MR * K::NR <= MAX_TILE);
+        debug_assert!(!stream || (t.beta == 0.0 && t.ldc.is_multiple_of(16)));
         for s in panels {
             let j0 = s * K::NR;
             let cols = K::NR.min(t.n - j0);

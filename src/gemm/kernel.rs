@@ -73,8 +73,9 @@ pub(crate) trait Kernel: Sync {
 pub(crate) enum TileSize {
     Full,
     /// The whole tile with `beta == 0`, C written by non-temporal stores
-    /// (`Lane::stream`; C's rows then start on 64-byte boundaries) and not
-    /// fetched first: for a C far larger than the caches, written once.
+    /// (`Lane::stream`: the caller vouches that the tile's rows start on
+    /// 64-byte boundaries) and not fetched first: for a C far larger than
+    /// the caches, written once.
     Streamed,
     /// The first `SHORT` rows.
     Short,
@@ -88,8 +89,9 @@ pub(crate) enum TileSize {
 /// The CPU runs `L`. `a` is readable at `a + p * a_step + i` and `b` for
 /// WIDTH floats at `b + p * b_step + v * WIDTH`, for `p < k`, `i < MR`,
 /// `v < NV`; C is writable (and, when `beta != 0`, readable) for WIDTH floats
-/// at `c + i * ldc + v * WIDTH`, `i < MR`, `v < NV`. With `STREAM`, those
-/// addresses are also 64-byte aligned, and C is written whatever `beta`.
+/// at `c + i * ldc + v * WIDTH`, `i < MR`, `v < NV`. With `STREAM`, each
+/// `c + i * ldc` is 64-byte aligned (so each vector is aligned to its size),
+/// and C is written whatever `beta`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 unsafe fn tile_body<L: Lane, const MR: usize, const NV: usize, const STREAM: bool>(

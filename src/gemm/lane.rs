@@ -26,7 +26,8 @@ pub(crate) trait Lane: Copy {
     /// Store of `WIDTH` values that bypasses the caches (a non-temporal
     /// store) where the lane has one, for output that will not be read again
     /// soon: no read of the line before it is written, no eviction of what
-    /// the caches hold. `p` must be aligned to 64 bytes. The stores are weakly
+    /// the caches hold. `p` must be aligned to the vector's size (`WIDTH * 4`
+    /// bytes; a streamed tile's rows start on 64 bytes). The stores are weakly
     /// ordered: [`fence`] before another thread may read them.
     #[inline(always)]
     unsafe fn stream(self, p: *mut f32) {
@@ -135,7 +136,7 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn stream(self, p: *mut f32) {
-            // SAFETY: the caller has AVX2 and 8 writable floats at `p`, aligned to 64 bytes (the trait's contract).
+            // SAFETY: the caller has AVX2 and 8 writable floats at `p`, aligned to 32 bytes (the trait's contract).
             unsafe { _mm256_stream_ps(p, self.0) }
         }
         #[inline(always)]

@@ -42,7 +42,7 @@
 //! "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 2008).
 //!
 //! Soundness: the loop nest and kernels work on raw pointers, so every safe
-//! entry point (`sgemm_with`, `sgemm_packed`, `sgemm_packed_gather`,
+//! entry point (`sgemm_with`, `sgemm_new`, `sgemm_packed`, `sgemm_packed_gather`,
 //! `PackedA::new`, `skinny::x_wt` / `dt_x`) first proves, with checked
 //! arithmetic, that each operand's slice covers every element the product
 //! touches, and that the CPU has the kernel's instruction set. Everything
@@ -328,7 +328,8 @@ pub fn sgemm_new(
     let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
     check_operand("A", ar, ac, lda, a.len())?;
     check_operand("B", br, bc, ldb, b.len())?;
-    let mut c = Vec::with_capacity(len);
+    let mut c = Vec::new();
+    c.try_reserve_exact(len).map_err(|_| GemmError::Overflow { operand: "C", rows: m, cols: n, ld: n })?;
     // SAFETY: A and B cover op(A) and op(B) (`check_operand`); C is the new
     // vector's `m * n` reserved floats, rows `n` apart, which the blocked
     // product with beta 0 and k > 0 writes in full before reading any (the

@@ -112,14 +112,59 @@ fn a_large_c_written_once_goes_around_the_caches() {
             // `offset` floats past a 64-byte boundary.
             let at = buf.as_ptr().align_offset(64) + offset;
             let got = &mut buf[at..at + m * ldc];
-            sgemm_with(kernel, ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, got, ldc).unwrap();
-            for i in 0..m {
-                for j in 0..ldc {
-                    let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
-                    let ok = if j < n { (g - w).abs() <= 1e-5 * (k as f32 + 1.0) } else { g.is_nan() };
-                    assert!(ok, "{kernel:?} {ta:?} offset {offset}: C[{i},{j}] = {g}, want {w}");
+            // On the threads (each streams its share) and on one (one share).
+            for serial in [false, true] {
+                got.fill(f32::NAN);
+                crate::parallel::serial_if(serial, || {
+                    sgemm_with(kernel, ta, Transpose::No, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, got, ldc)
+                })
+                .unwrap();
+                for i in 0..m {
+                    for j in 0..ldc {
+                        let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
+                        let ok = if j < n { (g - w).abs() <= 1e-5 * (k as f32 + 1.0) } else { g.is_nan() };
+                        assert!(ok, "{kernel:?} {ta:?} offset {offset} serial {serial}: C[{i},{j}] = {g}, want {w}");
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Where C sits in memory does not change its bits: the columns a streamed
+/// C's first cache line holds are summed as the rest are, here with a
+/// transposed A whose narrow products would be blocked in k differently.
+#[test]
+fn the_bits_of_c_do_not_depend_on_its_address() {
+    let (m, n, k, ldc) = (65536, 64, 128, 64);
+    let (a, b) = (filled(m * k, 5), filled(k * n, 6));
+    for kernel in KernelChoice::available() {
+        let mut runs = Vec::new();
+        for offset in [0, 1, 4, 12] {
+            let mut buf = vec![f32::NAN; m * ldc + 32];
+            let at = buf.as_ptr().align_offset(64) + offset;
+            sgemm_with(
+                kernel,
+                Transpose::Yes,
+                Transpose::No,
+                m,
+                n,
+                k,
+                1.0,
+                &a,
+                m,
+                &b,
+                n,
+                0.0,
+                &mut buf[at..at + m * ldc],
+                ldc,
+            )
+            .unwrap();
+            runs.push(buf[at..at + m * ldc].to_vec());
+        }
+        for (r, run) in runs.iter().enumerate().skip(1) {
+            let same = run.iter().zip(&runs[0]).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{kernel:?}: C at offset run {r} differs from C on a cache line");
         }
     }
 }
