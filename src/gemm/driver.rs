@@ -16,7 +16,10 @@
 //! big operand once into a private C, and the partial results are summed.
 //! That split depends on the shape only (one thread runs both halves), so C
 //! has the same bits on any number of threads; so do the shares, whose
-//! elements each see the same KC blocks in the same order. Only products too
+//! elements each see the same KC blocks in the same order - except where a
+//! share is a single B panel wide, or A is transposed and a share is cut by
+//! rows with n <= NR: `blocking` then sizes KC from the share's own m, and
+//! the bits can differ from one thread's (known, not yet fixed). Only products too
 //! narrow to cut (`run_blocked` with several threads) split loop 3, or loop
 //! 2 when m has too few MC blocks to go round.
 //! Products below `PARALLEL_MIN_FLOPS` stay on the calling thread: forking
