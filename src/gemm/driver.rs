@@ -414,24 +414,11 @@ unsafe fn run_blocked<K: Kernel>(p: Problem, threads: usize) {
 /// Ask for every cache line of a transposed A block (`mc` x `kc`, each of
 /// its `kc` columns a run of `mc` floats in memory) in memory order.
 ///
-/// # Safety
-/// `a` covers the block, and `a.rs == 1` (prefetches never fault, but the
-/// addresses are computed with `add`).
-unsafe fn warm(a: View, mc: usize, kc: usize) {
-    use super::lane::Lane;
-    if mc == 0 {
-        return;
-    }
-    // SAFETY: every address is an element of the block the caller vouches for
-    // (a column's floats are contiguous, `rs == 1`, and `mc >= 1`).
-    unsafe {
-        for p in 0..kc {
-            let col = a.at(0, p);
-            for i in (0..mc).step_by(16) {
-                wide::f32x8::prefetch(col.add(i));
-            }
-            wide::f32x8::prefetch(col.add(mc - 1));
-        }
+/// A transposed A has `a.rs == 1`: each column's floats are contiguous.
+/// (Prefetches never fault, whatever the address.)
+fn warm(a: View, mc: usize, kc: usize) {
+    for p in 0..kc {
+        super::lane::prefetch_run(a.at(0, p), mc);
     }
 }
 

@@ -42,14 +42,32 @@ pub(crate) trait Lane: Copy {
     /// Hint that the cache line at `p` will be read and written soon.
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
-        // SAFETY: a prefetch is only a hint: it never faults, whatever the
-        // address, and SSE (which it needs) is in every x86_64 CPU.
-        unsafe {
-            #[cfg(target_arch = "x86_64")]
-            std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = p;
-        }
+        prefetch(p)
+    }
+}
+
+/// Hint that the cache line holding `p` will be read or written soon.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const f32) {
+    // SAFETY: a prefetch is only a hint: it never faults, whatever the
+    // address, and SSE (which it needs) is in every x86_64 CPU.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// [`prefetch`] every cache line of the `len` floats from `p` on, in memory
+/// order (nothing when `len` is 0).
+#[inline(always)]
+pub(crate) fn prefetch_run(p: *const f32, len: usize) {
+    if len == 0 {
+        return;
+    }
+    for i in (0..len).step_by(16).chain([len - 1]) {
+        prefetch(p.wrapping_add(i));
     }
 }
 

@@ -58,6 +58,7 @@ mod packed;
 pub mod reference;
 pub(crate) mod skinny;
 
+pub(crate) use lane::prefetch_run;
 pub use packed::{sgemm_packed, sgemm_packed_gather, PackedA};
 
 use driver::Problem;
@@ -234,6 +235,25 @@ fn check_operand(operand: &'static str, rows: usize, cols: usize, ld: usize, len
     Ok(())
 }
 
+/// [`check_operand`] for A and B as stored (`op(A)` is `m x k`, `op(B)` `k x n`).
+#[allow(clippy::too_many_arguments)]
+fn check_a_b(
+    ta: Transpose,
+    tb: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+) -> Result<(), GemmError> {
+    let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
+    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
+    check_operand("A", ar, ac, lda, a.len())?;
+    check_operand("B", br, bc, ldb, b.len())
+}
+
 /// `C = alpha * op(A) * op(B) + beta * C`, all row-major. `op(A)` is `m x k`
 /// (A is stored `m x k`, or `k x m` when `ta` is `Yes`), `op(B)` is `k x n`,
 /// C is `m x n`; `lda`, `ldb`, `ldc` are the stored row lengths. With
@@ -275,10 +295,7 @@ pub fn sgemm_with(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<(), GemmError> {
-    let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
-    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
-    check_operand("A", ar, ac, lda, a.len())?;
-    check_operand("B", br, bc, ldb, b.len())?;
+    check_a_b(ta, tb, m, n, k, a, lda, b, ldb)?;
     check_operand("C", m, n, ldc, c.len())?;
     if !kernel.is_available() {
         return Err(GemmError::KernelUnavailable(kernel.name()));
@@ -324,10 +341,7 @@ pub fn sgemm_new(
         sgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, 0.0, &mut c, n.max(1))?;
         return Ok(c);
     }
-    let (ar, ac) = if ta == Transpose::No { (m, k) } else { (k, m) };
-    let (br, bc) = if tb == Transpose::No { (k, n) } else { (n, k) };
-    check_operand("A", ar, ac, lda, a.len())?;
-    check_operand("B", br, bc, ldb, b.len())?;
+    check_a_b(ta, tb, m, n, k, a, lda, b, ldb)?;
     let mut c = Vec::new();
     c.try_reserve_exact(len).map_err(|_| GemmError::Overflow { operand: "C", rows: m, cols: n, ld: n })?;
     // SAFETY: A and B cover op(A) and op(B) (`check_operand`); C is the new

@@ -26,7 +26,7 @@
 //! 5 x 5, whose transforms hold larger numbers).
 
 use crate::error::Result;
-use crate::gemm::{sgemm_packed, PackedA, Transpose};
+use crate::gemm::{prefetch_run, sgemm_packed, PackedA, Transpose};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -512,10 +512,7 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     // the plane is dealt and transformed (conv4's forward at batch 32 on the
     // Intel Xeon, alternating: median 39.4 -> 28.8 ms).
     for xi in 0..A * A {
-        let run = at.dst.get().wrapping_add(xi * at.stride + at.first);
-        for o in (0..th * tw).step_by(16).chain([th * tw - 1]) {
-            prefetch(run.wrapping_add(o));
-        }
+        prefetch_run(at.dst.get().wrapping_add(xi * at.stride + at.first), th * tw);
     }
     quarters.clear();
     quarters.resize(4 * q_len, 0.0);
@@ -561,19 +558,6 @@ unsafe fn input_plane<const R: usize, const A: usize, F: Minimal<R, A>>(
     }
 }
 
-/// Ask for the cache line holding `p` (a hint: it never faults, whatever
-/// the address).
-#[inline(always)]
-fn prefetch(p: *const f32) {
-    // SAFETY: a prefetch only hints; SSE, which it needs, is in every x86_64 CPU.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Whether the CPU has AVX2 (the transforms then run in its vectors).
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -607,12 +591,8 @@ fn transform_outputs<const R: usize, const A: usize, F: Minimal<R, A>>(
         // The next plane's tiles, a run in each of the a^2 products (the
         // hardware follows fewer streams): asked for while this one is
         // transformed (conv3 and conv4 forward, alternating: 4-5 % faster).
-        let next = m.as_ptr().wrapping_add(cols);
         for xi in 0..A * A {
-            let run = next.wrapping_add(xi * stride);
-            for o in (0..tiles).step_by(16).chain([tiles - 1]) {
-                prefetch(run.wrapping_add(o));
-            }
+            prefetch_run(m.as_ptr().wrapping_add(cols + xi * stride), tiles);
         }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
