@@ -246,7 +246,7 @@ pub fn fetch(opts: &FetchOptions) -> crate::Result<Summary> {
                 match result {
                     Ok(()) => sum.fetched += 1,
                     Err(reason) => {
-                        bar.suspend(|| eprintln!("skipped {} ({}): {reason}", e.file, e.url));
+                        bar.suspend(|| crate::say!("skipped {} ({}): {reason}", e.file, e.url));
                         sum.failed.push((e.file.clone(), e.url.clone(), reason));
                     }
                 }

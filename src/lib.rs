@@ -115,7 +115,11 @@
 // The modules in layer order, lowest first (`tests/layering.rs` holds it):
 // each uses only those before it. Machinery (hidden: the binary, benches and
 // fuzz targets need `memory`, `parallel`, `report_page` and `parsers`):
+#[doc(hidden)]
+#[macro_use]
+pub mod terminal;
 mod files;
+mod lock;
 #[doc(hidden)]
 pub mod memory;
 #[doc(hidden)]

@@ -19,7 +19,7 @@ USAGE:
     nabla predict RUN_DIR INPUT... [--top K] [--json] [--batch N]
                                          classify images, folders of images or IDX
                                          files with a trained run's model
-    nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]
+    nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json] [--wait]
                                          accuracy, per-class precision and recall and
                                          the confusion matrix, on the run's test split
                                          or other labelled data (figures into
@@ -36,6 +36,8 @@ OPTIONS:
     --quiet                   no progress bars
     --resume                  continue from the last checkpoint of an interrupted run
                               (stages with checkpoint_every set save them)
+    --wait                    wait for another run writing the same output folder
+                              (without it, the second run stops at once)
     -h, --help                this help
     -V, --version             the version
 
@@ -46,7 +48,8 @@ EXAMPLES:
 
 Each run writes its figures (PNG), metrics.json and report.md into the output
 folder, all at once when the run succeeds; a failed run writes nothing. An
-earlier run's folder is replaced whole; any other existing folder is refused.
+earlier run's folder (marked by nabla, holding only what it wrote) is replaced
+whole; any other existing folder, or one the run reads from, is refused.
 ";
 
 struct Args {
@@ -56,10 +59,12 @@ struct Args {
     out: Option<PathBuf>,
     quiet: bool,
     resume: bool,
+    wait: bool,
 }
 
 fn parse_args(raw: Vec<String>) -> Result<Args, String> {
-    let mut a = Args { command: None, files: vec![], sets: vec![], out: None, quiet: false, resume: false };
+    let mut a =
+        Args { command: None, files: vec![], sets: vec![], out: None, quiet: false, resume: false, wait: false };
     let mut it = raw.into_iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -67,6 +72,7 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
             "--out" => a.out = Some(out_folder(it.next().ok_or("--out needs a folder")?)?),
             "--quiet" | "-q" => a.quiet = true,
             "--resume" => a.resume = true,
+            "--wait" => a.wait = true,
             "-h" | "--help" | "-V" | "--version" => a.command = Some(arg),
             s if s.starts_with("--set=") => a.sets.push(s["--set=".len()..].to_string()),
             s if s.starts_with("--out=") => a.out = Some(out_folder(s["--out=".len()..].to_string())?),
@@ -81,9 +87,9 @@ fn parse_args(raw: Vec<String>) -> Result<Args, String> {
 /// `--out`'s folder: it must end in a folder name of its own, since the run
 /// replaces that folder whole (`pipeline::output`).
 fn out_folder(arg: String) -> Result<PathBuf, String> {
-    let dir = PathBuf::from(arg);
-    nabla::pipeline::output::check_dir(&dir).map_err(|e| format!("--out {e}"))?;
-    Ok(dir)
+    use nabla::pipeline::output::{Kind, Target};
+    let t = Target::new(&PathBuf::from(arg), Kind::Run).map_err(|e| format!("--out {e}"))?;
+    Ok(t.dir().to_path_buf())
 }
 
 /// The output folder of each loaded file; refuses two that are the same
@@ -93,7 +99,8 @@ fn output_folders(loaded: &[pipeline::Loaded], out: &Option<PathBuf>) -> Result<
     let mut dirs: Vec<PathBuf> = Vec::new();
     for l in loaded {
         // As `pipeline::run` chooses it.
-        let dir = out.clone().unwrap_or_else(|| pipeline::default_out(&l.pipeline.name));
+        let target = pipeline::target(l, out.as_deref()).map_err(|e| format!("--out {e}"))?;
+        let dir = target.dir().to_path_buf();
         let key = dir.to_string_lossy().to_lowercase();
         if let Some(j) = dirs.iter().position(|d| d.to_string_lossy().to_lowercase() == key) {
             return Err(format!(
@@ -105,7 +112,7 @@ fn output_folders(loaded: &[pipeline::Loaded], out: &Option<PathBuf>) -> Result<
                 dir.display()
             ));
         }
-        pipeline::output::check_dir(&dir).map_err(|e| format!("{}: output folder {e}", l.file.display()))?;
+        target.check().map_err(|e| format!("{}: output folder {e}", l.file.display()))?;
         dirs.push(dir);
     }
     Ok(dirs)
@@ -142,7 +149,7 @@ fn predict(raw: &[String]) -> nabla::Result<bool> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let s = predict(&run, &paths, &opts, &mut out)?;
     std::io::Write::flush(&mut out).map_err(|e| format!("cannot write the results: {e}"))?;
-    eprintln!("predicted {}, failed {}", s.predicted, s.failed);
+    nabla::say!("predicted {}, failed {}", s.predicted, s.failed);
     Ok(s.failed == 0)
 }
 
@@ -150,7 +157,8 @@ fn predict(raw: &[String]) -> nabla::Result<bool> {
 /// true when every input was used.
 fn eval(raw: &[String]) -> nabla::Result<bool> {
     use nabla::pipeline::apply::{eval, RunModel};
-    let (mut data, mut labels, mut out, mut json) = (None, None, None, false);
+    use nabla::pipeline::output::{Kind, Outputs, Target, Wait};
+    let (mut data, mut labels, mut out, mut json, mut wait) = (None, None, None, false, false);
     let mut paths = Vec::new();
     let mut it = raw.iter();
     while let Some(arg) = it.next() {
@@ -159,6 +167,7 @@ fn eval(raw: &[String]) -> nabla::Result<bool> {
             "--labels" => labels = Some(PathBuf::from(it.next().ok_or("--labels needs an IDX labels file")?)),
             "--out" => out = Some(out_folder(it.next().ok_or("--out needs a folder")?.clone())?),
             "--json" => json = true,
+            "--wait" => wait = true,
             s if s.starts_with('-') => return Err(format!("eval: unknown option '{s}'").into()),
             _ => paths.push(PathBuf::from(arg)),
         }
@@ -167,8 +176,19 @@ fn eval(raw: &[String]) -> nabla::Result<bool> {
         return Err("usage: nabla eval RUN_DIR [--data PATH [--labels FILE]] [--out DIR] [--json]".into());
     };
     let model = RunModel::open(run)?;
+    // The manifest's name was checked to be one folder name.
     let dir = out.unwrap_or_else(|| PathBuf::from("eval").join(&model.manifest.name));
-    let mut outputs = nabla::pipeline::output::Outputs::new(&dir).map_err(|e| e.to_string())?;
+    let mut target = Target::new(&dir, Kind::Eval)?
+        .writes(["confusion.png", "mistakes.png"].map(String::from))
+        .reads("the run folder", run);
+    if let Some(d) = &data {
+        target = target.reads("--data", d);
+    }
+    if let Some(l) = &labels {
+        target = target.reads("--labels", l);
+    }
+    target.check()?;
+    let mut outputs = Outputs::new(&target, if wait { Wait::Yes } else { Wait::No })?;
     let source = eval::data_from_args(&model, data.as_deref(), labels.as_deref())?;
     let e = eval::evaluate(&model, &source)?;
     let report = serde_json::to_string_pretty(&e.json(run)).expect("JSON values serialise") + "\n";
@@ -183,26 +203,26 @@ fn eval(raw: &[String]) -> nabla::Result<bool> {
         counts: e.confusion.counts.clone(),
     };
     let fail = |e: nabla::Error| e.to_string();
-    outputs.write("confusion.png", &figure.png().map_err(fail)?).map_err(|e| e.to_string())?;
+    outputs.write("confusion.png", &figure.png().map_err(fail)?)?;
     if let Some(png) = e.mistakes_png(&model).map_err(fail)? {
-        outputs.write("mistakes.png", &png).map_err(|e| e.to_string())?;
+        outputs.write("mistakes.png", &png)?;
     }
-    outputs.write("metrics.json", report.as_bytes()).map_err(|e| e.to_string())?;
-    let written = outputs.commit().map_err(|e| e.to_string())?;
+    outputs.write("metrics.json", report.as_bytes())?;
+    let written = outputs.commit()?;
     if json {
         print!("{report}");
     } else {
-        println!("run {}\ndata: {}", run.display(), e.data);
+        println!("{}", nabla::terminal::clean(&format!("run {}\ndata: {}", run.display(), e.data)));
         if e.ignored > 0 {
             println!("left out: {} images of classes the model does not know", e.ignored);
         }
         println!("\n{}", e.confusion.markdown());
     }
     for f in written {
-        eprintln!("wrote {}", f.display());
+        nabla::say!("wrote {}", f.display());
     }
     if !e.failed.is_empty() {
-        eprintln!("{} inputs could not be used (named above)", e.failed.len());
+        nabla::say!("{} inputs could not be used (named above)", e.failed.len());
     }
     Ok(e.failed.is_empty())
 }
@@ -283,7 +303,7 @@ fn main() -> ExitCode {
     let _mpi = match nabla::distributed::init() {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("error: {e}");
+            nabla::say!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -294,7 +314,7 @@ fn main() -> ExitCode {
         return match fetch(&raw[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                nabla::say!("error: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -314,7 +334,7 @@ fn main() -> ExitCode {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
-                eprintln!("error: {e}");
+                nabla::say!("error: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -322,7 +342,7 @@ fn main() -> ExitCode {
     let args = match parse_args(raw) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("nabla: {e}\n\n{HELP}");
+            nabla::say!("nabla: {e}\n\n{HELP}");
             return ExitCode::from(2);
         }
     };
@@ -338,7 +358,7 @@ fn main() -> ExitCode {
         }
         Some("check") => {
             if args.files.is_empty() {
-                eprintln!("nabla check: name at least one pipeline file");
+                nabla::say!("nabla check: name at least one pipeline file");
                 return ExitCode::from(2);
             }
             let mut failed = false;
@@ -346,21 +366,21 @@ fn main() -> ExitCode {
             for f in &args.files {
                 match pipeline::load(f, &args.sets).and_then(|l| pipeline::check_paths(&l).map(|()| l)) {
                     Ok(l) => {
-                        println!("{}: ok ({})", f.display(), l.pipeline.name);
+                        println!("{}", nabla::terminal::clean(&format!("{}: ok ({})", f.display(), l.pipeline.name)));
                         if let Some(table) = pipeline::network_table(&l) {
                             println!("\n{table}");
                         }
                         good.push(l);
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        nabla::say!("error: {e}");
                         failed = true;
                     }
                 }
             }
             // Files that could not run together in one invocation.
             if let Err(e) = output_folders(&good, &args.out) {
-                eprintln!("error: {e}");
+                nabla::say!("error: {e}");
                 failed = true;
             }
             return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
@@ -368,7 +388,7 @@ fn main() -> ExitCode {
         _ if args.files.is_empty() => print!("{HELP}"),
         _ => {
             if args.out.is_some() && args.files.len() > 1 {
-                eprintln!("nabla: --out takes one pipeline file at a time");
+                nabla::say!("nabla: --out takes one pipeline file at a time");
                 return ExitCode::from(2);
             }
             // Validate every file before running any, so a typo in the last
@@ -378,29 +398,30 @@ fn main() -> ExitCode {
                 match pipeline::load(f, &args.sets) {
                     Ok(l) => loaded.push(l),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        nabla::say!("error: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
             }
             if let Err(e) = output_folders(&loaded, &args.out) {
-                eprintln!("error: {e}");
+                nabla::say!("error: {e}");
                 return ExitCode::FAILURE;
             }
-            let opts = RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume };
+            let opts =
+                RunOptions { out: args.out.clone(), progress: !args.quiet, resume: args.resume, wait: args.wait };
             for l in &loaded {
                 if nabla::distributed::is_root() {
-                    eprintln!("running {} ({})", l.file.display(), l.pipeline.name);
+                    nabla::say!("running {} ({})", l.file.display(), l.pipeline.name);
                 }
                 // On a pool thread, so its parallel loops need no hand-off (`parallel::in_pool`).
                 match nabla::parallel::in_pool(|| pipeline::run(l, &opts)) {
                     Ok(files) => {
                         for f in files {
-                            println!("wrote {}", f.display());
+                            println!("{}", nabla::terminal::clean(&format!("wrote {}", f.display())));
                         }
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        nabla::say!("error: {e}");
                         return ExitCode::FAILURE;
                     }
                 }

@@ -54,7 +54,7 @@ fn a_failed_stage_keeps_the_readers_error_and_the_io_error_under_it() {
     std::fs::write(mnist.join("train-labels-idx1-ubyte"), b"").unwrap();
     let file = dir.join("p.toml");
     let loaded = nabla::pipeline::parse(&file, &pipeline(&mnist), &[]).unwrap();
-    let opts = RunOptions { out: Some(dir.join("out")), progress: false, resume: false };
+    let opts = RunOptions { out: Some(dir.join("out")), progress: false, resume: false, wait: false };
     let err = nabla::pipeline::run(&loaded, &opts).unwrap_err();
 
     // What the user reads: the file, the stage, the data file, the reason.

@@ -52,7 +52,7 @@ mod imp {
     /// the other ranks may be waiting for this one in a collective and
     /// would otherwise wait for ever.
     pub fn abort(message: &str) -> ! {
-        eprintln!("error (rank {} of {}): {message}", rank(), size());
+        crate::say!("error (rank {} of {}): {message}", rank(), size());
         match world() {
             Some(w) => w.abort(1),
             None => std::process::exit(1),
@@ -150,7 +150,7 @@ mod imp {
 
     /// Print `message` and exit with status 1.
     pub fn abort(message: &str) -> ! {
-        eprintln!("error: {message}");
+        crate::say!("error: {message}");
         std::process::exit(1)
     }
 

@@ -80,16 +80,33 @@ impl Checkpoints {
     pub fn open(&mut self, settings: &impl Serialize) -> Result<(), String> {
         let fingerprint = fingerprint(settings);
         let manifest = self.dir.join(MANIFEST);
-        let present = std::fs::symlink_metadata(&self.dir).is_ok();
+        let kind = std::fs::symlink_metadata(&self.dir).ok().map(|m| m.file_type());
+        let present = kind.is_some();
+        // Only a real folder can be ours to read back or write into: a planted
+        // symlink would lead the checkpoints elsewhere.
+        if self.resume && kind.is_some_and(|k| !k.is_dir()) {
+            return Err(format!(
+                "{}: is not a folder of checkpoints ({}); remove it, or run without --resume to start over",
+                self.dir.display(),
+                if kind.is_some_and(|k| k.is_symlink()) { "a symbolic link" } else { "not a folder" }
+            ));
+        }
         if !self.resume {
-            if present {
+            if kind.is_some_and(|k| !k.is_dir()) {
+                std::fs::remove_file(&self.dir).map_err(|e| {
+                    format!("{}: cannot remove what is in the checkpoints' place: {e}", self.dir.display())
+                })?;
+            } else if present {
                 std::fs::remove_dir_all(&self.dir).map_err(|e| {
                     format!("{}: cannot remove the checkpoints of an earlier run: {e}", self.dir.display())
                 })?;
             }
         } else if !present {
-            eprintln!("--resume: no checkpoints in {}; starting from the beginning", self.dir.display());
-        } else if std::fs::symlink_metadata(&manifest).is_ok() {
+            crate::say!("--resume: no checkpoints in {}; starting from the beginning", self.dir.display());
+        } else if let Ok(m) = std::fs::symlink_metadata(&manifest) {
+            if !m.is_file() {
+                return Err(format!("{}: is not a regular file; remove it to start over", manifest.display()));
+            }
             let text =
                 files::read_text_capped(&manifest, 64 << 10).map_err(|e| format!("{}: {e}", manifest.display()))?;
             let m: Manifest = serde_json::from_str(&text)
@@ -143,6 +160,9 @@ impl Checkpoints {
             all.insert(&format!("optim/{n}"), t.clone());
         }
         let bytes = all.to_safetensors_with(Some(HashMap::from([(META_KEY.to_string(), meta)])));
+        if std::fs::symlink_metadata(&self.dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(format!("{}: is not a folder of checkpoints; not written through", self.dir.display()));
+        }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("{}: cannot create the checkpoint folder: {e}", self.dir.display()))?;
         if let Some(run) = &self.run {
@@ -183,10 +203,13 @@ impl Checkpoints {
     ) -> Result<Option<Saved<L>>, String> {
         let path = self.path(label, settings);
         // Anything at the path (a folder, a FIFO) is an error, not "no checkpoint".
-        if !self.resume || std::fs::symlink_metadata(&path).is_err() {
+        let Some(kind) = std::fs::symlink_metadata(&path).ok().map(|m| m.file_type()).filter(|_| self.resume) else {
             return Ok(None);
-        }
+        };
         let named = |e: String| format!("{}: {e}", path.display());
+        if kind.is_symlink() {
+            return Err(named("the checkpoint is a symbolic link, not a file a run wrote".into()));
+        }
         // A checkpoint is the tensors and a little state: no larger.
         let limit = fresh.map_or(CHECKPOINT_LIMIT, |p| (p.numel() as u64).saturating_mul(12).saturating_add(META_ROOM));
         let bytes = files::read_capped(&path, limit).map_err(|e| named(format!("the checkpoint {e}")))?;
@@ -293,7 +316,9 @@ pub(crate) fn write_staged(
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<(), String> {
     let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+    // A leftover, or a planted symlink, is removed, never written through.
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|mut f| {
         write(&mut f)?;
         f.sync_all()
     });

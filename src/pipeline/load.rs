@@ -44,15 +44,20 @@ pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, Co
     if !overrides.is_empty() {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| err(one_line(&e.to_string())))?;
         for o in overrides {
+            // As typed, but a line break shows as `\n`: one message, one line.
+            let shown = o.escape_debug();
             let (key, value) =
-                o.split_once('=').ok_or_else(|| err(format!("--set {o}: expected section.key=value")))?;
-            set_path(&mut table, key.trim(), parse_value(value.trim())).map_err(|m| err(format!("--set {o}: {m}")))?;
+                o.split_once('=').ok_or_else(|| err(format!("--set {shown}: expected section.key=value")))?;
+            let set = |m: String| err(format!("--set {shown}: {m}"));
+            set_path(&mut table, key.trim(), parse_value(value.trim()).map_err(set)?).map_err(set)?;
         }
         // Read from the table itself, not from a re-serialised text whose
         // line numbers the user never saw.
-        pipeline = from_table(&table).map_err(|m| err(format!("with --set {}: {m}", overrides.join(" --set "))))?;
+        pipeline = from_table(&table)
+            .map_err(|m| err(format!("with --set {}: {m}", overrides.join(" --set ").escape_debug())))?;
     }
     let src = Source { text, overrides, variant: None };
+    check_writable(&pipeline, &src).map_err(err)?;
     validate::one(&pipeline, &src).map_err(err)?;
     check_variants(&pipeline, &src).map_err(err)?;
     names::check(&pipeline).map_err(|e| {
@@ -136,18 +141,72 @@ pub fn check_paths(l: &Loaded) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The pipeline must be editable as a TOML table (each sweep value's and
+/// trial's variant is one) and writable again (`pipeline.toml` in a run
+/// folder), and a table's integers are i64: a larger one (`iterations =
+/// 18446744073709551615`) is named here by its key and line, not later by a
+/// conversion that knows neither.
+fn check_writable(p: &Pipeline, src: &Source) -> Result<(), String> {
+    fn find(v: &serde_json::Value, path: &mut String) -> bool {
+        match v {
+            serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| i64::try_from(n).is_err()),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = find(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            serde_json::Value::Object(fields) => fields.iter().any(|(k, item)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let found = find(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let value = serde_json::to_value(p).expect("a pipeline serialises");
+    let mut path = String::new();
+    if !find(&value, &mut path) {
+        return Ok(());
+    }
+    let (section, key) = path.rsplit_once('.').unwrap_or(("", &path));
+    Err(src.at(section, key, format!("too large: a pipeline's whole numbers are at most {}", i64::MAX)))
+}
+
 /// toml's messages span several lines (a source excerpt); keep them compact.
 fn one_line(message: &str) -> String {
     message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join("; ")
 }
 
-/// A `--set` value: TOML if it parses as TOML (numbers, booleans, arrays,
-/// quoted strings, inline tables), else a bare string.
-pub fn parse_value(text: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+/// A `--set` value: exactly one TOML value (a number, boolean, array,
+/// quoted string or inline table), else a bare string of printable text.
+/// Anything after the value (`1e-3\nseed = 7`) is an error, never dropped.
+pub fn parse_value(text: &str) -> Result<toml::Value, String> {
+    // The value alone on its line of a one-key document: a second key, a
+    // table header or a comment after it all make a document of more.
+    if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        return match (t.remove("v"), t.is_empty()) {
+            (Some(v), true) if !text.contains(['\n', '\r']) => Ok(v),
+            _ => {
+                Err("the value is more than one TOML value (it holds a line break or a second key); give one value"
+                    .into())
+            }
+        };
+    }
+    if text.chars().any(char::is_control) {
+        return Err("the value holds a line break or another control character; give one value".into());
+    }
+    Ok(toml::Value::String(text.to_string()))
 }
 
 /// Set `a.b.c = value` in `table`, creating tables on the way.

@@ -25,5 +25,5 @@ pub(crate) mod validate;
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;
 
-pub use run::{default_out, run, RunError, RunOptions};
+pub use run::{default_out, run, target, RunError, RunOptions};
 pub use stages::scaling;

@@ -48,6 +48,23 @@ pub fn check(p: &Pipeline) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Every file a run of `p` may write, whichever variant its sweep or trials
+/// choose: what an output folder from before the ownership marker may hold
+/// to be taken for an earlier run of this file.
+pub fn possible_outputs(p: &Pipeline) -> Vec<String> {
+    let mut names: Vec<String> = fixed_outputs(p).unwrap_or_default().into_iter().map(|(_, n)| n).collect();
+    names.extend(train_outputs(p).into_iter().map(|(_, n)| n));
+    for (_, variant) in variants(p).unwrap_or_default() {
+        names.extend(train_outputs(&variant).into_iter().map(|(_, n)| n));
+    }
+    if p.train.is_some() {
+        use super::apply::manifest::{MANIFEST, PIPELINE};
+        use super::stages::mistakes::{CONFUSION_FIGURE, MISTAKES_FIGURE};
+        names.extend([CONFUSION_FIGURE, MISTAKES_FIGURE, MANIFEST, PIPELINE].map(String::from));
+    }
+    names
+}
+
 /// Why `name` cannot be the name of an output folder, if it cannot.
 pub fn folder_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -58,9 +75,9 @@ pub fn folder_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "'{}' must be non-empty letters, digits, '-', '_' or '.', not start with '.', and be at most {MAX_NAME} \
+            "{} must be non-empty letters, digits, '-', '_' or '.', not start with '.', and be at most {MAX_NAME} \
              characters: it names the output folder resources/<name>",
-            name.escape_debug()
+            crate::terminal::quote(name)
         ))
     }
 }
@@ -82,7 +99,7 @@ pub fn file_name(name: &str) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("'{}' must be a plain file name: {why}", name.escape_debug()))
+    Err(format!("{} must be a plain file name: {why}", crate::terminal::quote(name)))
 }
 
 /// The figure the sweep stage draws for `key = value` (`stages/train.rs`).
@@ -203,8 +220,8 @@ fn check_labels(p: &Pipeline) -> Result<(), NameError> {
         let err = |message: String| NameError { key: "trials".into(), message };
         if t.name.trim().is_empty() || t.name.len() > MAX_TRIAL_NAME || t.name.chars().any(char::is_control) {
             return Err(err(format!(
-                "trial name '{}' must be 1 to {MAX_TRIAL_NAME} bytes without control characters",
-                t.name.escape_debug()
+                "trial name {} must be 1 to {MAX_TRIAL_NAME} bytes without control characters",
+                crate::terminal::quote(&t.name)
             )));
         }
         if let Some(first) = names.insert(t.name.to_lowercase(), &t.name) {

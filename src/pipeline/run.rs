@@ -3,7 +3,7 @@
 
 use super::checkpoint::Checkpoints;
 use super::load::{ConfigError, Loaded};
-use super::output::{OutputError, Outputs};
+use super::output::{Kind, OutputError, Outputs, Target, Wait};
 use super::report::{provenance, Report};
 use super::stages::{self, Ctx};
 use crate::distributed;
@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Continue from the checkpoints an interrupted run left.
     pub resume: bool,
+    /// Wait for another run writing the same output folder, instead of failing.
+    pub wait: bool,
 }
 
 /// Why a run stopped. Nothing is written to the output folder in any case.
@@ -56,6 +58,31 @@ pub fn default_out(name: &str) -> PathBuf {
     PathBuf::from("resources").join(name)
 }
 
+/// The output folder of `loaded` (`out`, or `resources/<name>`), with what
+/// its run writes and reads, for the checks before the run.
+pub fn target(loaded: &Loaded, out: Option<&std::path::Path>) -> Result<Target, OutputError> {
+    let p = &loaded.pipeline;
+    let dir = out.map_or_else(|| default_out(&p.name), std::path::Path::to_path_buf);
+    let mut t = Target::new(&dir, Kind::Run)?
+        .writes(super::names::possible_outputs(p))
+        .reads("the pipeline file", &loaded.file);
+    if p.samples.is_some() || p.model.is_some() {
+        t = t.reads("data.root", &p.data.resolved_root());
+    }
+    if let Some(path) = p.model.as_ref().and_then(|m| m.load.as_ref()) {
+        t = t.reads("model.load", path);
+    }
+    if let Some(b) = &p.backbone {
+        if let Some(w) = &b.weights {
+            t = t.reads("backbone.weights", w);
+        }
+        if let Some(c) = &b.cache {
+            t = t.reads("backbone.cache", c);
+        }
+    }
+    Ok(t)
+}
+
 /// Run every stage of `loaded`; returns the files written. Under `mpirun`
 /// every rank runs this; rank 0 alone writes the output folder and prints
 /// progress, and an error on any rank ends the whole job (`distributed::abort`)
@@ -73,9 +100,11 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError>
 fn run_here(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError> {
     let p = &loaded.pipeline;
     let started = Instant::now();
-    let dir = opts.out.clone().unwrap_or_else(|| default_out(&p.name));
+    let target = target(loaded, opts.out.as_deref())?;
+    let dir = target.dir().to_path_buf();
     let root = distributed::is_root();
-    let mut out = if root { Outputs::new(&dir)? } else { Outputs::discarding(&dir) };
+    let wait = if opts.wait { Wait::Yes } else { Wait::No };
+    let mut out = if root { Outputs::new(&target, wait)? } else { Outputs::discarding(&dir) };
     let mut report = Report::default();
     let checkpoints = Checkpoints::beside(&dir, opts.resume);
     // Rank 0 opens the checkpoint folder first (a fresh run empties it),

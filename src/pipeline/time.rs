@@ -190,7 +190,7 @@ pub fn main(raw: &[String]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("nabla time: {e}\n\n{USAGE}");
+            crate::say!("nabla time: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -205,7 +205,7 @@ pub fn main(raw: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             ExitCode::FAILURE
         }
     }

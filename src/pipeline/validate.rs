@@ -25,7 +25,7 @@ impl Source<'_> {
             k == path || path.starts_with(&format!("{k}.")) || k.starts_with(&format!("{path}."))
         });
         let origin = match from_set {
-            Some(o) => format!("--set {o}: "),
+            Some(o) => format!("--set {}: ", o.escape_debug()),
             None => line_of(self.text, section, key)
                 .or_else(|| layer_line(self.text, &path, &what.to_string()))
                 .map(|n| format!("line {n}: "))
@@ -39,7 +39,7 @@ impl Source<'_> {
 }
 
 /// The line of `key` in `[section]` of `text`, for messages ("line 12").
-fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
+pub(crate) fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
     let mut current = String::new();
     for (n, line) in text.lines().enumerate() {
         let l = line.trim();

@@ -62,6 +62,7 @@ pub fn render(page: &Page) -> String {
     let mut h = String::with_capacity(1 << 20);
     h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
     h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+    h += &format!("<meta name=\"generator\" content=\"{GENERATOR}\">\n");
     h += "<title>nabla: the CSC411 project 2 report, reproduced</title>\n<style>";
     h += STYLE;
     h += "</style>\n</head>\n<body>\n<main>\n";
@@ -184,4 +185,15 @@ fn run_body(h: &mut String, run: &RunPage, id: &str) {
         esc(&run.name)
     );
     let _ = writeln!(h, "<pre><code>{}</code></pre>", esc(&run.command));
+}
+
+/// The page's generator tag, which marks a page as ours to replace.
+const GENERATOR: &str = "nabla report";
+
+/// Whether a page that begins with `head` is one this command wrote (with
+/// the generator tag, or the title of pages from before it).
+pub(super) fn is_ours(head: &str) -> bool {
+    head.starts_with("<!DOCTYPE html>")
+        && (head.contains(&format!("<meta name=\"generator\" content=\"{GENERATOR}\">"))
+            || head.contains("<title>nabla: the CSC411 project 2 report, reproduced</title>"))
 }

@@ -103,3 +103,8 @@ fn run_body(m: &mut String, run: &RunPage, prefix: &str) {
 fn code_span(s: &str) -> String {
     s.replace('`', "'").replace(['\n', '\r'], " ")
 }
+
+/// Whether a file that begins with `head` is a REPORT.md this command wrote.
+pub(super) fn is_ours(head: &str) -> bool {
+    head.starts_with("# The CSC411 project 2 report, reproduced by nabla\n")
+}

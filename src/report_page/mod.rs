@@ -28,6 +28,32 @@ pub enum PageError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{}: is a folder; --out names the HTML file to write", path.display())]
     OutIsFolder { path: PathBuf },
+    #[error("{}: {why}", path.display())]
+    NotOurs { path: PathBuf, why: String },
+}
+
+/// Refuse to replace `path` unless it is absent or a page this command
+/// wrote (`is_ours` reads its first bytes): `--out notes.html` must not
+/// overwrite a user's own page, nor REPORT.md beside it a user's notes.
+fn ours(path: &Path, is_ours: fn(&str) -> bool) -> Result<(), PageError> {
+    let not_ours = |why: &str| PageError::NotOurs { path: path.to_path_buf(), why: why.into() };
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(_) => return Ok(()),
+        Ok(m) => m,
+    };
+    if !meta.is_file() {
+        return Err(not_ours(
+            "exists and is not a regular file, so it is not a page nabla report wrote; choose another --out",
+        ));
+    }
+    let mut head = Vec::new();
+    let read = crate::files::open_regular(path, u64::MAX).map_err(|e| e.to_string()).and_then(|(f, _)| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut head).map_err(|e| e.to_string())
+    });
+    match read {
+        Ok(_) if is_ours(&String::from_utf8_lossy(&head)) => Ok(()),
+        _ => Err(not_ours("exists and was not written by nabla report; choose another --out, or remove it")),
+    }
 }
 
 impl From<PageError> for crate::error::Error {
@@ -65,6 +91,15 @@ pub fn generate(resources: &Path, out: Option<&Path>) -> Result<Written, PageErr
             source: std::io::Error::other("REPORT.md is the Markdown's name"),
         });
     }
+    if let Err(source) = std::fs::metadata(&out_dir) {
+        return Err(PageError::Write { path: html_path, source });
+    }
+    // One `nabla report` at a time per page, and never over a file it did not write.
+    let lock_name = format!(".{}.lock", html_path.file_name().map_or("index.html".into(), |n| n.to_string_lossy()));
+    let _lock = crate::lock::Lock::take(&out_dir.join(lock_name), &html_path, crate::lock::Wait::No)
+        .map_err(|e| PageError::NotOurs { path: e.path, why: e.message })?;
+    ours(&html_path, html::is_ours)?;
+    ours(&md_path, markdown::is_ours)?;
     let scan = read::scan(resources).map_err(|source| PageError::Resources { path: resources.into(), source })?;
     let page = model::build(&scan);
     let prefix = link_prefix(&out_dir, resources);
@@ -139,20 +174,20 @@ pub fn command(args: &[String]) -> ExitCode {
     match generate(&dir, out.as_deref()) {
         Ok(w) => {
             for warning in &w.warnings {
-                eprintln!("warning: {warning}");
+                crate::say!("warning: {warning}");
             }
             println!("{} runs -> {} and {}", w.runs, w.html.display(), w.markdown.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn usage(why: &str) -> ExitCode {
-    eprintln!("nabla report: {why}\n{USAGE}");
+    crate::say!("nabla report: {why}\n{USAGE}");
     ExitCode::from(2)
 }
 

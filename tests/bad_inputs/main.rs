@@ -5,6 +5,7 @@
 //! inputs.
 
 mod layers;
+mod ownership;
 mod paths;
 mod pipelines;
 mod readers;

@@ -121,12 +121,17 @@ fn out_folders_that_are_not_a_folder_of_their_own() {
     std::os::unix::fs::symlink(cwd.join("resources"), cwd.join("link")).unwrap();
     fails_in("symlink", &cwd, &[&file, "--out", "link"], &["link", "symbolic link"]);
     std::fs::write(cwd.join("resources/notes.txt"), b"mine").unwrap();
-    fails_in("not-ours", &cwd, &[&file, "--out", "resources"], &["resources", "holds no metrics.json"]);
+    fails_in(
+        "not-ours",
+        &cwd,
+        &[&file, "--out", "resources"],
+        &["resources", "holds 'notes.txt', which a pipeline run does not write"],
+    );
     // The same without --out: `name = "resources"` under resources/ is fine,
     // but a folder there that is not a run's is refused before training.
     std::fs::create_dir_all(cwd.join("resources/bad/sub")).unwrap();
     std::fs::write(cwd.join("resources/bad/metrics.json"), b"{}").unwrap();
-    fails_in("default-folder-not-ours", &cwd, &[&file, "--quiet"], &["resources/bad", "holds sub"]);
+    fails_in("default-folder-not-ours", &cwd, &[&file, "--quiet"], &["resources/bad", "holds 'sub'"]);
     let _ = std::fs::remove_dir_all(&case.dir);
 }
 
@@ -157,9 +162,10 @@ fn a_new_run_replaces_the_old_folder_whole_or_not_at_all() {
         args.extend(extra.iter().map(|s| s.to_string()));
         Command::new(env!("CARGO_BIN_EXE_nabla")).args(&args).output().unwrap()
     };
-    let o = run(&[]);
+    // An older run that drew its curve under another name.
+    let o = run(&["--set", "train.curve_figure=stale.png"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::write(out.join("stale.png"), b"from an older run").unwrap();
+    assert!(out.join("stale.png").is_file());
     let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
         listing(dir).into_iter().filter(|p| p.is_file()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
     };
@@ -181,7 +187,7 @@ fn a_new_run_replaces_the_old_folder_whole_or_not_at_all() {
     let before = listing(&case.dir);
     let o = run(&[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("holds metrics.json, which is not a regular file"), "{err}");
+    assert!(!o.status.success() && err.contains("holds 'metrics.json', which is not a regular file"), "{err}");
     assert_eq!(listing(&case.dir), before);
     let _ = std::fs::remove_dir_all(&case.dir);
 }

@@ -98,7 +98,41 @@ fn checkpoints_that_lie_are_refused_naming_the_file() {
     lie(
         "empty-curve",
         |s, _, _| s["looped"]["curve"] = Value::Array(vec![]),
-        &["the curve's iterations [] do not run"],
+        &["loop state: the curve's iterations (starting [], 0 points) are not those a run recording every 1 steps has up to step 3"],
+    );
+    // The numbers of the learning curve are read back as the report will show them.
+    lie(
+        "curve-loss-negative",
+        |s, _, _| s["looped"]["curve"][2]["loss"] = (-1e30).into(),
+        &["loop state: the curve's loss at iteration 2 is -1e30; a loss is a finite f32 of at least 0"],
+    );
+    lie(
+        "curve-loss-null-after-a-step",
+        |s, _, _| s["looped"]["curve"][1]["loss"] = Value::Null,
+        &["loop state: the curve's loss at iteration 1 is NaN; a loss is a finite f32 of at least 0"],
+    );
+    lie(
+        "curve-loss-huge",
+        |s, _, _| s["looped"]["curve"][3]["loss"] = 1e308.into(),
+        &["loop state: the curve's loss at iteration 3 is 1e308; a loss is a finite f32 of at least 0"],
+    );
+    lie(
+        "curve-loss-before-the-first-step",
+        |s, _, _| s["looped"]["curve"][0]["loss"] = 0.5.into(),
+        &["loop state: the curve's loss before the first step is 5e-1; there is none"],
+    );
+    lie(
+        "curve-point-missing",
+        |s, _, _| _ = s["looped"]["curve"].as_array_mut().unwrap().remove(2),
+        &["the curve's iterations (starting [0, 1, 3], 3 points) are not those a run recording every 1 steps"],
+    );
+    lie(
+        "curve-point-added",
+        |s, _, _| {
+            let extra = s["looped"]["curve"][3].clone();
+            s["looped"]["curve"].as_array_mut().unwrap().push(extra);
+        },
+        &["the curve's iterations (starting [0, 1, 2, 3, 3], 5 points) are not those"],
     );
     lie("curve-accuracy-not-a-fraction", |s, _, _| s["looped"]["curve"][1]["train"] = 7.5.into(), &["not fractions"]);
     lie("rng-spare-not-normal", |s, _, _| s["looped"]["rng"]["spare_normal"] = 1e300.into(), &["rng.spare_normal"]);

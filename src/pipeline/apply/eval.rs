@@ -264,7 +264,7 @@ pub fn evaluate(model: &RunModel, data: &EvalData) -> crate::Result<Evaluation> 
                             ys.push(*y);
                         }
                         Err(why) => {
-                            eprintln!("error: {}: {why}", path.display());
+                            crate::say!("error: {}: {why}", path.display());
                             failed.push((path.display().to_string(), why));
                         }
                     }

@@ -101,6 +101,8 @@ impl Manifest {
         if self.version != 1 {
             return Err(format!("version: {} is not a version this nabla reads (1)", self.version));
         }
+        // It names `eval/<name>`: one folder name, as a pipeline's name is.
+        crate::pipeline::names::folder_name(&self.name).map_err(|m| format!("name: {m}"))?;
         crate::pipeline::names::file_name(&self.weights.file).map_err(|m| format!("weights.file: {m}"))?;
         let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex(&self.weights.sha256) {
@@ -166,6 +168,10 @@ mod tests {
             (Box::new(|m| m.weights.file = "../../etc/passwd".into()), "weights.file"),
             (Box::new(|m| m.weights.file = ".hidden".into()), "weights.file"),
             (Box::new(|m| m.weights.sha256 = "zz".into()), "weights.sha256"),
+            (Box::new(|m| m.name = "../../x".into()), "name"),
+            (Box::new(|m| m.name = "/tmp/x".into()), "name"),
+            (Box::new(|m| m.name = ".".into()), "name"),
+            (Box::new(|m| m.name = "n".repeat(30_000_000)), "name"),
             (Box::new(|m| m.classes.clear()), "classes"),
             (Box::new(|m| m.classes[1] = "a".into()), "classes[1]"),
             (Box::new(|m| m.classes[0] = "\u{1b}[2J".into()), "classes[0]"),

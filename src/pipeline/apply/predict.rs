@@ -79,7 +79,7 @@ pub fn predict(run: &Path, args: &[PathBuf], opts: &PredictOptions, out: &mut dy
 }
 
 fn report_failure(out: &mut dyn Write, json: bool, name: &str, why: &str) -> std::io::Result<()> {
-    eprintln!("error: {name}: {why}");
+    crate::say!("error: {name}: {why}");
     if json {
         writeln!(out, "{}", json!({ "input": name, "error": why }))?;
     }

@@ -58,7 +58,7 @@ pub(crate) fn load_weights(b: &Backbone, net: &Sequential, seed: u64) -> Result<
             Ok((features, format!("file {}", path.display())))
         }
         other if b.if_missing == IfMissing::Random => {
-            eprintln!(
+            crate::say!(
                 "WARNING: backbone weights {} not found: using seeded RANDOM weights (if_missing = \"random\"). \
                  Features of an untrained AlexNet; the accuracies will not be the report's.",
                 other.as_ref().map_or("(none given)".to_string(), |p| p.display().to_string())
@@ -155,7 +155,7 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
                 format!("feature cache {}: {e} (delete it to extract the features again)", path.display()),
             )
         })?;
-        eprintln!("features from cache {}", path.display());
+        crate::say!("features from cache {}", path.display());
         return Ok((ds, source));
     }
     let fail = |e: crate::Error| ctx.err("backbone", e);
@@ -165,7 +165,7 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
         features_of(&net, &params, &data.validation).map_err(fail)?,
         features_of(&net, &params, &data.test).map_err(fail)?,
     );
-    eprintln!(
+    crate::say!(
         "extracted backbone features of {} images in {:.1} s",
         train.len() + validation.len() + test.len(),
         started.elapsed().as_secs_f64()
@@ -181,7 +181,7 @@ pub(crate) fn extract(ctx: &Ctx, b: &Backbone, data: &Dataset) -> Result<(Datase
             .map_err(|e| e.to_string())
             .and_then(|()| crate::pipeline::checkpoint::write_staged(&path, |f| f.write_all(&bytes)));
         if let Err(e) = written {
-            eprintln!("warning: could not cache features in {}: {e}", path.display());
+            crate::say!("warning: could not cache features in {}: {e}", path.display());
         }
     }
     Ok((Dataset { train, validation, test, channels, side, ..data.clone() }, source))

@@ -166,7 +166,7 @@ pub(crate) fn images(d: &Data, root: &Path) -> crate::Result<Dataset> {
             let bad = if d.on_bad_image == BadImage::Skip { OnBadImage::Skip } else { OnBadImage::Fail };
             faces::load(root, &d.actors, d.size, color, d.scale, &split, d.seed, bad).map(|f| {
                 if !f.skipped.is_empty() {
-                    eprintln!("warning: skipped {} unreadable images in {}", f.skipped.len(), root.display());
+                    crate::say!("warning: skipped {} unreadable images in {}", f.skipped.len(), root.display());
                 }
                 f.into_dataset(d.size, color)
             })

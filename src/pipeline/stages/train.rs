@@ -61,7 +61,7 @@ struct RunId<'a> {
 impl LoopState {
     /// Whether this state, read back from a checkpoint, can be a point of a
     /// run of `total` steps on `n` training examples.
-    fn fits(&self, total: usize, n: usize) -> Result<(), String> {
+    fn fits(&self, total: usize, n: usize, eval_every: usize) -> Result<(), String> {
         if !(1..=total).contains(&self.iteration) {
             return Err(format!("iteration {} is not within 1..={total}", self.iteration));
         }
@@ -69,9 +69,28 @@ impl LoopState {
         if self.cursor > n {
             return Err(format!("cursor {} is past the {n} training examples", self.cursor));
         }
-        let steps: Vec<usize> = self.curve.iter().map(|p| p.iteration).collect();
-        if steps.first() != Some(&0) || steps.windows(2).any(|w| w[0] >= w[1]) || steps.last() > Some(&self.iteration) {
-            return Err(format!("the curve's iterations {steps:?} do not run from 0 up to {}", self.iteration));
+        // The curve has a point where the loop records one, and no other.
+        let expected = std::iter::once(0).chain((1..=self.iteration).filter(|it| it % eval_every == 0 || *it == total));
+        if !self.curve.iter().map(|p| p.iteration).eq(expected) {
+            let steps: Vec<usize> = self.curve.iter().map(|p| p.iteration).take(8).collect();
+            return Err(format!(
+                "the curve's iterations (starting {steps:?}, {} points) are not those a run recording every {eval_every} \
+                 steps has up to step {}",
+                self.curve.len(),
+                self.iteration
+            ));
+        }
+        // Before the first step there is no loss; after, a cross-entropy
+        // computed in f32 and stopped if not finite: from 0 to f32::MAX.
+        let loss = |v: f64| (0.0..=f32::MAX as f64).contains(&v);
+        if let Some(p) = self.curve.iter().skip(1).find(|p| !loss(p.loss)) {
+            return Err(format!(
+                "the curve's loss at iteration {} is {:e}; a loss is a finite f32 of at least 0",
+                p.iteration, p.loss
+            ));
+        }
+        if !self.curve[0].loss.is_nan() {
+            return Err(format!("the curve's loss before the first step is {:e}; there is none", self.curve[0].loss));
         }
         let fraction = |v: f64| (0.0..=1.0).contains(&v);
         if let Some(p) = self.curve.iter().find(|p| !(fraction(p.train) && fraction(p.validation) && fraction(p.test)))
@@ -187,7 +206,7 @@ fn train_loop(
     };
     let ck = &ctx.checkpoints;
     let saved = ck
-        .load_checked(label, run.settings, Some(params), |l: &LoopState| l.fits(total, data.train.len()))
+        .load_checked(label, run.settings, Some(params), |l: &LoopState| l.fits(total, data.train.len(), eval_every))
         .map_err(|e| ctx.err("train", e))?;
     let (mut curve, first) = match saved {
         Some(s) => {
@@ -201,7 +220,7 @@ fn train_loop(
                 epoch_batches = batches_of(&order);
             }
             if crate::distributed::is_root() {
-                eprintln!("{label}: resuming from the checkpoint at step {} of {total}", l.iteration);
+                crate::say!("{label}: resuming from the checkpoint at step {} of {total}", l.iteration);
             }
             bar.set_position(l.iteration as u64);
             (l.curve, l.iteration + 1)
