@@ -9,7 +9,7 @@
 //! once it holds the lock, that the path still names the file it locked; a
 //! file removed (or replaced) in between is let go and opened again.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,14 @@ impl Lock {
             if !meta.is_file() {
                 return Err(error(path, "the lock file is not a regular file; remove it"));
             }
+            // Ours holds a pid or nothing, under one name: anything else is a
+            // user's file that happens to sit here, never to be rewritten.
+            if meta.nlink() > 1 || meta.len() > 32 || (meta.len() > 0 && pid_in(&file).is_none()) {
+                return Err(error(
+                    path,
+                    "is not a lock file nabla wrote (it holds more than a pid, or has other names); remove it",
+                ));
+            }
             match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -112,20 +120,30 @@ fn flock(file: &std::fs::File, how: libc::c_int) -> std::io::Result<()> {
     }
 }
 
+/// The pid the holder wrote in the lock file, read from its start.
+fn pid_in(file: &std::fs::File) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = [0u8; 32];
+    let n = file.read_at(&mut bytes, 0).ok()?;
+    std::str::from_utf8(&bytes[..n]).ok()?.trim().parse().ok()
+}
+
 /// "pid 1234", as the holder wrote it in the lock file.
 fn holder(file: &std::fs::File) -> String {
-    let mut text = String::new();
-    let _ = file.take(32).read_to_string(&mut text);
-    match text.trim().parse::<u32>() {
-        Ok(pid) => format!("pid {pid}"),
-        Err(_) => "pid unknown".into(),
+    match pid_in(file) {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".into(),
     }
 }
 
 impl Drop for Lock {
     /// Remove the file while still holding it, then let go (closing the file).
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only the file this lock holds: the name may have been taken over.
+        let ours = self.file.metadata().ok().zip(std::fs::symlink_metadata(&self.path).ok());
+        if ours.is_some_and(|(a, b)| a.dev() == b.dev() && a.ino() == b.ino()) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -183,6 +183,12 @@ fn eval(raw: &[String]) -> nabla::Result<bool> {
         .reads("the run folder", run);
     if let Some(d) = &data {
         target = target.reads("--data", d);
+    } else {
+        // The run's own test split, from its data folder.
+        target = target.reads("the run's data.root", &model.pipeline.data.resolved_root());
+    }
+    if let Some(w) = model.pipeline.backbone.as_ref().and_then(|b| b.weights.as_ref()) {
+        target = target.reads("the run's backbone.weights", w);
     }
     if let Some(l) = &labels {
         target = target.reads("--labels", l);
@@ -272,19 +278,20 @@ fn fetch(raw: &[String]) -> nabla::Result<()> {
         return Err("fetch: --list and --out are required".into());
     }
     let s = nabla::fetch::fetch(&opts)?;
-    println!(
+    let done = format!(
         "fetched {}, already present {}, failed {} (into {})",
         s.fetched,
         s.already_present,
         s.failed.len(),
         opts.out.display()
     );
+    println!("{}", nabla::terminal::clean(&done));
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for (_, _, r) in &s.failed {
         *reasons.entry(r.split(':').next().unwrap_or(r).to_string()).or_default() += 1;
     }
     for (r, n) in reasons {
-        println!("  {n} x {r}");
+        println!("{}", nabla::terminal::clean(&format!("  {n} x {r}")));
     }
     Ok(())
 }
@@ -298,7 +305,20 @@ fn main() -> ExitCode {
     }
     // Training reallocates the same large buffers every step (see `memory`).
     nabla::memory::keep_freed_memory();
-    let raw: Vec<String> = std::env::args().skip(1).collect();
+    // nabla reads and writes UTF-8 names only: another argument is refused, not a panic.
+    let mut raw: Vec<String> = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(a) => raw.push(a),
+            Err(bad) => {
+                nabla::say!(
+                    "nabla: argument {} is not UTF-8 text; name files and folders in UTF-8",
+                    nabla::terminal::quote(&bad.to_string_lossy())
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     // Under mpirun (the `mpi` feature): MPI lives until main returns.
     let _mpi = match nabla::distributed::init() {
         Ok(u) => u,

@@ -14,7 +14,7 @@ pub const QUOTE_LIMIT: usize = 80;
 /// Whether `c` must not reach a terminal as it is: C0 and C1 controls but
 /// the line break (messages are lines), and the bidirectional marks that make
 /// text display in another order than it reads.
-fn hidden(c: char) -> bool {
+pub fn hidden(c: char) -> bool {
     (c.is_control() && c != '\n')
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }

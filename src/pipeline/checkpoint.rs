@@ -252,8 +252,11 @@ impl Checkpoints {
         check(&meta.looped).map_err(|e| named(format!("loop state: {e}")))?;
         Ok(Some(Saved { params, optim: State { tensors: optim, steps: meta.optim_steps }, looped: meta.looped }))
     }
+}
 
-    /// Throw the checkpoints away (the run they belong to has finished).
+#[cfg(test)]
+impl Checkpoints {
+    /// Throw the checkpoints away (runs remove them with their outputs).
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -165,7 +165,7 @@ fn train_outputs(p: &Pipeline) -> Vec<(String, String)> {
 
 /// The pipelines the train stage may run with: one per sweep value and per
 /// trial, each with a context for messages.
-fn variants(p: &Pipeline) -> Result<Vec<(String, Pipeline)>, NameError> {
+pub(crate) fn variants(p: &Pipeline) -> Result<Vec<(String, Pipeline)>, NameError> {
     let mut out = Vec::new();
     // One table without the variants themselves, copied per variant (a copy
     // of the whole file each would make thousands of trials quadratic).

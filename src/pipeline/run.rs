@@ -66,18 +66,26 @@ pub fn target(loaded: &Loaded, out: Option<&std::path::Path>) -> Result<Target, 
     let mut t = Target::new(&dir, Kind::Run)?
         .writes(super::names::possible_outputs(p))
         .reads("the pipeline file", &loaded.file);
-    if p.samples.is_some() || p.model.is_some() {
-        t = t.reads("data.root", &p.data.resolved_root());
-    }
-    if let Some(path) = p.model.as_ref().and_then(|m| m.load.as_ref()) {
-        t = t.reads("model.load", path);
-    }
-    if let Some(b) = &p.backbone {
-        if let Some(w) = &b.weights {
-            t = t.reads("backbone.weights", w);
+    // What each sweep value and trial reads, too: any of them may set a path.
+    let variants = super::names::variants(p).unwrap_or_default();
+    for (context, q) in std::iter::once((String::new(), p)).chain(variants.iter().map(|(c, q)| (c.clone(), q))) {
+        let of = |key: &str| match context.trim_end_matches(": ") {
+            "" => key.to_string(),
+            variant => format!("{key} ({variant})"),
+        };
+        if q.samples.is_some() || q.model.is_some() {
+            t = t.reads(of("data.root"), &q.data.resolved_root());
         }
-        if let Some(c) = &b.cache {
-            t = t.reads("backbone.cache", c);
+        if let Some(path) = q.model.as_ref().and_then(|m| m.load.as_ref()) {
+            t = t.reads(of("model.load"), path);
+        }
+        if let Some(b) = &q.backbone {
+            if let Some(w) = &b.weights {
+                t = t.reads(of("backbone.weights"), w);
+            }
+            if let Some(c) = &b.cache {
+                t = t.reads(of("backbone.cache"), c);
+            }
         }
     }
     Ok(t)
@@ -127,7 +135,8 @@ fn run_here(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<PathBuf>, RunError
     let metrics = report.metrics_json(provenance(p.seed, started.elapsed().as_secs_f64(), config));
     out.write("metrics.json", metrics.as_bytes())?;
     out.write("report.md", report.markdown(&p.name, &p.description, &p.reference).as_bytes())?;
+    // The checkpoints go with the lock still held (a run waiting for the folder starts its own).
+    out.remove_after_commit(checkpoints.dir.clone());
     let written = out.commit()?;
-    checkpoints.remove();
     Ok(written)
 }

@@ -91,6 +91,7 @@ pub fn generate(resources: &Path, out: Option<&Path>) -> Result<Written, PageErr
             source: std::io::Error::other("REPORT.md is the Markdown's name"),
         });
     }
+    let scan = read::scan(resources).map_err(|source| PageError::Resources { path: resources.into(), source })?;
     if let Err(source) = std::fs::metadata(&out_dir) {
         return Err(PageError::Write { path: html_path, source });
     }
@@ -100,7 +101,6 @@ pub fn generate(resources: &Path, out: Option<&Path>) -> Result<Written, PageErr
         .map_err(|e| PageError::NotOurs { path: e.path, why: e.message })?;
     ours(&html_path, html::is_ours)?;
     ours(&md_path, markdown::is_ours)?;
-    let scan = read::scan(resources).map_err(|source| PageError::Resources { path: resources.into(), source })?;
     let page = model::build(&scan);
     let prefix = link_prefix(&out_dir, resources);
     let html = html::render(&page);
@@ -176,7 +176,8 @@ pub fn command(args: &[String]) -> ExitCode {
             for warning in &w.warnings {
                 crate::say!("warning: {warning}");
             }
-            println!("{} runs -> {} and {}", w.runs, w.html.display(), w.markdown.display());
+            let done = format!("{} runs -> {} and {}", w.runs, w.html.display(), w.markdown.display());
+            println!("{}", crate::terminal::clean(&done));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -691,3 +691,31 @@ fn numbers_too_large_for_their_field_name_line_and_key() {
     assert!(err.contains("line 19") && err.contains("eval_every"), "{err}");
     let _ = std::fs::remove_dir_all(&case.dir);
 }
+
+#[test]
+fn resume_never_follows_a_planted_checkpoint_folder() {
+    for (name, plant, what) in
+        [("resume-checkpoints-symlink", true, "a symbolic link"), ("resume-checkpoints-file", false, "not a folder")]
+    {
+        let case = mnist_case(name);
+        let victim = case.dir.join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep.txt"), b"mine").unwrap();
+        let ck = case.dir.join(".out.checkpoints");
+        if plant {
+            std::os::unix::fs::symlink(&victim, &ck).unwrap();
+        } else {
+            std::fs::write(&ck, b"not a folder").unwrap();
+        }
+        let file = case.input("bad.toml");
+        refused(
+            &case,
+            &case.dir,
+            &[&file, "--quiet", "--resume", "--out", case.dir.join("out").to_str().unwrap()],
+            &format!(
+                "error: {{D}}/in/bad.toml: resume: {{D}}/.out.checkpoints: is not a folder of checkpoints ({what}); \
+                 remove it, or run without --resume to start over"
+            ),
+        );
+    }
+}

@@ -117,8 +117,10 @@ impl Manifest {
             return Err(format!("classes: {} names; a model has 1 to {MAX_CLASSES} classes", self.classes.len()));
         }
         for (i, c) in self.classes.iter().enumerate() {
-            if c.is_empty() || c.len() > 256 || c.chars().any(char::is_control) {
-                return Err(format!("classes[{i}]: a class name is 1 to 256 bytes with no control characters"));
+            if c.is_empty() || c.len() > 256 || c.chars().any(|c| c.is_control() || crate::terminal::hidden(c)) {
+                return Err(format!(
+                    "classes[{i}]: a class name is 1 to 256 bytes with no control characters or marks that reorder text"
+                ));
             }
             if self.classes[..i].contains(c) {
                 return Err(format!("classes[{i}]: '{c}' is named twice"));
@@ -175,6 +177,7 @@ mod tests {
             (Box::new(|m| m.classes.clear()), "classes"),
             (Box::new(|m| m.classes[1] = "a".into()), "classes[1]"),
             (Box::new(|m| m.classes[0] = "\u{1b}[2J".into()), "classes[0]"),
+            (Box::new(|m| m.classes[0] = "\u{202e}gnp.exe".into()), "classes[0]"),
             (Box::new(|m| m.classes[0] = "x".repeat(300)), "classes[0]"),
         ];
         for (spoil, field) in cases {

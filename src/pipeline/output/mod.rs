@@ -157,6 +157,10 @@ pub struct Outputs {
     files: Vec<String>,
     /// Check names but write nothing (the ranks of an MPI job but rank 0).
     discard: bool,
+    /// Folders made to hold the output folder, removed again if the run fails.
+    created: Vec<PathBuf>,
+    /// Folders to remove once the results are in place.
+    remove_after: Vec<PathBuf>,
     /// Held until the results are in place or thrown away.
     _lock: Option<crate::lock::Lock>,
 }
@@ -169,6 +173,7 @@ impl Outputs {
         let (parent, name) = (&target.parent, &target.name);
         // Nothing to create if the folder would be refused anyway.
         owner::check(&target.dir, target.kind, &target.legacy())?;
+        let created = missing_folders(parent);
         std::fs::create_dir_all(parent)
             .map_err(|e| error(parent, format!("cannot create the folder of the output folder: {e}")))?;
         let lock = crate::lock::Lock::take(&parent.join(format!(".{name}.lock")), &target.dir, wait)
@@ -190,6 +195,8 @@ impl Outputs {
             staging,
             files: Vec::new(),
             discard: false,
+            created,
+            remove_after: Vec::new(),
             _lock: Some(lock),
         })
     }
@@ -208,6 +215,8 @@ impl Outputs {
             staging: nowhere,
             files: Vec::new(),
             discard: true,
+            created: Vec::new(),
+            remove_after: Vec::new(),
             _lock: None,
         }
     }
@@ -243,7 +252,7 @@ impl Outputs {
     }
 
     /// Put the staged folder in place of the output folder, all at once.
-    pub fn commit(self) -> Result<Vec<PathBuf>, OutputError> {
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, OutputError> {
         if self.discard {
             return Ok(vec![]);
         }
@@ -251,10 +260,38 @@ impl Outputs {
         // The run took a while: look again before replacing anything (under
         // the lock, only a process that ignores it can have changed it).
         owner::check(&self.dir, self.kind, &self.legacy)?;
+        // The folder replaced keeps its permissions (a private results folder stays private).
+        if let Ok(m) = std::fs::symlink_metadata(&self.dir) {
+            std::fs::set_permissions(&self.staging, m.permissions())
+                .map_err(|e| error(&self.staging, format!("cannot give the results the folder's permissions: {e}")))?;
+        }
         let aside = self.parent.join(format!(".{}.old-{}", self.name, std::process::id()));
-        swap_in(&self.staging, &self.dir, &aside, |from, to| std::fs::rename(from, to))?;
+        let ours = |old: &Path| owner::check(old, self.kind, &self.legacy);
+        swap_in(&self.staging, &self.dir, &aside, |from, to| std::fs::rename(from, to), ours)?;
+        self.created.clear();
+        for dir in &self.remove_after {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Ok(self.files.iter().map(|f| self.dir.join(f)).collect())
     }
+
+    /// Remove the folder `dir` (a run's checkpoints) once the results are in
+    /// place, before the lock is let go: a run waiting for the folder must
+    /// not see its own checkpoints removed.
+    pub fn remove_after_commit(&mut self, dir: PathBuf) {
+        self.remove_after.push(dir);
+    }
+}
+
+/// The folders `create_dir_all(dir)` would make, outermost first.
+fn missing_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
 }
 
 /// Write a new file (never through a symlink or over a file someone put there).
@@ -274,6 +311,10 @@ impl Drop for Outputs {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.staging);
+        // The folders made to hold the output folder, if still empty.
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -293,6 +334,16 @@ fn split(dir: &Path) -> Result<(PathBuf, String), OutputError> {
             ))
         }
     };
+    if name.starts_with('.') {
+        return Err(error(
+            dir,
+            format!(
+                "the output folder's name {} starts with '.', as the staging, lock and checkpoint files beside an \
+                 output folder do; choose a name without it",
+                crate::terminal::quote(&name)
+            ),
+        ));
+    }
     if name.chars().any(char::is_control) || name.len() > super::names::MAX_FILE_NAME - 24 {
         return Err(error(
             dir,
@@ -315,6 +366,7 @@ fn swap_in(
     dir: &Path,
     aside: &Path,
     rename: impl Fn(&Path, &Path) -> std::io::Result<()>,
+    ours: impl Fn(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
     let cannot = |e: std::io::Error| error(dir, format!("cannot move the results into place: {e}"));
     if std::fs::symlink_metadata(dir).is_err() {
@@ -322,6 +374,19 @@ fn swap_in(
     }
     remove_entry(aside);
     rename(dir, aside).map_err(cannot)?;
+    // A file saved into the folder since the last look goes back with it.
+    if let Err(e) = ours(aside) {
+        return Err(match rename(aside, dir) {
+            Ok(()) => error(dir, format!("changed while the results were moving in: {}", e.message)),
+            Err(back) => error(
+                dir,
+                format!(
+                    "changed while the results were moving in, and cannot be put back ({back}): it is in {}",
+                    aside.display()
+                ),
+            ),
+        });
+    }
     if let Err(e) = rename(staging, dir) {
         return Err(match rename(aside, dir) {
             Ok(()) => cannot(e),
@@ -334,7 +399,10 @@ fn swap_in(
             ),
         });
     }
-    if let Err(e) = std::fs::remove_dir_all(aside) {
+    // Nothing but the earlier results is removed, even now.
+    if let Err(e) = ours(aside) {
+        crate::say!("warning: kept the previous results in {} ({}): remove it yourself", aside.display(), e.message);
+    } else if let Err(e) = std::fs::remove_dir_all(aside) {
         crate::say!("warning: cannot remove the previous results {}: {e}", aside.display());
     }
     Ok(())
@@ -458,7 +526,7 @@ mod tests {
                 std::fs::rename(from, to)
             }
         };
-        let e = swap_in(&staging, &dir, &aside, flaky).unwrap_err();
+        let e = swap_in(&staging, &dir, &aside, flaky, |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("cannot move the results into place: disk on fire"), "{e}");
         assert_eq!(listing(&dir), ["metrics.json", "report.md"]);
         assert_eq!(std::fs::read(dir.join("metrics.json")).unwrap(), b"old");

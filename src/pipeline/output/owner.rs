@@ -90,17 +90,20 @@ pub fn check(dir: &Path, kind: Kind, legacy: &[String]) -> Result<(), OutputErro
     for e in std::fs::read_dir(dir).map_err(listing)? {
         let e = e.map_err(listing)?;
         let regular = e.file_type().map_err(listing)?.is_file();
-        entries.push((e.file_name().to_string_lossy().into_owned(), regular));
+        // nabla writes UTF-8 names only; no other name is taken for one of ours.
+        let name = e.file_name().into_string().map_err(|raw| {
+            let shown = quote(&raw.to_string_lossy());
+            error(dir, format!("holds {shown}, whose name is not UTF-8, {NOT_EARLIER}; {WHOLE}"))
+        })?;
+        entries.push((name, regular));
     }
     if entries.is_empty() {
         return Ok(());
     }
     // The first in the way, the same on every file system.
     entries.sort();
-    let whole = "the run replaces its output folder whole, so choose another one or remove it";
-    let foreign = |name: &str, why: &str| {
-        error(dir, format!("holds {}, {why}, so it is not the results of an earlier run; {whole}", quote(name)))
-    };
+    let whole = WHOLE;
+    let foreign = |name: &str, why: &str| error(dir, format!("holds {}, {why}, {NOT_EARLIER}; {whole}", quote(name)));
     if let Some(&(_, regular)) = entries.iter().find(|(n, _)| n == MARKER) {
         if !regular {
             return Err(foreign(MARKER, "which is not a regular file"));
@@ -142,12 +145,30 @@ pub fn check(dir: &Path, kind: Kind, legacy: &[String]) -> Result<(), OutputErro
         }
     }
     if !entries.iter().any(|(n, _)| n == "metrics.json") {
-        return Err(error(
-            dir,
-            format!("is not empty and holds no metrics.json, so it is not the results of an earlier run; {whole}"),
-        ));
+        return Err(error(dir, format!("is not empty and holds no metrics.json, {NOT_EARLIER}; {whole}")));
+    }
+    // `metrics.json` and `report.md` are common names: the metrics must be ours.
+    if !legacy_metrics(&dir.join("metrics.json"), kind) {
+        return Err(foreign("metrics.json", &format!("which {} did not write", Kind::described(kind.word()))));
     }
     Ok(())
+}
+
+const WHOLE: &str = "the run replaces its output folder whole, so choose another one or remove it";
+const NOT_EARLIER: &str = "so it is not the results of an earlier run";
+
+/// Whether `path` holds the `metrics.json` a nabla from before the marker
+/// wrote for `kind`: a JSON object with the keys that kind always writes.
+fn legacy_metrics(path: &Path, kind: Kind) -> bool {
+    let keys: &[&str] = match kind {
+        Kind::Run => &["nabla_version", "config", "seed", "wall_seconds"],
+        Kind::Eval => &["run", "data", "examples", "accuracy", "confusion"],
+    };
+    let Ok(text) = crate::files::read_text_capped(path, 64 << 20) else { return false };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(m)) => keys.iter().all(|k| m.contains_key(*k)),
+        _ => false,
+    }
 }
 
 fn quote(name: &str) -> String {
