@@ -101,13 +101,17 @@ pub fn generate(resources: &Path, out: Option<&Path>) -> Result<Written, PageErr
         .map_err(|e| PageError::NotOurs { path: e.path, why: e.message })?;
     ours(&html_path, html::is_ours)?;
     ours(&md_path, markdown::is_ours)?;
-    let page = model::build(&scan);
-    let prefix = link_prefix(&out_dir, resources);
-    let html = html::render(&page);
-    let md = markdown::render(&page, &prefix);
+    let (html, md) = render(&scan, &link_prefix(&out_dir, resources));
     write_atomic(&html_path, html.as_bytes())?;
     write_atomic(&md_path, md.as_bytes())?;
     Ok(Written { html: html_path, markdown: md_path, runs: scan.runs.len(), warnings: scan.warnings })
+}
+
+/// The page, as HTML and as Markdown (whose links to the run folders start
+/// with `prefix`), from what a scan read.
+pub(crate) fn render(scan: &read::Scan, prefix: &str) -> (String, String) {
+    let page = model::build(scan);
+    (html::render(&page), markdown::render(&page, prefix))
 }
 
 /// The relative link from folder `from` to folder `to`, "" when they are

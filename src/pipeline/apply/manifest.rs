@@ -91,6 +91,14 @@ pub fn tensors_sha256(params: &crate::nn::Params) -> String {
 }
 
 impl Manifest {
+    /// `model.json`'s text as `nabla predict` and `nabla eval` read it: the
+    /// JSON, then [`Manifest::check`].
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
     /// The manifest's own checks (the caller checks it against the
     /// pipeline and the files): format and version, a plain weights file
     /// name, a digest that is one, class names that can be printed.

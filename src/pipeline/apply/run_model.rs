@@ -61,9 +61,7 @@ impl RunModel {
             })
         };
         let mpath = at(MANIFEST);
-        let manifest: Manifest =
-            serde_json::from_str(&read(MANIFEST, MANIFEST_LIMIT)?).map_err(|e| Error::file(&mpath, e))?;
-        manifest.check().map_err(|e| Error::file(&mpath, e))?;
+        let manifest = Manifest::parse(&read(MANIFEST, MANIFEST_LIMIT)?).map_err(|e| Error::file(&mpath, e))?;
         let ppath = at(PIPELINE);
         let loaded = crate::pipeline::parse(&ppath, &read(PIPELINE, PIPELINE_LIMIT)?, &[])?;
         let p = loaded.pipeline;
