@@ -185,6 +185,13 @@ with tempfile.TemporaryDirectory() as tmp:
     run_folder("part4", os.path.join(resources, "part4"))  # 784 -> 10, 31 KB of weights
     for name, folder in runs.items():
         run_folder(name, folder)
+    # The weights through a symbolic link, beside an empty folder: a seed for the fuzzer's names
+    # ending in '@' (links) and '/' (folders).
+    cnn = runs["tiny_cnn"]
+    out("run_folder", "tiny_cnn_linked", pack("tiny_cnn_linked", [
+        ("model.json", read(cnn, "model.json")), ("pipeline.toml", read(cnn, "pipeline.toml")),
+        ("checkpoints/", b""), ("cnn.safetensors@", b"stored.safetensors"),
+        ("stored.safetensors", read(cnn, "cnn.safetensors"))]))
 
     # report_run: metrics.json and report.md as written, each figure replaced by a tiny PNG (the real
     # ones are 5-150 KB); part3 has no figures, part10 a random-init backbone, faces_cnn trials.
@@ -195,3 +202,9 @@ with tempfile.TemporaryDirectory() as tmp:
     for name in ["part1", "part3", "part4", "part10", "lenet5", "faces_cnn"]:
         report_run(name, os.path.join(resources, name))
     report_run("tiny_cnn", runs["tiny_cnn"])
+    # part1 with a folder and a link the report does not name (so no warning), for the fuzzer to rename.
+    part1 = os.path.join(resources, "part1")
+    md = read(part1, "report.md")
+    out("report_run", "part1_linked", pack("part1", [
+        ("metrics.json", read(part1, "metrics.json")), ("report.md", md), ("figure1_samples.png", png(3, 2, 2, 0)),
+        ("cache/", b""), ("latest.png@", b"figure1_samples.png")]))
