@@ -48,3 +48,47 @@ def idx(dims):
 # 1.6 TB declared, 16 MiB of zeros delivered; and 10 bytes declared, 16 MiB delivered.
 out("idx", "gzip_claims_terabytes.idx.gz", gzip.compress(idx([2**31, 28, 28]) + bytes(16 << 20), 9, mtime=0))
 out("idx", "gzip_past_its_header.idx.gz", gzip.compress(idx([10]) + bytes(16 << 20), 9, mtime=0))
+
+# Run folders (issue #32) whose files are folders, symbolic links (to themselves, to nothing, to
+# another file of the folder) or another file than the one named, packed as `parsers::Folder` reads
+# them, from the committed seeds. Links and folders are names the fuzzer rarely makes whole.
+def unpack(data):
+    entries, i = [], 0
+    while i < len(data):
+        n = data[i]
+        (size,) = struct.unpack("<I", data[i + 1 + n:i + 5 + n])
+        entries.append((data[i + 1:i + 1 + n].decode(), data[i + 5 + n:i + 5 + n + size]))
+        i += 5 + n + size
+    return entries
+
+def pack(entries):
+    return b"".join(bytes([len(n.encode())]) + n.encode() + struct.pack("<I", len(d)) + d for n, d in entries)
+
+def seed(target, name):
+    with open(os.path.join(root, "..", "seeds", target, name), "rb") as f:
+        return unpack(f.read())
+
+def edit(entries, drop=(), add=(), change=None):
+    kept = [(n, change(n, d) if change else d) for n, d in entries if n not in drop]
+    return pack(kept + list(add))
+
+cnn = seed("run_folder", "tiny_cnn")  # model.json, pipeline.toml, cnn.safetensors
+out("run_folder", "model_json_is_a_folder", edit(cnn, drop=["model.json"], add=[("model.json/", b"")]))
+out("run_folder", "weights_link_to_itself",
+    edit(cnn, drop=["cnn.safetensors"], add=[("cnn.safetensors@", b"cnn.safetensors")]))
+out("run_folder", "weights_link_to_nothing",
+    edit(cnn, drop=["cnn.safetensors"], add=[("cnn.safetensors@", b"gone.safetensors")]))
+out("run_folder", "pipeline_link_to_model_json",
+    edit(cnn, drop=["pipeline.toml"], add=[("pipeline.toml@", b"model.json")]))
+out("run_folder", "weights_file_is_the_pipeline",
+    edit(cnn, change=lambda n, d: d.replace(b'"cnn.safetensors"', b'"pipeline.toml"') if n == "model.json" else d))
+part1 = seed("report_run", "part1")  # the folder's name, metrics.json, report.md, figure1_samples.png
+out("report_run", "metrics_json_is_a_link",
+    edit(part1, drop=["metrics.json"], add=[("metrics.json@", b"real.json"),
+                                            ("real.json", dict(part1)["metrics.json"])]))
+out("report_run", "metrics_json_is_a_folder", edit(part1, drop=["metrics.json"], add=[("metrics.json/", b"")]))
+out("report_run", "report_md_is_a_folder", edit(part1, drop=["report.md"], add=[("report.md/", b"")]))
+out("report_run", "figure_is_a_folder",
+    edit(part1, drop=["figure1_samples.png"], add=[("figure1_samples.png/", b"")]))
+out("report_run", "figure_link_to_metrics_json",
+    edit(part1, drop=["figure1_samples.png"], add=[("figure1_samples.png@", b"metrics.json")]))
