@@ -35,6 +35,22 @@ pub fn clean(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` on one line for a message: as [`clean`], and line breaks and tabs
+/// written `\n`, `\r`, `\t`, so a value cannot start a line of its own.
+pub fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A user's value for a message, between quotes: escaped as Rust writes a
 /// string (so a line break shows as `\n`), and cut after [`QUOTE_LIMIT`]
 /// characters with its full length said.
@@ -69,6 +85,7 @@ mod tests {
         assert!(!shown.chars().any(hidden));
         assert_eq!(clean("two\nlines, tab\there"), "two\nlines, tab\\u{9}here");
         assert!(matches!(clean("plain"), Cow::Borrowed("plain")));
+        assert_eq!(inline("a=\"x\"\nseed = 7\r\u{1b}"), "a=\"x\"\\nseed = 7\\r\\u{1b}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, Co
         let mut table: toml::Table = toml::from_str(text).map_err(|e| err(one_line(&e.to_string())))?;
         for o in overrides {
             // As typed, but a line break shows as `\n`: one message, one line.
-            let shown = o.escape_debug();
+            let shown = crate::terminal::inline(o);
             let (key, value) =
                 o.split_once('=').ok_or_else(|| err(format!("--set {shown}: expected section.key=value")))?;
             let set = |m: String| err(format!("--set {shown}: {m}"));
@@ -54,7 +54,7 @@ pub fn parse(file: &Path, text: &str, overrides: &[String]) -> Result<Loaded, Co
         // Read from the table itself, not from a re-serialised text whose
         // line numbers the user never saw.
         pipeline = from_table(&table)
-            .map_err(|m| err(format!("with --set {}: {m}", overrides.join(" --set ").escape_debug())))?;
+            .map_err(|m| err(format!("with --set {}: {m}", crate::terminal::inline(&overrides.join(" --set ")))))?;
     }
     let src = Source { text, overrides, variant: None };
     check_writable(&pipeline, &src).map_err(err)?;
@@ -190,20 +190,31 @@ fn one_line(message: &str) -> String {
 
 /// A `--set` value: exactly one TOML value (a number, boolean, array,
 /// quoted string or inline table), else a bare string of printable text.
-/// Anything after the value (`1e-3\nseed = 7`) is an error, never dropped.
+/// Anything after the value (`1e-3\nseed = 7`, `1e-3 # note`) is an error,
+/// never dropped.
 pub fn parse_value(text: &str) -> Result<toml::Value, String> {
-    // The value alone on its line of a one-key document: a second key, a
-    // table header or a comment after it all make a document of more.
-    if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {text}")) {
-        return match (t.remove("v"), t.is_empty()) {
-            (Some(v), true) if !text.contains(['\n', '\r']) => Ok(v),
-            _ => {
-                Err("the value is more than one TOML value (it holds a line break or a second key); give one value"
-                    .into())
-            }
-        };
+    /// The value alone, and where it ends in the document.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct One {
+        v: toml::Spanned<toml::Value>,
     }
-    if text.chars().any(char::is_control) {
+    let doc = format!("v = {text}");
+    match toml::from_str::<One>(&doc) {
+        Ok(one) if one.v.span().end == doc.len() && !text.contains(['\n', '\r']) => return Ok(one.v.into_inner()),
+        Ok(_) => {
+            return Err("there is more after the value (a comment, a line break or a second key); give one value".into())
+        }
+        Err(_) if toml::from_str::<toml::Table>(&doc).is_ok() => {
+            return Err("there is more after the value (a second key or a table); give one value".into())
+        }
+        Err(_) => {}
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+        return Err(format!("too large: a pipeline's whole numbers are at most {}", i64::MAX));
+    }
+    if text.chars().any(|c| c.is_control() || crate::terminal::hidden(c)) {
         return Err("the value holds a line break or another control character; give one value".into());
     }
     Ok(toml::Value::String(text.to_string()))

@@ -25,7 +25,7 @@ impl Source<'_> {
             k == path || path.starts_with(&format!("{k}.")) || k.starts_with(&format!("{path}."))
         });
         let origin = match from_set {
-            Some(o) => format!("--set {}: ", o.escape_debug()),
+            Some(o) => format!("--set {}: ", crate::terminal::inline(o)),
             None => line_of(self.text, section, key)
                 .or_else(|| layer_line(self.text, &path, &what.to_string()))
                 .map(|n| format!("line {n}: "))

@@ -603,7 +603,9 @@ fn the_report_never_overwrites_a_users_page() {
 
 #[test]
 fn a_set_value_is_one_value() {
-    let more = "the value is more than one TOML value (it holds a line break or a second key); give one value";
+    let more = "there is more after the value (a second key or a table); give one value";
+    let comment = "there is more after the value (a comment, a line break or a second key); give one value";
+    let large = "too large: a pipeline's whole numbers are at most 9223372036854775807";
     let control = "the value holds a line break or another control character; give one value";
     for (name, set, why) in [
         ("set-second-line", "train.lr=1e-3\nseed = 7", more),
@@ -611,10 +613,13 @@ fn a_set_value_is_one_value() {
         ("set-carriage-return", "train.lr=1e-3\rseed = 7", control),
         ("set-bare-newline", "train.optimizer=adam\nx", control),
         ("set-bare-escape", "train.optimizer=adam\u{1b}[2J", control),
+        ("set-trailing-comment", "train.lr=1e-3 # tuned", comment),
+        ("set-glued-comment", "train.iterations=100#0", comment),
+        ("set-past-i64", "train.iterations=18446744073709551615", large),
     ] {
         let case = mnist_case(name);
         // Shown on one line, as Rust escapes a string.
-        let shown = set.escape_debug().to_string();
+        let shown = set.replace('\n', "\\n").replace('\r', "\\r").replace('\u{1b}', "\\u{1b}");
         refused(
             &case,
             &case.dir,
@@ -718,4 +723,165 @@ fn resume_never_follows_a_planted_checkpoint_folder() {
             ),
         );
     }
+}
+
+#[test]
+fn common_names_alone_do_not_make_a_folder_ours() {
+    // A user's results of another tool: metrics.json and report.md are common names.
+    let case = mnist_case("legacy-foreign-metrics");
+    let mine = case.dir.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("metrics.json"), b"{\"auc\": 0.97, \"note\": \"3 days of GPU\"}").unwrap();
+    std::fs::write(mine.join("report.md"), b"# my paper notes\n").unwrap();
+    refused(
+        &case,
+        &case.dir,
+        &[&case.input("bad.toml"), "--quiet", "--out", mine.to_str().unwrap()],
+        &format!("error: {{D}}/in/bad.toml: output folder {{D}}/mine: holds 'metrics.json', which a pipeline run did not write, {WHOLE}"),
+    );
+    let case = mnist_case("legacy-foreign-metrics-eval");
+    let run = trained(&case);
+    let mine = case.dir.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("metrics.json"), b"{\"mine\": 1}").unwrap();
+    refused(
+        &case,
+        &case.dir,
+        &["eval", run.to_str().unwrap(), "--out", mine.to_str().unwrap()],
+        &format!("error: {{D}}/mine: holds 'metrics.json', which nabla eval did not write, {WHOLE}"),
+    );
+    // A name that is not UTF-8 is never taken for one of ours.
+    let case = mnist_case("marked-non-utf8-entry");
+    let run = trained(&case);
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(run.join(std::ffi::OsStr::from_bytes(b"w\xff")), b"user data").unwrap();
+    refused(
+        &case,
+        &case.dir,
+        &[&case.input("bad.toml"), "--quiet", "--out", run.to_str().unwrap()],
+        &format!(
+            "error: {{D}}/in/bad.toml: output folder {{D}}/run: holds 'w\u{fffd}', whose name is not UTF-8, {WHOLE}"
+        ),
+    );
+}
+
+#[test]
+fn every_variant_s_inputs_are_inputs() {
+    let case = mnist_case("trial-loads-from-out");
+    let run = trained(&case);
+    let w = run.join("weights.safetensors");
+    case.pipeline(&format!(
+        "{}\n[[trials]]\nname = \"a\"\nset = {{ \"model.load\" = \"{}\" }}\n",
+        MNIST.replace("eval_every = 1", "eval_every = 1\nsave = \"weights.safetensors\""),
+        w.display()
+    ));
+    refused(
+        &case,
+        &case.dir,
+        &[&case.input("bad.toml"), "--quiet", "--out", run.to_str().unwrap()],
+        "error: {D}/in/bad.toml: output folder {D}/run: holds model.load (in trial 'a') ({D}/run/weights.safetensors), \
+         which this run reads; the run replaces its output folder whole, so choose another one",
+    );
+    // eval on the run's own test split reads the run's data folder.
+    let case = mnist_case("eval-into-the-run-data");
+    let run = trained(&case);
+    let into = case.dir.join("in/mnist/ev");
+    refused(
+        &case,
+        &case.dir,
+        &["eval", run.to_str().unwrap(), "--out", into.to_str().unwrap()],
+        "error: {D}/in/mnist/ev: lies inside the run's data.root ({D}/in//mnist), which this run reads; the run \
+         replaces its output folder whole, so choose another one",
+    );
+}
+
+#[test]
+fn the_lock_file_is_never_a_users_file() {
+    for (name, hard_link) in [("lock-hard-link", true), ("lock-foreign-content", false)] {
+        let case = mnist_case(name);
+        std::fs::write(case.dir.join("notes.txt"), b"my precious notes, more than a pid\n").unwrap();
+        if hard_link {
+            std::fs::hard_link(case.dir.join("notes.txt"), case.dir.join(".out.lock")).unwrap();
+        } else {
+            std::fs::copy(case.dir.join("notes.txt"), case.dir.join(".out.lock")).unwrap();
+        }
+        refused(
+            &case,
+            &case.dir,
+            &[&case.input("bad.toml"), "--quiet", "--out", case.dir.join("out").to_str().unwrap()],
+            "error: {D}/.out.lock: is not a lock file nabla wrote (it holds more than a pid, or has other names); \
+             remove it",
+        );
+    }
+}
+
+#[test]
+fn what_a_run_makes_and_keeps() {
+    use std::os::unix::fs::PermissionsExt;
+    // The folder replaced keeps its permissions.
+    let case = mnist_case("keeps-permissions");
+    let run = trained(&case);
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    succeeds(&case.dir, &[&case.input("bad.toml"), "--quiet", "--out", run.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o7777, 0o700);
+    let _ = std::fs::remove_dir_all(&case.dir);
+    // A failed run leaves no folders it made to hold its output.
+    let case = mnist_case("failed-run-leaves-no-parents");
+    case.pipeline(&MNIST.replace("root = \"{IN}/mnist\"", "root = \"{IN}/absent\""));
+    let deep = case.dir.join("deep/er/out");
+    let o = Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args([&case.input("bad.toml"), "--quiet", "--out", deep.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!case.dir.join("deep").exists(), "the folders made for the output were left");
+    let _ = std::fs::remove_dir_all(&case.dir);
+}
+
+#[test]
+fn arguments_nabla_cannot_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let case = mnist_case("argument-not-utf8");
+    let before = snapshot(&case.dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .arg(case.input("bad.toml"))
+        .arg("--out")
+        .arg(std::ffi::OsStr::from_bytes(b"x\xff"))
+        .current_dir(&case.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end(), "nabla: argument 'x\u{fffd}' is not UTF-8 text; name files and folders in UTF-8");
+    assert!(snapshot(&case.dir) == before);
+    let _ = std::fs::remove_dir_all(&case.dir);
+    // Names like the staging, lock and checkpoint files beside an output folder.
+    let case = mnist_case("out-hidden-name");
+    let file = case.input("bad.toml");
+    refused(
+        &case,
+        &case.dir,
+        &[&file, "--out", ".out.checkpoints"],
+        &format!(
+            "nabla: --out .out.checkpoints: the output folder's name '.out.checkpoints' starts with '.', as the \
+             staging, lock and checkpoint files beside an output folder do; choose a name without it\n\n{}",
+            help()
+        ),
+    );
+}
+
+#[test]
+fn the_report_says_where_it_wrote_in_clean_text() {
+    let case = mnist_case("report-escape-name");
+    let res = case.dir.join("res");
+    std::fs::create_dir_all(&res).unwrap();
+    let page = res.join("a\u{1b}]0;pwned\u{7}.html");
+    let o = Command::new(env!("CARGO_BIN_EXE_nabla"))
+        .args(["report", res.to_str().unwrap(), "--out", page.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("a\\u{1b}]0;pwned\\u{7}.html") && !out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+    let _ = std::fs::remove_dir_all(&case.dir);
 }

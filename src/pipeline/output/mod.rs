@@ -162,7 +162,7 @@ pub struct Outputs {
     /// Folders to remove once the results are in place.
     remove_after: Vec<PathBuf>,
     /// Held until the results are in place or thrown away.
-    _lock: Option<crate::lock::Lock>,
+    lock: Option<crate::lock::Lock>,
 }
 
 impl Outputs {
@@ -197,7 +197,7 @@ impl Outputs {
             discard: false,
             created,
             remove_after: Vec::new(),
-            _lock: Some(lock),
+            lock: Some(lock),
         })
     }
 
@@ -217,7 +217,7 @@ impl Outputs {
             discard: true,
             created: Vec::new(),
             remove_after: Vec::new(),
-            _lock: None,
+            lock: None,
         }
     }
 
@@ -311,7 +311,9 @@ impl Drop for Outputs {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.staging);
-        // The folders made to hold the output folder, if still empty.
+        // Let go of the lock (its file goes with it), then the folders made
+        // to hold the output folder, if still empty.
+        drop(self.lock.take());
         for dir in self.created.iter().rev() {
             let _ = std::fs::remove_dir(dir);
         }
