@@ -544,6 +544,7 @@ mod tests {
         let aside = root.join(".run.old-4294967295");
         std::fs::create_dir_all(&aside).unwrap();
         std::fs::write(aside.join("metrics.json"), b"old").unwrap();
+        std::fs::write(aside.join(MARKER), owner::marker(Kind::Run, &["metrics.json".into()])).unwrap();
         std::fs::create_dir_all(root.join(".run.partial-4294967295")).unwrap();
         let o = run_into(&dir).unwrap();
         assert_eq!(std::fs::read(dir.join("metrics.json")).unwrap(), b"old", "the earlier results were not put back");
