@@ -387,6 +387,7 @@ fn main() -> ExitCode {
                 match pipeline::load(f, &args.sets).and_then(|l| pipeline::check_paths(&l).map(|()| l)) {
                     Ok(l) => {
                         println!("{}", nabla::terminal::clean(&format!("{}: ok ({})", f.display(), l.pipeline.name)));
+                        println!("{}", pipeline::memory_line(&l));
                         if let Some(table) = pipeline::network_table(&l) {
                             println!("\n{table}");
                         }

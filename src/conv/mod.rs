@@ -31,6 +31,7 @@ mod avg_pool;
 mod backward;
 mod conv2d;
 mod fields;
+pub(crate) mod footprint;
 mod im2col;
 mod pool;
 mod prepacked;

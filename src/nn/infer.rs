@@ -39,6 +39,20 @@ pub fn logits(net: &Sequential, params: &Params, images: &Tensor) -> Result<Tens
     Tensor::from_vec(out, &[rows, classes])
 }
 
+/// What [`classify`] holds for `rows` examples `width` values wide, besides
+/// the examples themselves: a piece's copy when they go in pieces, the
+/// piece's pass (see [`crate::nn::footprint`]), and the logits and classes
+/// of every row.
+pub fn footprint(net: &Sequential, rows: usize, width: usize, threads: usize) -> super::footprint::Footprint {
+    let piece = piece_rows(net, width, rows);
+    let mut f = net.inference_footprint(piece, threads);
+    let copy = if piece < rows { piece as f64 * width as f64 * 4.0 } else { 0.0 };
+    let classes = net.output().iter().map(|&d| d as f64).product::<f64>();
+    // The logits grow in a vector (up to twice their size), then the classes.
+    f.peak += copy + rows as f64 * (classes * 4.0 * 2.0 + 8.0);
+    f
+}
+
 /// The class with the largest logit, per row.
 pub fn classify(net: &Sequential, params: &Params, images: &Tensor) -> Result<Vec<usize>> {
     logits(net, params, images)?.argmax_axis(1)

@@ -6,6 +6,7 @@
 pub mod alexnet;
 pub mod chain;
 pub(crate) mod dropout;
+pub mod footprint;
 pub mod infer;
 mod init;
 pub mod layer;

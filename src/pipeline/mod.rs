@@ -25,5 +25,12 @@ pub(crate) mod validate;
 pub use load::{check_paths, load, parse, ConfigError, Loaded};
 pub use model::network_table;
 
+/// The memory a run of the file reaches at most, as `nabla check` prints
+/// it: `memory: about 412 MB at most, while training, a step of 64
+/// examples` (see `budget/memory.rs` for what it counts).
+pub fn memory_line(l: &Loaded) -> String {
+    budget::memory_line(&l.pipeline)
+}
+
 pub use run::{default_out, run, target, RunError, RunOptions};
 pub use stages::scaling;

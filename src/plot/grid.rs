@@ -33,6 +33,25 @@ pub struct ImageGrid {
     pub zoom: usize,
 }
 
+/// The bytes [`ImageGrid::png`] holds besides the grid itself, for `count`
+/// images of `width x height` in `cols` columns at `zoom`, as f64 (for the
+/// budget, before any image exists): the RGB bitmap (laid out as `png` lays
+/// it out), the images joined and their finite values (for one colour
+/// scale), and the PNG encoder's filtered rows and compressed output (at
+/// most the bitmap again and a third of it).
+pub(crate) fn png_bytes(count: f64, [width, height]: [f64; 2], cols: f64, zoom: f64, labels: [bool; 2]) -> f64 {
+    let [captions, row_labels] = labels;
+    let cols = cols.max(1.0);
+    let rows = (count / cols).ceil();
+    let (cw, ch) = (width * zoom, height * zoom);
+    let caption_h = if captions { 18.0 } else { 0.0 };
+    let left = if row_labels { 40.0 } else { 8.0 };
+    let w = left + cols * (cw + 4.0) + 8.0;
+    let h = 40.0 + rows * (ch + caption_h + 4.0) + 8.0;
+    let bitmap = w * h * 3.0;
+    bitmap * (1.0 + 0.95) + 2.0 * count * width * height * 4.0
+}
+
 impl ImageGrid {
     /// Map an image's values to [0, 1] (Gray, Viridis) or [-1, 1] (Diverging).
     /// Diverging maps are centred on `centre` (0, or each image's mean).

@@ -11,7 +11,7 @@ mod chart;
 mod color;
 mod confusion;
 mod contour;
-mod grid;
+pub(crate) mod grid;
 
 pub use chart::{Axis, LineChart, Series, SeriesStyle};
 pub use color::ColorMap;
