@@ -142,6 +142,6 @@ fn a_checked_network_too_wide_to_time_at_its_batch_is_refused() {
     std::fs::write(&file, text).unwrap();
     let path = file.to_str().unwrap();
     refused(&[path], 1, &format!("{path}: --batch 64: the model's activations"));
-    refused(&[path, "--batch", "30"], 1, "need about 4.6 GB, more than the");
+    refused(&[path, "--batch", "30"], 1, "need about 6.4 GB, more than the");
     std::fs::remove_dir_all(&dir).unwrap();
 }

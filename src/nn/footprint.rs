@@ -49,6 +49,15 @@ pub struct Footprint {
     pub scratch: f64,
 }
 
+/// How a step's loss is made from the network's output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Loss {
+    /// Softmax cross-entropy (fused with a last linear layer with a bias).
+    CrossEntropy,
+    /// The sum of the outputs (`nabla time`'s one-layer passes).
+    Sum,
+}
+
 /// Live bytes over time.
 #[derive(Default)]
 struct Live {
@@ -172,14 +181,27 @@ impl Sequential {
     /// loss, as [`Sequential::loss`] does), then the backward pass, the
     /// input batch and the parameters aside.
     pub fn training_footprint(&self, batch: usize, threads: usize) -> Footprint {
+        self.step_footprint(batch, threads, Loss::CrossEntropy, false)
+    }
+
+    /// What `nabla time` holds timing one layer alone on `batch` examples
+    /// (`nn::timing`): the layer on a recording tape, its input a leaf when
+    /// `input_gradient`, its output summed, then backward; the input batch
+    /// and the parameters aside.
+    pub fn layer_footprint(&self, batch: usize, threads: usize, input_gradient: bool) -> Footprint {
+        self.step_footprint(batch, threads, Loss::Sum, input_gradient)
+    }
+
+    fn step_footprint(&self, batch: usize, threads: usize, loss: Loss, input_tracked: bool) -> Footprint {
         let r = batch as f64;
         let nodes = &self.nodes;
-        let fused = nodes.last().is_some_and(|l| matches!(l.layer, Layer::Linear { bias: true, .. }));
+        let fused = loss == Loss::CrossEntropy
+            && nodes.last().is_some_and(|l| matches!(l.layer, Layer::Linear { bias: true, .. }));
         let mut live = Live::default();
         // Per node: whether it is recorded (a parameter at or before it) and
         // whether its input carries a gradient (a parameter before it).
         let mut recorded = Vec::with_capacity(nodes.len());
-        let mut tracked = false;
+        let mut tracked = input_tracked;
         for n in nodes {
             recorded.push((tracked || !n.params.is_empty(), tracked));
             tracked |= !n.params.is_empty();
@@ -248,13 +270,18 @@ impl Sequential {
                 (cur, external, held) = (bytes, false, keep);
             }
         }
+        let output = nodes.last().map_or(0.0, |l| bytes(r, &l.output));
         cur = 0.0;
-        if !fused {
+        if loss == Loss::Sum {
+            // The sum's gradient: ones of the output's shape, times the seed.
+            live.note(2.0 * output, "loss");
+            live.alloc(output, "loss");
+            cur = output;
+        } else if !fused {
             // Softmax cross-entropy: the probabilities, kept, then the
             // logits' gradient.
-            let classes = nodes.last().map_or(0.0, |l| bytes(r, &l.output));
-            live.alloc(2.0 * classes, "loss");
-            cur = classes;
+            live.alloc(2.0 * output, "loss");
+            cur = output;
         }
         // Backward: the output gradient of each recorded layer, last first.
         let mut grads = 0.0;

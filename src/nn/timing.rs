@@ -136,6 +136,45 @@ pub fn random_params(net: &Sequential, seed: u64) -> Params {
     params
 }
 
+/// What timing `net` as `pass` on batches of `batch` holds at most, in
+/// bytes: its parameters, with (training) the working copy each update
+/// writes and `moments` optimiser tensors per parameter; and the passes
+/// besides them (with the parameters' gradients): the largest of a layer
+/// alone on its random input (as [`time_layers`] runs them), and the whole
+/// network on its random batch (as [`time_network`] does), with the
+/// threads' scratch. The two are added: they run one after the other, and
+/// the heap keeps the first's blocks, split by small allocations made
+/// between them, where the second's may not fit (measured: a 1x1
+/// convolution to 16384 channels at batch 8 peaked 0.4 GB above its
+/// largest pass).
+pub fn memory(net: &Sequential, pass: Pass, batch: usize, moments: f64, threads: usize) -> (f64, f64) {
+    let rows = batch as f64;
+    let size = |shape: &[usize]| rows * shape.iter().map(|&d| d as f64).product::<f64>() * 4.0;
+    let params = net.param_count() as f64 * 4.0;
+    let training = pass == Pass::Training;
+    let weights = if training { params * (2.0 + moments) } else { params };
+    let mut most = 0.0f64;
+    let mut scratch = 0.0f64;
+    for (i, node) in net.nodes.iter().enumerate() {
+        let one = Sequential { input: node.input.clone(), nodes: vec![node.clone()] };
+        let f =
+            if training { one.layer_footprint(batch, threads, i > 0) } else { one.inference_footprint(batch, threads) };
+        // Its input, then the pass (or the seed's: a batch of outputs and
+        // the sum's gradient).
+        most = most.max(size(&node.input) + f.peak.max(3.0 * size(&node.output)));
+        scratch = scratch.max(f.scratch);
+    }
+    let inference = net.inference_footprint(batch, threads);
+    let mut whole = inference.peak;
+    scratch = scratch.max(inference.scratch);
+    if training {
+        let step = net.training_footprint(batch, threads);
+        whole = whole.max(step.peak);
+        scratch = scratch.max(step.scratch);
+    }
+    (weights, most + size(&net.input) + whole + scratch)
+}
+
 /// Time each layer of `net` alone, used as `pass` says.
 pub fn time_layers(net: &Sequential, params: &Params, pass: Pass, o: &TimingOptions) -> Result<Vec<LayerTiming>> {
     let mut rng = Rng::new(o.seed);

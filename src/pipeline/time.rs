@@ -34,9 +34,10 @@ pub(crate) const DEFAULT_BATCH: usize = 64;
 /// Flag limits (`--batch`, `--iterations`): larger is a typo.
 pub(crate) const MAX_BATCH: usize = 1 << 20;
 pub(crate) const MAX_ITERATIONS: usize = 1000;
-/// The activations a timed batch may hold (values, gradients and workspace
-/// of every layer at once): 4 GiB, or less on a machine with less memory.
-pub(crate) const MAX_ACTIVATION_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
+/// The memory a timed network may hold (its weights with their gradients,
+/// working copy and optimiser state, and its largest pass's activations,
+/// gradients and workspace): 4 GiB, or less on a machine with less memory.
+pub(crate) const MAX_MEMORY_BYTES: f64 = 4.0 * (1u64 << 30) as f64;
 /// The arithmetic one `nabla time` may do: ~8 minutes at 200 GFLOP/s.
 pub(crate) const MAX_WORK_FLOPS: f64 = 1e14;
 
@@ -222,12 +223,6 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| format!("unknown ({})", std::env::consts::ARCH))
 }
 
-/// Floats of one example's activations: the input and every layer's output.
-fn activations(net: &Sequential) -> f64 {
-    let size = |s: &[usize]| s.iter().map(|&d| d as f64).product::<f64>();
-    size(&net.input) + net.nodes.iter().map(|n| size(&n.output)).sum::<f64>()
-}
-
 /// Forward FLOPs of one example.
 fn flops(net: &Sequential) -> f64 {
     net.nodes.iter().map(|n| n.layer.flops(&n.input, &n.output)).sum()
@@ -237,16 +232,34 @@ fn gb(bytes: f64) -> String {
     format!("{:.1} GB", bytes / 1e9)
 }
 
-/// Refuse a batch whose activations do not fit, or runs that would take too long.
-fn check_cost(file: &str, nets: &[(&str, &Sequential)], batch: usize, iterations: usize) -> Result<(), String> {
-    let limit = MAX_ACTIVATION_BYTES.min(budget::memory_limit());
+/// Refuse a network whose weights and activations at `batch` do not fit
+/// (the model trained with `moments` optimiser tensors per parameter, a
+/// backbone forward only), or runs that would take too long.
+fn check_cost(
+    file: &str,
+    nets: &[(&str, &Sequential)],
+    batch: usize,
+    iterations: usize,
+    moments: f64,
+) -> Result<(), String> {
+    let limit = MAX_MEMORY_BYTES.min(budget::memory_limit());
     for (what, net) in nets {
-        let bytes = batch as f64 * activations(net) * 4.0 * 3.0;
-        if bytes > limit {
+        let pass = if *what == "backbone" { Pass::Inference } else { Pass::Training };
+        let (weights, passes) = timing::memory(net, pass, batch, moments, rayon::current_num_threads());
+        if weights + passes > limit {
+            let alone = if weights > limit {
+                "; its weights alone need more than that: time a smaller network".to_string()
+            } else {
+                "; lower --batch".to_string()
+            };
             return Err(format!(
-                "{file}: --batch {batch}: the {what}'s activations (values, gradients and workspace of every layer) \
-                 need about {}, more than the {} nabla time allows; lower --batch",
-                gb(bytes),
+                "{file}: --batch {batch}: the {what}'s activations (values, gradients and workspace of its passes: \
+                 {}) and weights ({:.3e} parameters{}: {}) need about {}, more than the {} nabla time allows{alone}",
+                gb(passes),
+                net.param_count() as f64,
+                if pass == Pass::Training { ", a working copy and the optimiser's state" } else { "" },
+                gb(weights),
+                gb(weights + passes),
                 gb(limit)
             ));
         }
@@ -289,7 +302,12 @@ fn report(a: &Args) -> Result<TimeReport, String> {
     if let Some(b) = &backbone {
         nets.push(("backbone", b));
     }
-    check_cost(&file, &nets, batch, a.iterations)?;
+    let moments = match &p.train {
+        Some(t) if t.optimizer == OptimizerName::Adam => 2.0,
+        Some(t) if t.momentum > 0.0 => 1.0,
+        _ => 0.0,
+    };
+    check_cost(&file, &nets, batch, a.iterations, moments)?;
 
     let o = TimingOptions { batch, iterations: a.iterations, warmup: WARMUP, seed: p.seed };
     let fail = |e: crate::Error| format!("{file}: timing: {e}");
@@ -491,13 +509,28 @@ mod tests {
     fn batches_too_large_for_memory_or_time_are_refused() {
         let m: super::super::schema::Model = toml::from_str("kind = \"mlp\"\nhidden = [1000]").unwrap();
         let net = model::build(&m, &[784], 10).unwrap();
-        check_cost("f.toml", &[("model", &net)], 64, 10).unwrap();
-        let e = check_cost("f.toml", &[("model", &net)], MAX_BATCH, 10).unwrap_err();
+        check_cost("f.toml", &[("model", &net)], 64, 10, 2.0).unwrap();
+        let e = check_cost("f.toml", &[("model", &net)], MAX_BATCH, 10, 2.0).unwrap_err();
         assert!(
             e.starts_with("f.toml: --batch 1048576: the model's activations") && e.contains("lower --batch"),
             "{e}"
         );
-        let e = check_cost("f.toml", &[("model", &net)], 50_000, MAX_ITERATIONS).unwrap_err();
+        let e = check_cost("f.toml", &[("model", &net)], 50_000, MAX_ITERATIONS, 2.0).unwrap_err();
         assert!(e.contains("--iterations 1000 at --batch 50000") && e.contains("floating-point operations"), "{e}");
+    }
+
+    /// Issue 32: 784 -> 600000 -> 10 holds 1.9 GB of weights, 7.6 GB with
+    /// Adam's moments and the working copy, and 1.9 GB more of gradients;
+    /// the cap counted activations only, and let it start at any batch.
+    #[test]
+    fn weights_count_against_the_cap() {
+        let m: super::super::schema::Model = toml::from_str("kind = \"mlp\"\nhidden = [600000]").unwrap();
+        let net = model::build(&m, &[784], 10).unwrap();
+        let e = check_cost("f.toml", &[("model", &net)], 1, 1, 2.0).unwrap_err();
+        assert!(e.contains("4.770e8 parameters") && e.contains(": 7.6 GB)"), "{e}");
+        assert!(e.ends_with("its weights alone need more than that: time a smaller network"), "{e}");
+        // Forward only (a backbone), the weights alone: 1.9 GB.
+        let (weights, _) = timing::memory(&net, Pass::Inference, 1, 0.0, 1);
+        assert!((weights - 1.908e9).abs() < 1e7, "{weights}");
     }
 }
